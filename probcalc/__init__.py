@@ -1,0 +1,55 @@
+"""probcalc: calculus for probabilistic machine learning, on PyTorch autograd.
+
+Derivatives that drive optimization (gradients, Hessians, Hessian-vector products),
+integrals that marginalize, and policy gradients for continuous control, all on one
+gradient-and-loss core (:mod:`probcalc.core`).
+
+>>> import torch, probcalc as pc
+>>> pc.grad(lambda x: (x ** 2).sum())(torch.tensor([1.0, -2.0]))
+tensor([ 2., -4.])
+"""
+
+from . import core
+from .core import (
+    ConjugateGradientResult,
+    ConvergenceError,
+    ConvergenceWarning,
+    NonFiniteError,
+    NotPositiveDefiniteError,
+    OptimizeResult,
+    ProbcalcError,
+    conjugate_gradient,
+    finite_difference,
+    functional_module,
+    grad,
+    hessian,
+    hvp,
+    hvp_operator,
+    jacobian,
+    minimize,
+    value_and_grad,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConjugateGradientResult",
+    "ConvergenceError",
+    "ConvergenceWarning",
+    "NonFiniteError",
+    "NotPositiveDefiniteError",
+    "OptimizeResult",
+    "ProbcalcError",
+    "__version__",
+    "conjugate_gradient",
+    "core",
+    "finite_difference",
+    "functional_module",
+    "grad",
+    "hessian",
+    "hvp",
+    "hvp_operator",
+    "jacobian",
+    "minimize",
+    "value_and_grad",
+]

@@ -1,0 +1,62 @@
+"""Result dataclasses shared by every probcalc module.
+
+Results are frozen dataclasses with named fields, never bare tuples. Field names are the
+same across the library: ``x`` and ``fun`` for optimizers, ``value``/``error``/``stderr``
+for estimates, ``n_evals`` or ``nfev`` for evaluation counts, ``success``/``converged`` and
+``message`` for the outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["ConjugateGradientResult", "OptimizeResult"]
+
+
+@dataclass(frozen=True)
+class OptimizeResult:
+    """The outcome of :func:`probcalc.minimize`.
+
+    Attributes:
+        x: the final iterate, shape ``(d,)``.
+        fun: the objective at ``x`` (a 0-d tensor).
+        grad: the gradient at ``x``, shape ``(d,)``.
+        nit: the number of iterations taken.
+        nfev: the number of evaluations of the objective (line searches included).
+        success: True when the gradient tolerance ``max_i |grad_i| <= tol`` was met (for the
+            stochastic methods "adam" and "sgd" without a tolerance: when the budget ran out
+            with a finite objective).
+        message: why the method stopped, with the figures that decided it.
+        method: the method that produced the result.
+    """
+
+    x: torch.Tensor
+    fun: torch.Tensor
+    grad: torch.Tensor
+    nit: int
+    nfev: int
+    success: bool
+    message: str
+    method: str
+
+
+@dataclass(frozen=True)
+class ConjugateGradientResult:
+    """The outcome of :func:`probcalc.conjugate_gradient` for ``A x = b``.
+
+    Attributes:
+        x: the approximate solution, the shape of ``b``.
+        residual_norm: ``||b - A x||_2`` as tracked by the recurrence (a Python float).
+        nit: the number of iterations (products with ``A``) taken.
+        converged: True when ``residual_norm <= max(rtol * ||b||, atol)``.
+        negative_curvature: True when a direction ``p`` with ``p'Ap <= 0`` stopped the
+            iteration (only with ``stop_on_negative_curvature=True``; otherwise it raises).
+    """
+
+    x: torch.Tensor
+    residual_norm: float
+    nit: int
+    converged: bool
+    negative_curvature: bool = False
