@@ -171,7 +171,8 @@ def main() -> None:
     lines = [
         "## Core benchmark (benchmarks/bench_core.py)\n",
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}, scipy {scipy.__version__}, float64; best of 7 (Hessians), 20 (HVPs), 3 (newton-cg) wall times.",
+        f"torch {torch.__version__}, scipy {scipy.__version__}, float64; "
+        "best of 7 (Hessians), 20 (HVPs), 3 (newton-cg) wall times.",
     ]
     hessian_benchmark(lines)
     hvp_benchmark(lines)
