@@ -251,13 +251,10 @@ def minimize(
         raise ValueError(f"max_iter must be non-negative, got {max_iter}")
     options = dict(options or {})
 
-    if method is Method.NEWTON:
-        _reject_options(options, set(), method)
-        result = _newton(fun, x0, tol, max_iter, callback)
-    elif method is Method.NEWTON_CG:
-        _reject_options(options, {"cg_max_iter"}, method)
+    if method in (Method.NEWTON, Method.NEWTON_CG):
+        _reject_options(options, {"cg_max_iter"} if method is Method.NEWTON_CG else set(), method)
         cg_max_iter = int(options.get("cg_max_iter", min(x0.numel(), 1000)))
-        result = _newton_cg(fun, x0, tol, max_iter, callback, cg_max_iter)
+        result = _newton(fun, x0, tol, max_iter, callback, method, cg_max_iter)
     elif method is Method.LBFGS:
         result = _lbfgs(fun, x0, tol, max_iter, callback, options)
     else:
@@ -330,19 +327,18 @@ def _grad_norm(gradient: torch.Tensor) -> float:
 
 def _backtrack(
     fun: Objective, x: torch.Tensor, value: float, slope: float, direction: torch.Tensor
-) -> tuple[float, torch.Tensor, int] | None:
+) -> tuple[float, int] | None:
     """Largest t in 1, 1/2, 1/4, ... with f(x + t p) <= f(x) + c1 t g'p (Armijo).
 
     Non-finite trial values count as failures, so the search steps back into the domain.
-    Returns (t, f(x + t p), evaluations), or None when no step decreases f.
+    Returns (t, evaluations), or None when no step decreases f.
     """
     step = 1.0
     with torch.no_grad():
         for evaluations in range(1, _MAX_BACKTRACKS + 1):
-            trial = fun(x + step * direction)
-            trial_value = float(trial)
+            trial_value = float(fun(x + step * direction))
             if math.isfinite(trial_value) and trial_value <= value + _ARMIJO_C1 * step * slope:
-                return step, trial.detach(), evaluations
+                return step, evaluations
             step *= 0.5
     return None
 
@@ -402,9 +398,20 @@ def _call_back(
 
 
 def _newton(
-    fun: Objective, x: torch.Tensor, tol: float, max_iter: int, callback: Callback | None
+    fun: Objective,
+    x: torch.Tensor,
+    tol: float,
+    max_iter: int,
+    callback: Callback | None,
+    method: Method,
+    cg_max_iter: int,
 ) -> OptimizeResult:
-    """Damped Newton: Cholesky solve of H p = -g, or a modified Hessian when H is not PD."""
+    """Line-search Newton: a Newton direction, then Armijo backtracking.
+
+    "newton" solves H p = -g with the exact Hessian (:func:`_newton_direction`); "newton-cg"
+    solves it by CG on Hessian-vector products (:func:`_newton_cg_direction`), never
+    forming H. Both stop when max|g| <= tol.
+    """
     value_grad = value_and_grad(fun)
     hess = hessian(fun)
     nfev = 0
@@ -412,40 +419,53 @@ def _newton(
     modified_steps = 0
     reason: str | None = None
     while True:
-        value, gradient = value_grad(x)
+        if method is Method.NEWTON:
+            value, gradient = value_grad(x)
+        else:
+            operator = hvp_operator(fun, x)  # f, ∇f and the HVP graph in one pass
+            value, gradient = operator.value, operator.grad
         nfev += 1
         if nit == 0:
             _check_start(value, gradient, x)
-        elif _call_back(callback, x, value, gradient, nit, nfev, Method.NEWTON):
+        elif _call_back(callback, x, value, gradient, nit, nfev, method):
             reason = _CALLBACK_STOP
             break
-        H = hess(x)
         if _grad_norm(gradient) <= tol:
-            if torch.linalg.cholesky_ex(H).info != 0:
-                smallest = float(torch.linalg.eigvalsh(H)[0])
-                reason = (
-                    f"the gradient vanishes but the Hessian is not positive definite "
-                    f"(smallest eigenvalue {smallest:.6g}): a saddle point, not a minimum"
-                )
+            if method is Method.NEWTON:
+                reason = _saddle_point(hess(x))
             break
         if nit >= max_iter:
             reason = f"reached max_iter = {max_iter} iterations"
             break
-        direction, modified = _newton_direction(H, gradient)
-        modified_steps += modified
+        if method is Method.NEWTON:
+            direction, modified = _newton_direction(hess(x), gradient)
+            modified_steps += modified
+        else:
+            direction = _newton_cg_direction(operator, gradient, cg_max_iter)
         found = _backtrack(fun, x, float(value), float(_dot(gradient, direction)), direction)
         if found is None:
-            reason = "the line search found no decrease along the Newton direction"
+            reason = f"the line search found no decrease along the {method.value} direction"
             break
-        step, _, evaluations = found
+        step, evaluations = found
         nfev += evaluations
-        x = x + step * direction
+        x = (x + step * direction).detach()
         nit += 1
-    result = _finish(x, value, gradient, nit, nfev, tol, Method.NEWTON, reason)
+    result = _finish(x, value, gradient, nit, nfev, tol, method, reason)
     if modified_steps:
         note = f" ({modified_steps} steps used a modified Hessian: not positive definite there)"
         result = replace(result, message=result.message + note)
     return result
+
+
+def _saddle_point(H: torch.Tensor) -> str | None:
+    """None where H is positive definite; otherwise why a vanishing gradient is no minimum."""
+    if int(torch.linalg.cholesky_ex(H).info) == 0:
+        return None
+    smallest = float(torch.linalg.eigvalsh(H)[0])
+    return (
+        f"the gradient vanishes but the Hessian is not positive definite "
+        f"(smallest eigenvalue {smallest:.6g}): a saddle point, not a minimum"
+    )
 
 
 def _newton_direction(H: torch.Tensor, gradient: torch.Tensor) -> tuple[torch.Tensor, bool]:
@@ -459,61 +479,26 @@ def _newton_direction(H: torch.Tensor, gradient: torch.Tensor) -> tuple[torch.Te
     return -eigenvectors @ ((eigenvectors.T @ gradient) / modified), True
 
 
-def _newton_cg(
-    fun: Objective,
-    x: torch.Tensor,
-    tol: float,
-    max_iter: int,
-    callback: Callback | None,
-    cg_max_iter: int,
-) -> OptimizeResult:
-    """Line-search Newton-CG (Nocedal & Wright, Algorithm 7.1): never forms the Hessian.
-
-    Each step solves H p = -g by CG on Hessian-vector products to the forcing tolerance
-    ||r|| <= min(0.5, sqrt(||g||)) ||g|| (superlinear convergence), stopping early at
-    negative curvature; the first CG step is then steepest descent.
-    """
-    nfev = 0
-    nit = 0
-    reason: str | None = None
-    while True:
-        operator = hvp_operator(fun, x)
-        value, gradient = operator.value, operator.grad
-        nfev += 1
-        if nit == 0:
-            _check_start(value, gradient, x)
-        elif _call_back(callback, x, value, gradient, nit, nfev, Method.NEWTON_CG):
-            reason = _CALLBACK_STOP
-            break
-        if _grad_norm(gradient) <= tol:
-            break
-        if nit >= max_iter:
-            reason = f"reached max_iter = {max_iter} iterations"
-            break
-        grad_norm2 = float(torch.linalg.vector_norm(gradient))
-        forcing = min(0.5, math.sqrt(grad_norm2))
-        solve = _conjugate_gradient(
-            operator,
-            -gradient,
-            x0=None,
-            rtol=forcing,
-            atol=0.0,
-            max_iter=cg_max_iter,
-            preconditioner=None,
-            stop_on_negative_curvature=True,
-        )
-        direction = solve.x
-        if solve.nit == 0 or not bool(_dot(gradient, direction) < 0):
-            direction = -gradient
-        found = _backtrack(fun, x, float(value), float(_dot(gradient, direction)), direction)
-        if found is None:
-            reason = "the line search found no decrease along the Newton-CG direction"
-            break
-        step, _, evaluations = found
-        nfev += evaluations
-        x = (x + step * direction).detach()
-        nit += 1
-    return _finish(x, value, gradient, nit, nfev, tol, Method.NEWTON_CG, reason)
+def _newton_cg_direction(
+    operator: Callable[[torch.Tensor], torch.Tensor], gradient: torch.Tensor, cg_max_iter: int
+) -> torch.Tensor:
+    """Truncated Newton (Nocedal & Wright, Algorithm 7.1): CG on H p = -g to the forcing
+    tolerance ||r|| <= min(0.5, sqrt(||g||)) ||g|| (superlinear convergence), stopped early
+    at negative curvature; steepest descent when the first CG direction already has it."""
+    forcing = min(0.5, math.sqrt(float(torch.linalg.vector_norm(gradient))))
+    solve = _conjugate_gradient(
+        operator,
+        -gradient,
+        x0=None,
+        rtol=forcing,
+        atol=0.0,
+        max_iter=cg_max_iter,
+        preconditioner=None,
+        stop_on_negative_curvature=True,
+    )
+    if solve.nit == 0 or not bool(_dot(gradient, solve.x) < 0):
+        return -gradient
+    return solve.x
 
 
 class _AutogradObjective:
