@@ -9,7 +9,7 @@ gradient-and-loss core (:mod:`probcalc.core`).
 tensor([ 2., -4.])
 """
 
-from . import core
+from . import core, integrate
 from .core import (
     ConjugateGradientResult,
     ConvergenceError,
@@ -49,6 +49,7 @@ __all__ = [
     "hessian",
     "hvp",
     "hvp_operator",
+    "integrate",
     "jacobian",
     "minimize",
     "value_and_grad",

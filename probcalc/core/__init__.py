@@ -38,7 +38,7 @@ from .losses import (
 )
 from .optim import Method, conjugate_gradient, minimize
 from .options import Option
-from .results import ConjugateGradientResult, OptimizeResult
+from .results import ConjugateGradientResult, IntegrationResult, OptimizeResult
 
 __all__ = [
     "ConjugateGradientResult",
@@ -47,6 +47,7 @@ __all__ = [
     "FunctionalModule",
     "HessianMode",
     "HessianVectorOperator",
+    "IntegrationResult",
     "JacobianMode",
     "Method",
     "NonFiniteError",

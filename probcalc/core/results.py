@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["ConjugateGradientResult", "OptimizeResult"]
+__all__ = ["ConjugateGradientResult", "IntegrationResult", "OptimizeResult"]
 
 
 @dataclass(frozen=True)
@@ -60,3 +60,26 @@ class ConjugateGradientResult:
     nit: int
     converged: bool
     negative_curvature: bool = False
+
+
+@dataclass(frozen=True)
+class IntegrationResult:
+    """The outcome of an integral (probcalc.integrate).
+
+    Attributes:
+        value: the integral, a tensor of the integrand's batch shape (0-d for one
+            integrand), with its autograd graph: differentiable with respect to parameters
+            the integrand closes over and to finite limits. For ``log_integral`` it is the
+            log of the integral.
+        error: an estimate of ``|value - exact|``, detached, the shape of ``value`` (for
+            ``log_integral``: of the error of the log, i.e. the relative error of the integral).
+        n_evals: the number of points at which the integrand was evaluated.
+        converged: True when ``error <= max(atol, rtol * |value|)`` for every integrand.
+        message: how the computation ended, with the figures that decided it.
+    """
+
+    value: torch.Tensor
+    error: torch.Tensor
+    n_evals: int
+    converged: bool
+    message: str

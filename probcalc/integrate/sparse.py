@@ -1,0 +1,50 @@
+"""Smolyak sparse grids by the combination technique, over any family of 1-D rules."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+
+__all__ = ["smolyak"]
+
+# A 1-D rule: (n, dtype=, device=) -> (nodes (n,), weights (n,))
+Rule1D = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+def smolyak(
+    level: int, d: int, rule: Rule1D, *, dtype: torch.dtype, device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Smolyak rule A(q, d), q = d + level - 1, from the 1-D rules U^i of 2i - 1 points:
+
+        A(q, d) = Σ_{q-d+1 <= |i| <= q} (-1)^(q-|i|) C(d-1, q-|i|) U^(i_1) ⊗ ... ⊗ U^(i_d).
+
+    Exact for polynomials of total degree 2·level - 1 when the 1-D rules are Gaussian.
+    Equal nodes (odd rules share their centre) are merged and their weights added; weights
+    can be negative.
+
+    Returns:
+        (nodes (N, d), weights (N,)).
+    """
+    q = d + level - 1
+    nodes_all, weights_all = [], []
+    for total in range(max(d, q - d + 1), q + 1):
+        coefficient = (-1) ** (q - total) * math.comb(d - 1, q - total)
+        for index in _compositions(total, d):
+            rules = [rule(2 * i - 1, dtype=dtype, device=device) for i in index]
+            nodes_all.append(torch.cartesian_prod(*[r[0] for r in rules]).reshape(-1, d))
+            weights = torch.cartesian_prod(*[r[1] for r in rules]).reshape(-1, d).prod(dim=1)
+            weights_all.append(coefficient * weights)
+    nodes = torch.cat(nodes_all)
+    unique, inverse = torch.unique(nodes, dim=0, return_inverse=True)
+    merged = torch.zeros(len(unique), dtype=dtype, device=device)
+    return unique, merged.index_add_(0, inverse, torch.cat(weights_all))
+
+
+def _compositions(total: int, parts: int) -> Iterator[tuple[int, ...]]:
+    """All tuples of ``parts`` positive integers summing to ``total``."""
+    for cuts in itertools.combinations(range(1, total), parts - 1):
+        bounds = (0, *cuts, total)
+        yield tuple(bounds[i + 1] - bounds[i] for i in range(parts))
