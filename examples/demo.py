@@ -6,7 +6,9 @@ covariates plus an intercept, prior N(0, 1) on every coefficient):
 1. the gradient of the log joint by autograd, checked against finite differences;
 2. the posterior mode (MAP) by three second-order/quasi-Newton methods, against scipy;
 3. the Hessian at the mode: curvature gives posterior standard deviations;
-4. Hessian-vector products and conjugate gradient: the Newton step without the Hessian.
+4. Hessian-vector products and conjugate gradient: the Newton step without the Hessian;
+5. an integral: the predictive probability of diabetes for a new patient, E[sigmoid(x'w)]
+   under the Gaussian at the mode, by an 8-dimensional sparse Gauss-Hermite grid.
 
 Run:  bash .ci/venv python examples/demo.py
 """
@@ -83,6 +85,17 @@ def main() -> None:
     direct = torch.linalg.solve(pc.hessian(neg_log_joint)(w0), -operator.grad)
     print(f"\nNewton step by CG on Hessian-vector products: {solve.nit} products, "
           f"max |CG - direct solve| = {float((solve.x - direct).abs().max()):.1e}")  # fmt: skip
+
+    # 5. an integral: p(diabetes | a new patient) = E[sigmoid(x'w)], w ~ N(mode, H^-1)
+    patient = torch.tensor([1.0, 0.5, 1.2, 0.0, 0.3, 0.8, 0.2, 0.4])  # standardized covariates
+    covariance = torch.linalg.inv(H)
+    result = pc.integrate.expect_normal(lambda w: torch.sigmoid(w @ patient), mode, covariance)
+    mean, var = float(patient @ mode), float(patient @ covariance @ patient)
+    probit = float(torch.sigmoid(torch.tensor(mean / (1 + torch.pi * var / 8) ** 0.5)))
+    print(f"\np(diabetes | patient): {float(result.value):.6f} by 8-D sparse Gauss-Hermite "
+          f"({result.n_evals} points, error {float(result.error):.1e}); "
+          f"probit approximation {probit:.6f}; plug-in at the mode "
+          f"{float(torch.sigmoid(torch.tensor(mean))):.6f}")  # fmt: skip
 
 
 if __name__ == "__main__":

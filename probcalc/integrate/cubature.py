@@ -2,8 +2,9 @@
 
 Four rules, one loop each, every round ONE call of the integrand:
 
-- "adaptive" (d <= 6): globally adaptive tensor-product Gauss-Kronrod (G7-K15 for d <= 3,
-  G3-K7 for d = 4..6), splitting each region along its worst axis (adaptive.py).
+- "adaptive" (d <= 6): globally adaptive tensor-product Gauss-Kronrod (G10-K21 in 1-D,
+  G7-K15 for d = 2..5, G4-K9 for d = 6), splitting each region along its worst axis
+  (adaptive.py).
 - "gauss-legendre": tensor-product Gauss-Legendre of growing order n (x1.5 a round);
   the error is the change from the previous order.
 - "sparse" (d up to about 12): Smolyak sparse grids built on Gauss-Legendre rules of
@@ -344,7 +345,7 @@ def cubature(
     *,
     rtol: float = 1e-8,
     atol: float = 0.0,
-    max_evals: int = 10_000_000,
+    max_evals: int = 50_000_000,
     rule: str | CubatureRule = "adaptive",
     batched: bool = True,
     seed: int | None = None,
@@ -397,7 +398,7 @@ def log_cubature(
     *,
     rtol: float = 1e-8,
     atol: float = 0.0,
-    max_evals: int = 10_000_000,
+    max_evals: int = 50_000_000,
     rule: str | CubatureRule = "adaptive",
     batched: bool = True,
     seed: int | None = None,

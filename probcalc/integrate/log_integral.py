@@ -42,7 +42,7 @@ def log_integral(
             :func:`cubature` with ``rule``); ±inf allowed; lower < upper.
         rtol, atol: tolerances on the integral relative to itself (equivalently, absolute
             on its log); the larger of the two applies.
-        max_evals: the most points (default 100,000 on an interval, 10^7 on a box).
+        max_evals: the most points (default 100,000 on an interval, 5 x 10^7 on a box).
         rule, batched, seed, device: as for :func:`cubature` (rule applies to boxes).
 
     Returns:
@@ -70,6 +70,6 @@ def log_integral(
         )  # fmt: skip
     return log_cubature(
         log_f, lower, upper, rtol=rtol, atol=atol,
-        max_evals=10_000_000 if max_evals is None else max_evals, rule=rule, batched=batched,
+        max_evals=50_000_000 if max_evals is None else max_evals, rule=rule, batched=batched,
         seed=seed, device=device,
     )  # fmt: skip
