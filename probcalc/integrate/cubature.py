@@ -30,7 +30,8 @@ from ._checks import Integrand, as_batched, check_tolerances, evaluate_checked, 
 from ._checks import resolve_dtype_device as _resolve
 from .adaptive import ProductKronrodRule, default_gauss_order, finite_or_zero, integrate_adaptive
 from .rules import gauss_legendre
-from .sparse import smolyak
+from .sequence import Rule, refine_rules
+from .sparse import product_rule, smolyak
 
 __all__ = ["CubatureRule", "cubature", "log_cubature"]
 
@@ -172,9 +173,12 @@ def _run(
         )
     else:
         rules = _legendre_orders(d) if rule is CubatureRule.GAUSS_LEGENDRE else _smolyak_levels(d)
-        total, error, n_evals, converged, message, shift = _refine_fixed_rules(
-            evaluator, box, rules, rtol, atol, max_evals, log_space, dtype, device
-        )
+        outcome = refine_rules(
+            evaluator, _mapped(rules, box, dtype, device), rtol=rtol, atol=atol,
+            max_evals=max_evals, log_space=log_space,
+        )  # fmt: skip
+        total, error, n_evals = outcome.total, outcome.error, outcome.n_evals
+        converged, message, shift = outcome.converged, outcome.message, outcome.shift
     if log_space:
         value, error = torch.log(total) + shift, error / total.detach()
     else:
@@ -193,7 +197,7 @@ RuleFactory = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 def _legendre_orders(d: int) -> Iterator[tuple[str, RuleFactory]]:
     n = 4
     while True:
-        yield f"Gauss-Legendre order {n}", functools.partial(_product_legendre, n, d)
+        yield f"Gauss-Legendre order {n}", functools.partial(product_rule, n, d, gauss_legendre)
         n = math.ceil(1.5 * n)
 
 
@@ -204,67 +208,20 @@ def _smolyak_levels(d: int) -> Iterator[tuple[str, RuleFactory]]:
         level += 1
 
 
-def _product_legendre(
-    n: int, d: int, *, dtype: torch.dtype, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    nodes, weights = gauss_legendre(n, dtype=dtype, device=device)
-    grid = torch.cartesian_prod(*([nodes] * d)).reshape(-1, d)
-    w = torch.cartesian_prod(*([weights] * d)).reshape(-1, d).prod(dim=1)
-    return grid, w
-
-
-def _refine_fixed_rules(
-    evaluator: _Evaluator,
-    box: _BoxMap,
-    rules: Iterator[tuple[str, RuleFactory]],
-    rtol: float,
-    atol: float,
-    max_evals: int,
-    log_space: bool,
-    dtype: torch.dtype,
-    device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor, int, bool, str, torch.Tensor | None]:
-    """Apply rules of growing accuracy until successive values agree to the tolerance."""
-    n_evals = 0
-    previous: torch.Tensor | None = None
-    previous_shift: torch.Tensor | None = None
+def _mapped(
+    rules: Iterator[tuple[str, RuleFactory]], box: _BoxMap, dtype: torch.dtype, device: torch.device
+) -> Iterator[Rule]:
+    """Rules on [-1, 1]^d mapped onto the box's reference coordinates."""
     half_width = 0.5 * (box.z_upper - box.z_lower)
     center = 0.5 * (box.z_upper + box.z_lower)
     volume = float(half_width.prod())
-    total = error = shift = None
     for label, make in rules:
-        nodes, weights = make(dtype=dtype, device=device)
-        if n_evals + len(nodes) > max_evals:
-            if total is None:
-                raise ValueError(
-                    f"max_evals = {max_evals} is below the first rule's {len(nodes)} points"
-                )
-            message = f"not converged: max_evals = {max_evals} reached before {label}"
-            return total, error, n_evals, False, message, shift
-        values = evaluator(center + half_width * nodes)
-        n_evals += len(nodes)
-        weights = (weights * volume)[:, None]
-        if log_space:
-            shift = values.detach().amax(dim=0)
-            shift = finite_or_zero(shift)
-            total = (weights * torch.exp(values - shift)).sum(dim=0)
-        else:
-            total = (weights * values).sum(dim=0)
-        if previous is not None:
-            rescale = torch.exp(previous_shift - shift) if log_space else 1.0
-            error = (total.detach() - previous * rescale).abs()
-            tolerance = torch.clamp(rtol * total.detach().abs(), min=atol)
-            if bool((error <= tolerance).all()):
-                return (
-                    total,
-                    error,
-                    n_evals,
-                    True,
-                    f"converged at {label}, {n_evals} evaluations",
-                    shift,
-                )
-        previous, previous_shift = total.detach(), shift
-    raise AssertionError("rule sequences are infinite")  # pragma: no cover
+
+        def mapped(make: RuleFactory = make) -> tuple[torch.Tensor, torch.Tensor]:
+            nodes, weights = make(dtype=dtype, device=device)
+            return center + half_width * nodes, weights * volume
+
+        yield label, mapped
 
 
 # --------------------------------------------------------------------------------------

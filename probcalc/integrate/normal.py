@@ -13,7 +13,8 @@ from ..core.options import Option
 from ..core.results import IntegrationResult
 from ._checks import Integrand, as_batched, check_tolerances, evaluate_checked, finish
 from .rules import gauss_hermite
-from .sparse import smolyak
+from .sequence import Rule, refine_rules
+from .sparse import product_rule, smolyak
 
 __all__ = ["NormalRule", "expect_normal"]
 
@@ -28,14 +29,6 @@ class NormalRule(Option):
     SPARSE = "sparse"  # Smolyak sparse grid on Gauss-Hermite rules
 
 
-def _product_hermite(
-    n: int, d: int, *, dtype: torch.dtype, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    nodes, weights = gauss_hermite(n, dtype=dtype, device=device)
-    grid = torch.cartesian_prod(*([nodes] * d)).reshape(-1, d)
-    return grid, torch.cartesian_prod(*([weights] * d)).reshape(-1, d).prod(dim=1)
-
-
 def _rules(d: int, rule: NormalRule, order: int | None) -> Iterator[tuple[str, functools.partial]]:
     product = rule is NormalRule.PRODUCT or (rule is NormalRule.AUTO and d <= _PRODUCT_MAX_DIM)
     if order is not None:
@@ -44,7 +37,7 @@ def _rules(d: int, rule: NormalRule, order: int | None) -> Iterator[tuple[str, f
         levels = list(range(2, 64)) if not product else [3, 5, 8, 12, 18, 27, 40, 60]
     for n in levels:
         if product:
-            yield f"Gauss-Hermite order {n}", functools.partial(_product_hermite, n, d)
+            yield f"Gauss-Hermite order {n}", functools.partial(product_rule, n, d, gauss_hermite)
         else:
             yield f"sparse Gauss-Hermite level {n}", functools.partial(smolyak, n, d, gauss_hermite)
 
@@ -116,29 +109,25 @@ def expect_normal(
         )
     d = mean.numel()
     f = as_batched(f, batched)
-    n_evals = 0
-    previous: torch.Tensor | None = None
-    value = error = None
-    batch_shape = torch.Size()
-    message = ""
-    for label, make in _rules(d, rule, order):
-        nodes, weights = make(dtype=dtype, device=mean.device)
-        if n_evals + len(nodes) > max_evals:
-            if value is None:
-                raise ValueError(
-                    f"max_evals = {max_evals} is below the {len(nodes)} points of {label}"
-                )
-            message = f"not converged: max_evals = {max_evals} reached before {label}"
-            break
-        points = mean + math.sqrt(2.0) * nodes @ factor.T
-        values, batch_shape = evaluate_checked(f, points)
-        n_evals += len(nodes)
-        value = (weights[:, None] * values).sum(dim=0) / math.pi ** (d / 2)
-        if previous is not None:
-            error = (value.detach() - previous).abs()
-            message = f"{label}: change from the previous rule {float(error.max()):.3g}"
-            if bool((error <= torch.clamp(rtol * value.detach().abs(), min=atol)).all()):
-                return finish(value, error, n_evals, True, "converged at " + message, batch_shape,
-                              "expect_normal")  # fmt: skip
-        previous = value.detach()
-    return finish(value, error, n_evals, False, message, batch_shape, "expect_normal")
+    batch_shape: list[torch.Size] = []
+
+    def evaluate(points: torch.Tensor) -> torch.Tensor:
+        values, shape = evaluate_checked(f, points)
+        batch_shape[:] = [shape]
+        return values
+
+    def mapped() -> Iterator[Rule]:
+        # E[f(X)] = π^(-d/2) Σ w_i f(mean + √2 L t_i)
+        for label, make in _rules(d, rule, order):
+            nodes, weights = make(dtype=dtype, device=mean.device)
+            yield (
+                label,
+                lambda n=nodes, w=weights: (
+                    mean + math.sqrt(2.0) * n @ factor.T,
+                    w / math.pi ** (d / 2),
+                ),
+            )
+
+    outcome = refine_rules(evaluate, mapped(), rtol=rtol, atol=atol, max_evals=max_evals)
+    return finish(outcome.total, outcome.error, outcome.n_evals, outcome.converged,
+                  outcome.message, batch_shape[0], "expect_normal")  # fmt: skip

@@ -1,4 +1,5 @@
-"""Smolyak sparse grids by the combination technique, over any family of 1-D rules."""
+"""Multi-dimensional rules from 1-D ones: tensor products, and Smolyak sparse grids by the
+combination technique."""
 
 from __future__ import annotations
 
@@ -8,10 +9,19 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-__all__ = ["smolyak"]
+__all__ = ["product_rule", "smolyak"]
 
 # A 1-D rule: (n, dtype=, device=) -> (nodes (n,), weights (n,))
 Rule1D = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+def product_rule(
+    n: int, d: int, rule: Rule1D, *, dtype: torch.dtype, device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tensor product of the n-point 1-D rule over d axes: (nodes (n^d, d), weights)."""
+    nodes, weights = rule(n, dtype=dtype, device=device)
+    grid = torch.cartesian_prod(*([nodes] * d)).reshape(-1, d)
+    return grid, torch.cartesian_prod(*([weights] * d)).reshape(-1, d).prod(dim=1)
 
 
 def smolyak(
