@@ -13,41 +13,57 @@ __all__ = ["quad"]
 
 
 class _LineMap:
-    """Maps the reference coordinate t in [0, 1/2] of two pieces onto the integration line.
+    """Maps the reference coordinate t in [0, 1/2] of two pieces onto each item's line.
 
-    Piece 0 measures from the lower end, piece 1 from the upper end, so that nodes near
-    either end keep full relative precision. The distance from the end, in the unit
-    coordinate z, is s = 3t² - 2t³ (the cubic "smoothstep", symmetric about t = 1/2):
-    its Jacobian 6t(1 - t) vanishes at both ends, which turns endpoint singularities such
-    as x^(-1/2) or log x into bounded integrands, so they converge to 1e-10 without the
-    extrapolation QUADPACK needs. Then finite [a, b]: x = a + (b - a) z; [a, ∞):
-    x = a + z / (1 - z). (-∞, b] and (-∞, ∞) fold onto [-b, ∞) and [0, ∞) by reflecting the
-    integrand.
+    The limits a, b are tensors of one shape S (() for shared limits), each item finite or
+    not. Piece 0 measures from the lower end, piece 1 from the upper end, so nodes near
+    either end keep full relative precision. The distance from the end in the unit
+    coordinate z is s = 3t² - 2t³ (the cubic "smoothstep", symmetric about t = 1/2): its
+    Jacobian 6t(1 - t) vanishes at both ends, which turns endpoint singularities such as
+    x^(-1/2) or log x into bounded integrands, so they converge to 1e-10 without the
+    extrapolation QUADPACK needs. Then, by item: [a, b]: x = a + (b - a) z; [a, ∞):
+    x = a + z/(1 - z); (-∞, b]: x = b - (1 - z)/z; (-∞, ∞): x = w/(1 - w²), w = 2z - 1.
     """
 
     def __init__(self, a: torch.Tensor, b: torch.Tensor) -> None:
-        lower_infinite, upper_infinite = bool(torch.isinf(a)), bool(torch.isinf(b))
-        if lower_infinite and upper_infinite:
-            self.start, self.reflections = torch.zeros_like(a), (1.0, -1.0)
-        elif lower_infinite:
-            self.start, self.reflections = -b, (-1.0,)
-        else:
-            self.start, self.reflections = a, (1.0,)
-        self.end = None if lower_infinite or upper_infinite else b
+        self.low_inf, self.up_inf = torch.isinf(a), torch.isinf(b)
+        # infinite limits replaced by 0 where unused, so no branch makes inf - inf (whose
+        # NaN would reach the gradient through torch.where)
+        self.a = torch.where(self.low_inf, torch.zeros_like(a), a)
+        self.b = torch.where(self.up_inf, torch.zeros_like(b), b)
 
     def points(self, t: torch.Tensor, piece: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (N,) on the folded half-line or the interval, and the Jacobian dx/dt (N,)."""
-        from_upper = piece == 1
-        s = t * t * (3 - 2 * t)  # distance from the anchored end in z
+        """x and the Jacobian dx/dt, each (N, *S), for t and piece of shape (N,)."""
+        shape = (-1,) + (1,) * self.a.dim()
+        from_upper = (piece == 1).reshape(shape)
+        t = t.reshape(shape)
+        s = t * t * (3 - 2 * t)  # distance from the anchored end, in z
         ds_dt = 6 * t * (1 - t)
-        if self.end is not None:
-            width = self.end - self.start
-            x = torch.where(from_upper, self.end - width * s, self.start + width * s)
-            return x, width * ds_dt
-        # [start, ∞): z = s from the lower end, 1 - z = s from the upper end
-        x = self.start + torch.where(from_upper, (1 - s) / s, s / (1 - s))
-        dz_factor = torch.where(from_upper, 1 / s**2, 1 / (1 - s) ** 2)
-        return x, dz_factor * ds_dt
+        near, far = s / (1 - s), (1 - s) / s  # z/(1-z) and (1-z)/z, on either piece
+        width = self.b - self.a
+        finite_x = torch.where(from_upper, self.b - width * s, self.a + width * s)
+        finite_j = width.expand_as(finite_x)
+        # [a, ∞): z = s (piece 0) or 1 - z = s (piece 1)
+        upper_x = self.a + torch.where(from_upper, far, near)
+        upper_j = torch.where(from_upper, 1 / s**2, 1 / (1 - s) ** 2)
+        # (-∞, b]: the mirror image
+        lower_x = self.b - torch.where(from_upper, near, far)
+        lower_j = torch.where(from_upper, 1 / (1 - s) ** 2, 1 / s**2)
+        # (-∞, ∞): w = 2z - 1, so 1 + w = 2s or 2 - 2s, and x = w / ((1 - w)(1 + w))
+        product = 4 * s * (1 - s)
+        w = torch.where(from_upper, 1 - 2 * s, 2 * s - 1)
+        both_x, both_j = w / product, 2 * (1 + w * w) / product**2
+        x = torch.where(
+            self.low_inf & self.up_inf,
+            both_x,
+            torch.where(self.up_inf, upper_x, torch.where(self.low_inf, lower_x, finite_x)),
+        )
+        jacobian = torch.where(
+            self.low_inf & self.up_inf,
+            both_j,
+            torch.where(self.up_inf, upper_j, torch.where(self.low_inf, lower_j, finite_j)),
+        )
+        return x, jacobian * ds_dt
 
 
 def _integrate_line(
@@ -69,45 +85,38 @@ def _integrate_line(
     check_tolerances(rtol, atol, max_evals, dtype)
     a = torch.as_tensor(a, dtype=dtype, device=device)
     b = torch.as_tensor(b, dtype=dtype, device=device)
-    if a.dim() != 0 or b.dim() != 0:
-        raise ValueError(f"a and b must be scalars, got shapes {tuple(a.shape)}, {tuple(b.shape)}")
-    if bool(torch.isnan(a)) or bool(torch.isnan(b)):
-        raise ValueError(f"the limits must not be NaN, got a = {float(a)}, b = {float(b)}")
+    try:
+        a, b = torch.broadcast_tensors(a, b)
+    except RuntimeError:
+        raise ValueError(
+            f"a and b must broadcast to one shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        ) from None
+    if bool(torch.isnan(a).any() | torch.isnan(b).any()):
+        raise ValueError("the limits must not be NaN")
+    if log_space and not bool((a < b).all()):
+        raise ValueError("log_integral needs a < b")
+    elementwise = a.dim() > 0
     f = as_batched(f, batched)
-
-    if bool(a == b):
-        if log_space:
-            raise ValueError("log_integral over an empty interval is log 0 = -inf: a == b")
-        # (b - a) f(a): exactly 0, with the Leibniz derivatives -f(a) and f(b)
-        values, batch_shape = evaluate_checked(f, a.reshape(1))
-        value = (b - a) * values[0]
-        return finish(value, torch.zeros_like(value), 1, True, "a == b: the integral is 0",
-                      batch_shape, name)  # fmt: skip
-
-    sign = 1.0
-    if bool(a > b):
-        if log_space:
-            raise ValueError(f"log_integral needs a < b, got a = {float(a)}, b = {float(b)}")
-        a, b, sign = b, a, -1.0
+    flip = a > b
+    sign = torch.where(flip, -1.0, 1.0).to(dtype)
+    a, b = torch.where(flip, b, a), torch.where(flip, a, b)
     line = _LineMap(a, b)
     batch_shape: list[torch.Size] = []
 
     def evaluate(t: torch.Tensor, piece: torch.Tensor) -> tuple[torch.Tensor, int]:
         x, jacobian = line.points(t[:, 0], piece)
-        points = torch.cat([reflection * x for reflection in line.reflections])
-        values, shape = evaluate_checked(f, points, log_space=log_space)
-        if not batch_shape:
-            batch_shape.append(shape)
-        parts = values.split(len(x))
+        values, shape = evaluate_checked(f, x, log_space=log_space)
+        if elementwise and shape != a.shape:
+            raise ValueError(
+                f"with limits of shape {tuple(a.shape)} the integrand must map x of shape "
+                f"(n, {', '.join(map(str, a.shape))}) to the same shape, got (n, *{tuple(shape)})"
+            )
+        batch_shape[:] = [shape]
+        jacobian = jacobian.reshape(len(x), -1)
         if log_space:
-            combined = torch.logsumexp(torch.stack(parts), dim=0) if len(parts) > 1 else parts[0]
-            return combined + torch.log(jacobian)[:, None], len(points)
-        combined = sum(parts[1:], parts[0])
+            return values + torch.log(jacobian), len(x)
         # where f is 0, 0 (not 0 * inf: far out in a tail the Jacobian overflows)
-        scaled = torch.where(
-            combined == 0, torch.zeros_like(combined), combined * jacobian[:, None]
-        )
-        return scaled, len(points)
+        return torch.where(values == 0, torch.zeros_like(values), values * jacobian), len(x)
 
     if log_space:  # a tolerance on log I is a relative tolerance on I
         rtol, atol = max(rtol, atol), 0.0
@@ -129,7 +138,7 @@ def _integrate_line(
         value = torch.log(total) + outcome.log_shift
         error = outcome.error / total.detach()
     else:
-        value, error = sign * outcome.value, outcome.error
+        value, error = outcome.value * sign.reshape(-1), outcome.error
     return finish(value, error, outcome.n_evals, outcome.converged, outcome.message,
                   batch_shape[0], name)  # fmt: skip
 
@@ -153,11 +162,12 @@ def quad(
 
     Args:
         f: maps nodes of shape ``(n,)`` to ``(n,)``, or to ``(n, *batch)`` for a batch of
-            integrands sharing the intervals (with ``batched=False``: a function of one
-            point, vmapped).
-        a, b: the limits: Python floats or 0-d tensors (which may require grad), ±inf
-            allowed (handled by the maps x = a + z/(1-z) and reflection). ``a > b`` gives
-            the negated integral; ``a == b`` gives 0.
+            integrands sharing the limits (with ``batched=False``: a function of one point,
+            vmapped). With limits of shape S, each integrand has its own: ``f`` maps nodes
+            ``(n, *S)`` (column j on item j's line) to values ``(n, *S)``.
+        a, b: the limits: floats or tensors (which may require grad) that broadcast to one
+            shape S: () for one interval, or one interval per integrand. ±inf allowed, per
+            item. ``a > b`` gives the negated integral; ``a == b`` gives 0.
         rtol, atol: relative and absolute tolerances.
         max_evals: the most evaluations of ``f`` (points); beyond it the result comes back
             with ``converged=False`` and a ConvergenceWarning.
@@ -172,8 +182,9 @@ def quad(
         closes over and to finite limits (d/db = f(b), d/da = -f(a)).
 
     Raises:
-        ValueError: for non-scalar or NaN limits, bad tolerances, or an output of ``f``
-            whose leading dimension is not the number of nodes.
+        ValueError: for NaN limits or limits that do not broadcast, bad tolerances, or an
+            output of ``f`` whose leading dimension is not the number of nodes (or, with
+            limits of shape S, whose shape is not ``(n, *S)``).
         NonFiniteError: when ``f`` is NaN or infinite at a node (the message names it).
 
     Example:

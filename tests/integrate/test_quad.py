@@ -111,6 +111,25 @@ def test_gradient_through_an_infinite_limit_transform():
     assert float(grad) == pytest.approx(math.exp(-0.08), abs=1e-9)
 
 
+def test_each_integrand_can_have_its_own_limits():
+    """Φ(b) - Φ(a) for a grid of intervals, some infinite, some reversed, one empty, in one
+    call; and the gradient with respect to the upper limits is the density there."""
+    a = torch.tensor([0.0, -INF, 1.0, -INF, 0.5, 2.0, -1.0])
+    b = torch.tensor([1.0, 0.3, INF, INF, 0.5, -2.0, 3.0], requires_grad=True)
+
+    def density(x):  # x: (n, 7), column j on interval j
+        return torch.exp(-(x**2) / 2) / math.sqrt(2 * math.pi)
+
+    result = quad(density, a, b)
+    bn, an = b.detach().numpy(), a.numpy()
+    exact = scipy.special.ndtr(bn) - scipy.special.ndtr(an)
+    np.testing.assert_allclose(result.value.detach().numpy(), exact, rtol=1e-10, atol=1e-15)
+    (grad,) = torch.autograd.grad(result.value.sum(), b)
+    finite = np.isfinite(bn)
+    np.testing.assert_allclose(grad.numpy()[finite], np.exp(-(bn[finite] ** 2) / 2) /
+                               math.sqrt(2 * math.pi), rtol=1e-9)  # fmt: skip
+
+
 def test_a_function_of_one_point_is_vmapped():
     result = quad(lambda x: torch.sin(x) ** 2, 0, math.pi, batched=False)
     assert float(result.value) == pytest.approx(math.pi / 2, rel=1e-12)
@@ -131,8 +150,10 @@ def test_non_finite_values_name_the_node():
 def test_bad_input_is_a_value_error():
     with pytest.raises(ValueError, match=r"shape \(42,\)"):
         quad(lambda x: x.sum(), 0, 1)  # a 0-d output where a batch was declared
-    with pytest.raises(ValueError, match="scalars"):
-        quad(torch.sin, torch.zeros(2), 1)
+    with pytest.raises(ValueError, match="broadcast"):
+        quad(torch.sin, torch.zeros(2), torch.ones(3))
+    with pytest.raises(ValueError, match=r"the same shape"):
+        quad(lambda x: x.sum(1), torch.zeros(3), torch.ones(3))  # per-item limits, one output
     with pytest.raises(ValueError, match="round-off"):
         quad(torch.sin, 0, 1, rtol=1e-17)
     with pytest.raises(ValueError, match="NaN"):
