@@ -38,12 +38,13 @@ from .losses import (
 )
 from .optim import Method, conjugate_gradient, minimize
 from .options import Option
-from .results import ConjugateGradientResult, IntegrationResult, OptimizeResult
+from .results import ConjugateGradientResult, Estimate, IntegrationResult, OptimizeResult
 
 __all__ = [
     "ConjugateGradientResult",
     "ConvergenceError",
     "ConvergenceWarning",
+    "Estimate",
     "FunctionalModule",
     "HessianMode",
     "HessianVectorOperator",

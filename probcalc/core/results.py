@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["ConjugateGradientResult", "IntegrationResult", "OptimizeResult"]
+__all__ = ["ConjugateGradientResult", "Estimate", "IntegrationResult", "OptimizeResult"]
 
 
 @dataclass(frozen=True)
@@ -83,3 +83,19 @@ class IntegrationResult:
     n_evals: int
     converged: bool
     message: str
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A Monte Carlo estimate (probcalc.mc).
+
+    Attributes:
+        value: the estimate, a tensor of the integrand's batch shape, with its autograd graph.
+        stderr: its standard error (detached, same shape): the standard deviation of the
+            estimator, estimated from the samples (or from independent QMC scrambles).
+        n: the number of evaluations of the integrand.
+    """
+
+    value: torch.Tensor
+    stderr: torch.Tensor
+    n: int
