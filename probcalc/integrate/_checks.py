@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from torch.func import vmap
 
-from ..core.errors import ConvergenceWarning, NonFiniteError
+from ..core.errors import ConvergenceWarning
+from ..core.evaluation import evaluate_batch
 from ..core.results import IntegrationResult
 
 Integrand = Callable[[torch.Tensor], torch.Tensor]
@@ -52,33 +53,12 @@ def as_batched(f: Integrand, batched: bool) -> Integrand:
 def evaluate_checked(
     f: Integrand, points: torch.Tensor, *, log_space: bool = False
 ) -> tuple[torch.Tensor, torch.Size]:
-    """f(points) as an (N, B) tensor, and the batch shape (f's output shape after dim 0).
-
-    Raises:
-        ValueError: when the output's leading dimension is not N (a 0-d output included).
-        NonFiniteError: at a NaN or infinite value (in log space: NaN or +inf), naming the
-            first such point.
-    """
-    out = f(points)
-    n = points.shape[0]
-    if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != n:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(
-            f"the integrand must map {n} points to a tensor of shape ({n},) or ({n}, *batch), "
-            f"got {shape}; pass batched=False for a function of one point"
-        )
-    flat = out.reshape(n, -1)
-    bad = torch.isnan(flat) | (flat == torch.inf if log_space else torch.isinf(flat))
-    if bool(bad.any()):
-        row = int(bad.any(dim=1).nonzero()[0])
-        point = points[row].detach()
-        where = point.tolist() if point.numel() > 1 else float(point)
-        value = flat[row][bad[row]][0]
-        raise NonFiniteError(
-            f"the integrand is {float(value)} at the node x = {where}", value=float(value),
-            where=str(where),
-        )  # fmt: skip
-    return flat, out.shape[1:]
+    """f(points) as an (N, B) tensor and the batch shape; see
+    :func:`probcalc.core.evaluation.evaluate_batch` (in log space -inf is allowed)."""
+    return evaluate_batch(
+        f, points, what="the integrand", point_name="node", allow_minus_inf=log_space,
+        hint="; pass batched=False for a function of one point",
+    )  # fmt: skip
 
 
 def finish(

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.distributions import Distribution
 
-from ..core.errors import NonFiniteError
+from ..core.evaluation import evaluate_batch
 
 Seed = int | torch.Generator | None
 
@@ -61,26 +61,13 @@ def draw(dist: Distribution, count: int) -> torch.Tensor:
 
 
 def evaluate(
-    f: Callable[[torch.Tensor], torch.Tensor], samples: torch.Tensor, what: str = "f"
+    f: Callable[[torch.Tensor], torch.Tensor],
+    samples: torch.Tensor,
+    what: str = "f",
+    allow_minus_inf: bool = False,
 ) -> tuple[torch.Tensor, torch.Size]:
-    """f(samples) as an (m, B) tensor and f's output shape after dim 0; ValueError for a
-    wrong leading dimension, NonFiniteError naming the first sample where f is NaN or
-    infinite."""
-    out = f(samples)
-    m = samples.shape[0]
-    if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != m:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(
-            f"{what} must map {m} samples to a tensor of shape ({m},) or ({m}, *batch), got {shape}"
-        )
-    flat = out.reshape(m, -1)
-    bad = ~torch.isfinite(flat)
-    if bool(bad.any()):
-        row = int(bad.any(dim=1).nonzero()[0])
-        value = float(flat[row][bad[row]][0])
-        raise NonFiniteError(
-            f"{what} is {value} at the sample {samples[row].detach().tolist()}",
-            value=value,
-            where=str(samples[row].detach().tolist()),
-        )
-    return flat, out.shape[1:]
+    """f(samples) as an (m, B) tensor and f's output shape after dim 0; see
+    :func:`probcalc.core.evaluation.evaluate_batch`."""
+    return evaluate_batch(
+        f, samples, what=what, point_name="sample", allow_minus_inf=allow_minus_inf
+    )

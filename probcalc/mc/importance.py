@@ -117,14 +117,8 @@ def importance_sampling(
 def _log_target_values(
     log_target: Callable[[torch.Tensor], torch.Tensor], samples: torch.Tensor
 ) -> torch.Tensor:
-    out = log_target(samples)
-    n = samples.shape[0]
-    if not isinstance(out, torch.Tensor) or out.shape != (n,):
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"log_target must map {n} samples to shape ({n},), got {shape}")
-    finite_or_zero_density = torch.isfinite(out) | (out == -math.inf)
-    if not bool(finite_or_zero_density.all()):
-        # evaluate() names the sample; -inf entries are fine, so check the rest only
-        bad = ~finite_or_zero_density
-        evaluate(lambda s: out[bad].reshape(-1), samples[bad], what="log_target")
-    return out
+    values, shape = evaluate(log_target, samples, what="log_target", allow_minus_inf=True)
+    if shape != torch.Size():
+        n = len(samples)
+        raise ValueError(f"log_target must map {n} samples to shape ({n},), got ({n}, *{shape})")
+    return values[:, 0]
