@@ -9,7 +9,7 @@ gradient-and-loss core (:mod:`probcalc.core`).
 tensor([ 2., -4.])
 """
 
-from . import core, integrate, mc
+from . import core, integrate, laplace, mc
 from .core import (
     ConjugateGradientResult,
     ConvergenceError,
@@ -51,6 +51,7 @@ __all__ = [
     "hvp_operator",
     "integrate",
     "jacobian",
+    "laplace",
     "mc",
     "minimize",
     "value_and_grad",

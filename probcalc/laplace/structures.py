@@ -1,0 +1,136 @@
+"""Posterior precision structures: full, diagonal, and low rank plus diagonal.
+
+Each knows its log determinant, how to multiply by its inverse (the covariance), its
+marginal variances, and how to turn standard normal noise into a posterior draw, without
+forming a d x d matrix unless it is the full structure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["DiagonalPrecision", "FullPrecision", "LowRankPrecision", "Precision"]
+
+
+@dataclass(frozen=True)
+class FullPrecision:
+    """H (d, d), positive definite, with its Cholesky factor L (H = L L')."""
+
+    matrix: torch.Tensor
+    cholesky: torch.Tensor
+
+    def log_det(self) -> torch.Tensor:
+        return 2 * torch.log(torch.diagonal(self.cholesky)).sum()
+
+    def solve(self, v: torch.Tensor) -> torch.Tensor:
+        """H⁻¹ v for v of shape (d,) or (d, m)."""
+        column = v.dim() == 1
+        out = torch.cholesky_solve(v[:, None] if column else v, self.cholesky)
+        return out[:, 0] if column else out
+
+    def covariance(self) -> torch.Tensor:
+        return torch.cholesky_inverse(self.cholesky)
+
+    def marginal_variances(self) -> torch.Tensor:
+        return torch.diagonal(self.covariance())
+
+    def noise_to_draws(self, z: torch.Tensor) -> torch.Tensor:
+        """L'⁻¹ z for z (n, d): draws with covariance H⁻¹."""
+        return torch.linalg.solve_triangular(self.cholesky.T, z.T, upper=True).T
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        return self.matrix @ v
+
+
+@dataclass(frozen=True)
+class DiagonalPrecision:
+    """H = diag(values), values > 0."""
+
+    values: torch.Tensor
+
+    def log_det(self) -> torch.Tensor:
+        return torch.log(self.values).sum()
+
+    def solve(self, v: torch.Tensor) -> torch.Tensor:
+        return v / (self.values if v.dim() == 1 else self.values[:, None])
+
+    def covariance(self) -> torch.Tensor:
+        return torch.diag(1 / self.values)
+
+    def marginal_variances(self) -> torch.Tensor:
+        return 1 / self.values
+
+    def noise_to_draws(self, z: torch.Tensor) -> torch.Tensor:
+        return z / torch.sqrt(self.values)
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        return self.values * v
+
+
+@dataclass(frozen=True)
+class LowRankPrecision:
+    """H = D + U diag(λ) U' with D = diag(diagonal) > 0, U (d, k) orthonormal, λ >= 0.
+
+    Everything goes through the k x k capacitance matrix C = I + B'B, B = D^(-1/2) U diag(√λ)
+    (matrix determinant lemma and Woodbury): O(d k²) work, never d x d.
+    """
+
+    diagonal: torch.Tensor
+    vectors: torch.Tensor
+    eigenvalues: torch.Tensor
+
+    @property
+    def _b(self) -> torch.Tensor:
+        return self.vectors * torch.sqrt(self.eigenvalues) / torch.sqrt(self.diagonal)[:, None]
+
+    def _capacitance(self) -> torch.Tensor:
+        b = self._b
+        return torch.eye(b.shape[1], dtype=b.dtype, device=b.device) + b.T @ b
+
+    def log_det(self) -> torch.Tensor:
+        return torch.log(self.diagonal).sum() + torch.linalg.slogdet(self._capacitance())[1]
+
+    def solve(self, v: torch.Tensor) -> torch.Tensor:
+        """(D + U Λ U')⁻¹ v = D^(-1/2) (I - B C⁻¹ B') D^(-1/2) v."""
+        column = v.dim() == 1
+        v = v[:, None] if column else v
+        scale = torch.rsqrt(self.diagonal)[:, None]
+        w = scale * v
+        b = self._b
+        out = scale * (w - b @ torch.linalg.solve(self._capacitance(), b.T @ w))
+        return out[:, 0] if column else out
+
+    def covariance(self) -> torch.Tensor:
+        d = self.diagonal.numel()
+        return self.solve(torch.eye(d, dtype=self.diagonal.dtype, device=self.diagonal.device))
+
+    def marginal_variances(self) -> torch.Tensor:
+        """diag(H⁻¹) = 1/D - rowsums((D^(-1/2) B C^(-1/2))²), O(d k²)."""
+        b = self._b
+        factor = torch.linalg.cholesky(self._capacitance())
+        g = torch.linalg.solve_triangular(factor, b.T, upper=False).T  # B L_C'⁻¹
+        return (1 - (g**2).sum(dim=1)) / self.diagonal
+
+    def noise_to_draws(self, z: torch.Tensor) -> torch.Tensor:
+        """D^(-1/2) (I + B B')^(-1/2) z, with (I + BB')^(-1/2) = I + Q((I + R R')^(-1/2) - I)Q'
+        from the thin QR decomposition B = Q R."""
+        q, r = torch.linalg.qr(self._b)
+        eigenvalues, vectors = torch.linalg.eigh(torch.eye(r.shape[0], dtype=r.dtype) + r @ r.T)
+        inverse_root = (vectors * torch.rsqrt(eigenvalues)) @ vectors.T
+        middle = inverse_root - torch.eye(r.shape[0], dtype=r.dtype)
+        white = z + (z @ q) @ middle.T @ q.T
+        return white / torch.sqrt(self.diagonal)
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        return self.diagonal * v + self.vectors @ (self.eigenvalues * (self.vectors.T @ v))
+
+
+Precision = FullPrecision | DiagonalPrecision | LowRankPrecision
+
+
+def gaussian_log_normalizer(precision: Precision, d: int) -> torch.Tensor:
+    """log ∫ exp(-½ x'Hx) dx = d/2 log 2π - ½ log det H."""
+    return 0.5 * d * math.log(2 * math.pi) - 0.5 * precision.log_det()

@@ -1,0 +1,180 @@
+"""laplace.fit against conjugate closed forms, scipy, numpy and probcalc.integrate."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import scipy.optimize
+import torch
+from scipy.special import expit
+
+import probcalc as pc
+from probcalc.core import ConvergenceWarning, NonFiniteError, NotPositiveDefiniteError
+
+fit = pc.laplace.fit
+
+
+def _linear_regression(n=200, d=10, diagonal_design=False, seed=0):
+    """y = Xβ + ε, ε ~ N(0, σ²), β ~ N(0, I/α): everything in closed form."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    if diagonal_design:  # orthogonal columns: X'X diagonal
+        q, _ = np.linalg.qr(X)
+        X = q * rng.uniform(1.0, 5.0, size=d)
+    X = torch.as_tensor(X)
+    sigma, alpha = 0.5, 2.0
+    y = X @ torch.as_tensor(rng.normal(size=d)) + sigma * torch.as_tensor(rng.normal(size=n))
+
+    def log_likelihood(beta):
+        return torch.distributions.Normal(X @ beta, sigma).log_prob(y).sum()
+
+    evidence = torch.distributions.MultivariateNormal(
+        torch.zeros(n), sigma**2 * torch.eye(n) + X @ X.T / alpha
+    ).log_prob(y)
+    precision = alpha * torch.eye(d) + X.T @ X / sigma**2
+    mean = torch.linalg.solve(precision, X.T @ y / sigma**2)
+    return log_likelihood, alpha, float(evidence), mean, torch.linalg.inv(precision), X
+
+
+@pytest.mark.parametrize(("structure", "rank"), [("full", None), ("lowrank", 10)])
+def test_bayesian_linear_regression_is_exact(structure, rank):
+    log_likelihood, alpha, evidence, mean, covariance, _ = _linear_regression()
+    la = fit(log_likelihood, torch.zeros(10), prior_precision=alpha, hessian=structure, rank=rank)
+    assert float(la.log_evidence) == pytest.approx(evidence, abs=1e-8)
+    assert torch.allclose(la.mode, mean, atol=1e-10)
+    assert torch.allclose(la.covariance, covariance, atol=1e-12)
+    assert torch.allclose(la.marginal_variances(), torch.diagonal(covariance), atol=1e-12)
+
+
+def test_diag_is_exact_on_a_diagonal_design():
+    log_likelihood, alpha, evidence, mean, covariance, _ = _linear_regression(diagonal_design=True)
+    la = fit(log_likelihood, torch.zeros(10), prior_precision=alpha, hessian="diag")
+    assert float(la.log_evidence) == pytest.approx(evidence, abs=1e-8)
+    assert torch.allclose(la.mode, mean, atol=1e-10)
+    assert torch.allclose(la.marginal_variances(), torch.diagonal(covariance), atol=1e-12)
+
+
+def test_logistic_regression_matches_scipy_and_a_numpy_laplace_evidence():
+    rng = np.random.default_rng(1)
+    n, d, tau = 300, 10, 1.0
+    X = rng.normal(size=(n, d))
+    y = (rng.uniform(size=n) < expit(X @ rng.normal(size=d) * 0.5)).astype(float)
+
+    def neg_log_joint_np(w):
+        z = X @ w
+        return (np.sum(np.logaddexp(0, z) - y * z) + 0.5 * tau * w @ w
+                - 0.5 * d * math.log(tau / (2 * math.pi)))  # fmt: skip
+
+    reference = scipy.optimize.minimize(
+        neg_log_joint_np, np.zeros(d), jac=lambda w: X.T @ (expit(X @ w) - y) + tau * w,
+        method="BFGS", options={"gtol": 1e-10},
+    )  # fmt: skip
+    p = expit(X @ reference.x)
+    H = (X * (p * (1 - p))[:, None]).T @ X + tau * np.eye(d)
+    numpy_evidence = (-neg_log_joint_np(reference.x) + 0.5 * d * math.log(2 * math.pi)
+                      - 0.5 * np.linalg.slogdet(H)[1])  # fmt: skip
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
+    la = fit(lambda w: -pc.core.bernoulli_nll(yt, Xt @ w), torch.zeros(d), prior_precision=tau)
+    np.testing.assert_allclose(la.mode.numpy(), reference.x, atol=1e-6)
+    assert float(la.log_evidence) == pytest.approx(numpy_evidence, abs=1e-8)
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_laplace_approaches_the_quadrature_evidence_as_the_data_grow(d):
+    """Bernstein-von Mises: the gap to the exact evidence (adaptive cubature) shrinks, O(1/n)."""
+    rng = np.random.default_rng(d)
+    w_true = rng.normal(size=d)
+    gaps = []
+    for n in (20, 80, 320):
+        X = torch.as_tensor(rng.normal(size=(n, d)))
+        y = torch.as_tensor((rng.uniform(size=n) < expit(X.numpy() @ w_true)).astype(float))
+
+        def log_joint(w, X=X, y=y):  # one point (d,), or a batch (m, d) for the quadrature
+            prior = torch.distributions.Normal(0.0, 1.0).log_prob(w).sum(-1)
+            logits = w @ X.T
+            return prior - torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, y.expand_as(logits), reduction="none").sum(-1)  # fmt: skip
+
+        la = fit(log_joint, torch.zeros(d))
+        exact = pc.integrate.log_integral(log_joint, [-math.inf] * d, [math.inf] * d, rtol=1e-10)
+        gaps.append(abs(float(la.log_evidence) - float(exact.value)))
+    assert gaps[0] < 0.2
+    assert gaps[2] < gaps[1] < gaps[0], gaps
+
+
+def test_diag_and_lowrank_run_at_d_100000_on_a_quadratic_with_known_hessian():
+    """log-likelihood -½ Σ a_i θ_i² + bᵀθ with prior precision 1: H = diag(a + 1)."""
+    d = 100_000
+    rng = np.random.default_rng(0)
+    a, b = torch.as_tensor(rng.uniform(0.5, 3.0, d)), torch.as_tensor(rng.normal(size=d))
+    a[:5] = torch.tensor([50.0, 40.0, 30.0, 20.0, 10.0])
+
+    def log_likelihood(theta):
+        return -0.5 * (a * theta * theta).sum() + b @ theta
+
+    mode = b / (a + 1)
+    at_mode = float(-0.5 * ((a + 1) * mode**2).sum() + b @ mode - 0.5 * d * math.log(2 * math.pi))
+    diag = fit(log_likelihood, torch.zeros(d), prior_precision=1.0, hessian="diag",
+               optimizer="newton-cg")  # fmt: skip
+    assert torch.allclose(diag.precision, a + 1, rtol=1e-12)
+    exact = at_mode + 0.5 * d * math.log(2 * math.pi) - 0.5 * float(torch.log(a + 1).sum())
+    assert float(diag.log_evidence) == pytest.approx(exact, rel=1e-10)
+    low = fit(log_likelihood, torch.zeros(d), prior_precision=1.0, hessian="lowrank", rank=5,
+              optimizer="newton-cg")  # fmt: skip
+    eigenvalues = low.precision_structure.eigenvalues
+    np.testing.assert_allclose(np.sort(eigenvalues.numpy()), [10, 20, 30, 40, 50], rtol=1e-8)
+    top = at_mode + 0.5 * d * math.log(2 * math.pi) - 0.5 * math.log(11 * 21 * 31 * 41 * 51)
+    assert float(low.log_evidence) == pytest.approx(top, rel=1e-10)
+
+
+def test_predictive_moments():
+    """For a linear f = Aθ: linearized and unscented give A Σ Aᵀ exactly; mc within noise."""
+    log_likelihood, alpha, _, mean, covariance, X = _linear_regression()
+    la = fit(log_likelihood, torch.zeros(10), prior_precision=alpha)
+    A = X[:4]
+    exact_cov = A @ covariance @ A.T
+    for method in ("linearized", "unscented"):
+        p = la.predictive(lambda th: A @ th, method)
+        assert torch.allclose(p.mean, A @ mean, atol=1e-10)
+        assert torch.allclose(p.covariance, exact_cov, atol=1e-12)
+    p = la.predictive(lambda th: A @ th, "mc", n_samples=100_000, seed=0)
+    # the standard error of a sample covariance entry: sqrt((C_ii C_jj + C_ij²) / n)
+    variances = torch.diagonal(exact_cov)
+    stderr = torch.sqrt((torch.outer(variances, variances) + exact_cov**2) / 100_000)
+    assert bool(((p.covariance - exact_cov).abs() < 5 * stderr).all())
+
+
+def test_samples_have_the_posterior_covariance():
+    log_likelihood, alpha, _, _, _, _ = _linear_regression()
+    low = fit(log_likelihood, torch.zeros(10), prior_precision=alpha, hessian="lowrank", rank=3)
+    draws = low.sample(200_000, seed=1)
+    # each entry's standard error is about sqrt((Σ_ii Σ_jj + Σ_ij²) / n) <= sqrt(2/n) max Σ_ii
+    tolerance = 5 * math.sqrt(2 / 200_000) * float(low.marginal_variances().max())
+    assert float((torch.cov(draws.T) - low.covariance).abs().max()) < tolerance
+    assert torch.allclose(low.marginal_variances(), torch.diagonal(low.covariance), atol=1e-14)
+
+
+def test_bad_input_and_a_saddle():
+    with pytest.raises(NonFiniteError, match="theta0"):
+        fit(lambda th: torch.log(th).sum(), torch.tensor([-1.0, 1.0]))
+    with pytest.raises(ValueError, match=r"shape \(d,\)"):
+        fit(lambda th: -(th**2).sum(), torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="'full', 'diag', 'lowrank'"):
+        fit(lambda th: -(th**2).sum(), torch.zeros(2), hessian="kron")
+    with pytest.raises(ValueError, match="rank= and prior_precision="):
+        fit(lambda th: -(th**2).sum(), torch.zeros(2), hessian="lowrank")
+
+    def saddle(th):  # log p = -θ_0² + θ_1²: Newton from (1, 0) stops at the saddle (0, 0)
+        return -(th[0] ** 2) + th[1] ** 2
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # minimize's own saddle warning
+        with pytest.raises(NotPositiveDefiniteError, match="smallest eigenvalue -2") as info:
+            fit(saddle, torch.tensor([1.0, 0.0]))
+    assert info.value.min_eigenvalue == pytest.approx(-2.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        repaired = fit(saddle, torch.tensor([1.0, 0.0]), repair="clip")
+    assert any("-2" in str(w.message) and "clipped" in str(w.message) for w in caught)
+    assert "clipped" in repaired.repair
