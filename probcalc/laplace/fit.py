@@ -31,6 +31,7 @@ from .structures import (
     DiagonalPrecision,
     FullPrecision,
     LowRankPrecision,
+    LowRankPrecisionNormal,
     Precision,
     gaussian_log_normalizer,
 )
@@ -89,6 +90,11 @@ class LaplaceApproximation:
             (the envelope theorem), not for the log determinant when the mode moves with them.
         optimize_result: the optimizer's OptimizeResult.
         repair: None, or what was done to make H positive definite, with the figure.
+        scale: "identity" (θ itself) or "unconstrained" (with ``constraints``: mode, precision
+            and samples live on φ, θ = T(φ), and log p includes log|T'(φ)|, as Stan and
+            PyMC do; :meth:`to_constrained` maps back).
+        transform: θ = T(φ) coordinate-wise: exp for positive, sigmoid for unit-interval
+            coordinates, the identity elsewhere.
     """
 
     mode: torch.Tensor
@@ -98,6 +104,17 @@ class LaplaceApproximation:
     log_evidence: torch.Tensor
     optimize_result: OptimizeResult
     repair: str | None
+    scale: str = "identity"
+    transform: _CoordinateTransform | None = None
+
+    def to_constrained(self, phi: torch.Tensor) -> torch.Tensor:
+        """θ = T(φ) for points on the fitted scale (the identity without constraints)."""
+        return phi if self.transform is None else self.transform(phi)
+
+    @property
+    def constrained_mode(self) -> torch.Tensor:
+        """T(mode): the mode mapped to the constrained scale (not the constrained mode)."""
+        return self.to_constrained(self.mode)
 
     @property
     def dim(self) -> int:
@@ -126,7 +143,7 @@ class LaplaceApproximation:
     @property
     def distribution(self) -> torch.distributions.Distribution:
         """The posterior as a torch distribution: MultivariateNormal (full), a diagonal
-        Normal (diag), or a MultivariateNormal with the dense covariance (lowrank; O(d²))."""
+        Normal (diag), or a LowRankPrecisionNormal that keeps D + U Λ U' (lowrank)."""
         if isinstance(self.precision_structure, DiagonalPrecision):
             scale = torch.rsqrt(self.precision_structure.values)
             return torch.distributions.Independent(torch.distributions.Normal(self.mode, scale), 1)
@@ -134,7 +151,7 @@ class LaplaceApproximation:
             return torch.distributions.MultivariateNormal(
                 self.mode, precision_matrix=self.precision_structure.matrix
             )
-        return torch.distributions.MultivariateNormal(self.mode, covariance_matrix=self.covariance)
+        return LowRankPrecisionNormal(self.mode, self.precision_structure)
 
     def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
         """n posterior draws, shape (n, d), in O(n d k) for "lowrank" and O(n d) for "diag"."""
@@ -183,6 +200,67 @@ class LaplaceApproximation:
         return Predictive(mean, centred.T @ centred / (2 * d))
 
 
+class _CoordinateTransform:
+    """θ = T(φ) coordinate by coordinate, with log|det T'(φ)|, from torch's bijections
+    (biject_to(constraints.positive) = exp, biject_to(constraints.unit_interval) = sigmoid)."""
+
+    _KINDS: dict[str, torch.distributions.constraints.Constraint] = {  # noqa: RUF012
+        "positive": torch.distributions.constraints.positive,
+        "unit": torch.distributions.constraints.unit_interval,
+    }
+
+    def __init__(self, kinds: list[str | None], like: torch.Tensor) -> None:
+        self.masks = {
+            kind: torch.tensor([k == kind for k in kinds], device=like.device)
+            for kind in self._KINDS
+        }
+        self.bijections = {
+            kind: torch.distributions.biject_to(constraint)
+            for kind, constraint in self._KINDS.items()
+        }
+
+    def __call__(self, phi: torch.Tensor) -> torch.Tensor:
+        theta = phi
+        for kind, mask in self.masks.items():
+            theta = torch.where(mask, self.bijections[kind](phi), theta)
+        return theta
+
+    def inverse(self, theta: torch.Tensor) -> torch.Tensor:
+        phi = theta
+        for kind, mask in self.masks.items():
+            if bool(mask.any()):
+                inside = self._KINDS[kind].check(theta[mask])
+                if not bool(inside.all()):
+                    raise ValueError(
+                        f"theta0 has {kind} coordinates outside their support: "
+                        f"{theta[mask][~inside].tolist()}"
+                    )
+            safe = torch.where(mask, theta, torch.full_like(theta, 0.5))
+            phi = torch.where(mask, self.bijections[kind].inv(safe), phi)
+        return phi
+
+    def log_abs_det_jacobian(self, phi: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros((), dtype=phi.dtype, device=phi.device)
+        for kind, mask in self.masks.items():
+            bijection = self.bijections[kind]
+            terms = bijection.log_abs_det_jacobian(phi, bijection(phi))
+            total = total + torch.where(mask, terms, torch.zeros_like(terms)).sum()
+        return total
+
+
+def _coordinate_kinds(constraints: Any, d: int) -> list[str | None] | None:
+    if constraints is None:
+        return None
+    kinds = [constraints] * d if isinstance(constraints, str) else list(constraints)
+    if len(kinds) != d:
+        raise ValueError(f"constraints must name one kind per coordinate (d = {d}), got {kinds}")
+    valid = {None, "real", "positive", "unit"}
+    bad = [k for k in kinds if k not in valid]
+    if bad:
+        raise ValueError(f"unknown constraints {bad}; valid: None, 'real', 'positive', 'unit'")
+    return [None if k == "real" else k for k in kinds]
+
+
 def _prior_terms(prior_precision: Any, d: int, like: torch.Tensor) -> torch.Tensor | None:
     if prior_precision is None:
         return None
@@ -204,6 +282,7 @@ def fit(
     optimizer: str = "newton",
     prior_precision: float | torch.Tensor | None = None,
     repair: str | Repair | None = None,
+    constraints: str | list[str | None] | None = None,
     tol: float | None = None,
     max_iter: int | None = None,
     n_probes: int = 64,
@@ -226,6 +305,11 @@ def fit(
         prior_precision: a positive scalar or (d,) vector: the Gaussian prior's precision.
         repair: None (a non-positive-definite H raises), "jitter" or "clip" (a warning
             with the smallest eigenvalue instead).
+        constraints: per coordinate None/"real", "positive" or "unit" (or one kind for all).
+            Constrained coordinates are fitted on an unconstrained scale φ (log, logit) with
+            the log-Jacobian added to log_joint (the Stan/PyMC convention: the evidence is
+            unchanged by the change of variables); theta0 is given on the constrained scale;
+            the result's ``scale`` is "unconstrained".
         tol, max_iter: passed to minimize.
         n_probes, seed: for the stochastic diagonal.
 
@@ -247,6 +331,15 @@ def fit(
         raise ValueError(f"theta0 must have shape (d,), got {tuple(theta0.shape)}")
     d = theta0.numel()
     prior = _prior_terms(prior_precision, d, theta0)
+    kinds = _coordinate_kinds(constraints, d)
+    transform = None if kinds is None else _CoordinateTransform(kinds, theta0)
+    if transform is not None:
+        user_log_joint = log_joint
+        theta0 = transform.inverse(theta0.detach())
+
+        def log_joint(phi: torch.Tensor) -> torch.Tensor:
+            return user_log_joint(transform(phi)) + transform.log_abs_det_jacobian(phi)
+
     if structure is Structure.LOWRANK and (rank is None or prior is None):
         raise ValueError("hessian='lowrank' needs rank= and prior_precision= (its diagonal)")
 
@@ -280,8 +373,9 @@ def fit(
         warnings.warn(ConvergenceWarning(f"laplace.fit: {note}"), stacklevel=2)
     at_mode = total_log_joint(mode)
     log_evidence = at_mode + gaussian_log_normalizer(precision, d)
+    scale = "identity" if transform is None else "unconstrained"
     return LaplaceApproximation(mode, structure.value, precision, at_mode, log_evidence, result,
-                                note)  # fmt: skip
+                                note, scale, transform)  # fmt: skip
 
 
 def _floor(eigenvalues: torch.Tensor) -> float:

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["DiagonalPrecision", "FullPrecision", "LowRankPrecision", "Precision"]
+__all__ = [
+    "DiagonalPrecision",
+    "FullPrecision",
+    "LowRankPrecision",
+    "LowRankPrecisionNormal",
+    "Precision",
+]
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,7 @@ class FullPrecision:
         return torch.linalg.solve_triangular(self.cholesky.T, z.T, upper=True).T
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """H v for v of shape (d,) or (d, m)."""
         return self.matrix @ v
 
 
@@ -67,7 +74,8 @@ class DiagonalPrecision:
         return z / torch.sqrt(self.values)
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        return self.values * v
+        """H v for v of shape (d,) or (d, m)."""
+        return (self.values if v.dim() == 1 else self.values[:, None]) * v
 
 
 @dataclass(frozen=True)
@@ -125,7 +133,10 @@ class LowRankPrecision:
         return white / torch.sqrt(self.diagonal)
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        return self.diagonal * v + self.vectors @ (self.eigenvalues * (self.vectors.T @ v))
+        """H v for v of shape (d,) or (d, m)."""
+        diagonal = self.diagonal if v.dim() == 1 else self.diagonal[:, None]
+        eigenvalues = self.eigenvalues if v.dim() == 1 else self.eigenvalues[:, None]
+        return diagonal * v + self.vectors @ (eigenvalues * (self.vectors.T @ v))
 
 
 Precision = FullPrecision | DiagonalPrecision | LowRankPrecision
@@ -134,3 +145,41 @@ Precision = FullPrecision | DiagonalPrecision | LowRankPrecision
 def gaussian_log_normalizer(precision: Precision, d: int) -> torch.Tensor:
     """log ∫ exp(-½ x'Hx) dx = d/2 log 2π - ½ log det H."""
     return 0.5 * d * math.log(2 * math.pi) - 0.5 * precision.log_det()
+
+
+class LowRankPrecisionNormal(torch.distributions.Distribution):
+    """N(loc, H⁻¹) with H = D + U diag(λ) U' kept in that form: rsample, log_prob, mean,
+    variance and entropy in O(d k²), never a d x d matrix. (torch's
+    LowRankMultivariateNormal puts the low rank on the covariance, not the precision.)"""
+
+    arg_constraints: dict = {}  # noqa: RUF012 (torch's Distribution API)
+    has_rsample = True
+
+    def __init__(self, loc: torch.Tensor, precision: LowRankPrecision) -> None:
+        self.loc, self.precision = loc, precision
+        super().__init__(event_shape=loc.shape, validate_args=False)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.loc
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return self.precision.marginal_variances()
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:  # noqa: B008
+        shape = torch.Size(sample_shape)
+        z = torch.randn((shape.numel(), *self.loc.shape), dtype=self.loc.dtype,
+                        device=self.loc.device)  # fmt: skip
+        return (self.loc + self.precision.noise_to_draws(z)).reshape(shape + self.loc.shape)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        centred = (value - self.loc).reshape(-1, self.loc.numel())
+        quadratic = (centred * self.precision.matvec(centred.T).T).sum(dim=1)
+        d = self.loc.numel()
+        out = -0.5 * quadratic + 0.5 * self.precision.log_det() - 0.5 * d * math.log(2 * math.pi)
+        return out.reshape(value.shape[:-1])
+
+    def entropy(self) -> torch.Tensor:
+        d = self.loc.numel()
+        return 0.5 * d * (1 + math.log(2 * math.pi)) - 0.5 * self.precision.log_det()

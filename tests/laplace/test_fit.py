@@ -178,3 +178,61 @@ def test_bad_input_and_a_saddle():
         repaired = fit(saddle, torch.tensor([1.0, 0.0]), repair="clip")
     assert any("-2" in str(w.message) and "clipped" in str(w.message) for w in caught)
     assert "clipped" in repaired.repair
+
+
+def test_positive_parameters_are_fitted_on_the_log_scale_with_the_jacobian():
+    """y_i ~ Poisson(λ), λ ~ Gamma(a, b). On φ = log λ the density with its Jacobian is
+    ∝ exp((a + S) φ - (b + n) e^φ): mode log((a + S)/(b + n)), curvature a + S."""
+    a, b = 2.0, 1.0
+    y = torch.tensor([3.0, 5.0, 2.0, 4.0, 6.0, 3.0])
+    n, total = len(y), float(y.sum())
+
+    def log_joint(lam):
+        rate = lam[0]
+        return (torch.distributions.Gamma(a, b).log_prob(rate)
+                + torch.distributions.Poisson(rate).log_prob(y).sum())  # fmt: skip
+
+    la = fit(log_joint, torch.tensor([1.0]), constraints="positive")
+    rate = (a + total) / (b + n)
+    assert la.scale == "unconstrained"
+    assert float(la.mode) == pytest.approx(math.log(rate), abs=1e-10)
+    assert float(la.constrained_mode) == pytest.approx(rate, rel=1e-10)
+    assert float(la.precision) == pytest.approx(a + total, rel=1e-10)
+    laplace = (float(log_joint(torch.tensor([rate]))) + math.log(rate)
+               + 0.5 * math.log(2 * math.pi) - 0.5 * math.log(a + total))  # fmt: skip
+    assert float(la.log_evidence) == pytest.approx(laplace, abs=1e-10)
+    # and it approximates the exact (negative binomial) evidence to a few percent
+    log_factorials = sum(math.lgamma(v + 1) for v in y.tolist())
+    exact = (a * math.log(b) - math.lgamma(a) + math.lgamma(a + total)
+             - (a + total) * math.log(b + n) - log_factorials)  # fmt: skip
+    assert abs(float(la.log_evidence) - exact) < 0.05
+
+
+def test_unit_interval_parameters_are_fitted_on_the_logit_scale():
+    """θ ~ Beta(a, b), y ~ Binomial(N, θ): on φ = logit θ the mode is θ* = (a + y)/(a + b + N)
+    and the curvature (a + b + N) θ* (1 - θ*)."""
+    a, b, trials, y = 2.0, 3.0, 20, 13.0
+
+    def log_joint(theta):
+        p = theta[0]
+        likelihood = torch.distributions.Binomial(trials, probs=p).log_prob(torch.tensor(y))
+        return torch.distributions.Beta(a, b).log_prob(p) + likelihood
+
+    la = fit(log_joint, torch.tensor([0.5]), constraints=["unit"])
+    mode = (a + y) / (a + b + trials)
+    assert float(la.constrained_mode) == pytest.approx(mode, rel=1e-10)
+    assert float(la.precision) == pytest.approx((a + b + trials) * mode * (1 - mode), rel=1e-9)
+    with pytest.raises(ValueError, match="outside their support"):
+        fit(log_joint, torch.tensor([1.5]), constraints=["unit"])
+    with pytest.raises(ValueError, match="unknown constraints"):
+        fit(log_joint, torch.tensor([0.5]), constraints=["simplex"])
+
+
+def test_the_lowrank_distribution_keeps_its_structure():
+    log_likelihood, alpha, _, _, _, _ = _linear_regression()
+    low = fit(log_likelihood, torch.zeros(10), prior_precision=alpha, hessian="lowrank", rank=3)
+    dist = low.distribution
+    dense = torch.distributions.MultivariateNormal(low.mode, covariance_matrix=low.covariance)
+    x = low.sample(5, seed=2)
+    assert torch.allclose(dist.log_prob(x), dense.log_prob(x), atol=1e-10)
+    assert float(dist.entropy()) == pytest.approx(float(dense.entropy()), abs=1e-10)
