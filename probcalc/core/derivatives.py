@@ -377,6 +377,7 @@ class FunctionalModule:
     ``fm = functional_module(model)``; ``fm(theta, *inputs)`` calls the model with its
     parameters replaced by ``theta`` (shape ``(d,)``) through ``torch.func.functional_call``,
     so every derivative transform applies: ``pc.hessian(lambda th: loss(fm(th, X), y))``.
+    With ``names``, only those parameters are packed into theta; the rest keep their values.
 
     Attributes:
         params: the module's current parameters, flattened and detached, shape ``(d,)``.
@@ -384,8 +385,14 @@ class FunctionalModule:
         shapes: their shapes.
     """
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, names: Sequence[str] | None = None) -> None:
         named = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+        if names is not None:
+            known = {name for name, _ in named}
+            unknown = sorted(set(names) - known)
+            if unknown:
+                raise ValueError(f"{type(module).__name__} has no trainable parameters {unknown}")
+            named = [(name, p) for name, p in named if name in set(names)]
         if not named:
             raise ValueError(f"{type(module).__name__} has no parameters that require grad")
         self.module = module
@@ -424,8 +431,9 @@ class FunctionalModule:
                     p.copy_(values[name])
 
 
-def functional_module(module: nn.Module) -> FunctionalModule:
-    """See ``module`` as a function ``(theta, *inputs) -> output`` of one flat vector theta.
+def functional_module(module: nn.Module, names: Sequence[str] | None = None) -> FunctionalModule:
+    """See ``module`` as a function ``(theta, *inputs) -> output`` of one flat vector theta
+    (of all its trainable parameters, or of those in ``names``).
 
     Example:
         >>> import torch, probcalc as pc
@@ -434,4 +442,4 @@ def functional_module(module: nn.Module) -> FunctionalModule:
         >>> pc.grad(lambda th: fm(th, X).pow(2).sum())(fm.params).shape
         torch.Size([4])
     """
-    return FunctionalModule(module)
+    return FunctionalModule(module, names)
