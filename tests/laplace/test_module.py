@@ -139,3 +139,15 @@ def test_bad_input():
         pc.laplace.fit_module(model, (X, y[:, None]), structure="lowrank")
     with pytest.raises(ValueError, match=r"nn\.Linear"):
         pc.laplace.fit_module(nn.Sequential(nn.Tanh()), (X, y[:, None]), structure="last_layer")
+
+
+def test_cholesky_and_eigendecomposition_paths_agree():
+    X, y = _data(n=80, d=5, seed=7)
+    model, _, _ = _map_linear_model(X, y)
+    la = pc.laplace.fit_module(model, (X, y[:, None]), prior_precision=ALPHA, sigma_noise=SIGMA)
+    by_cholesky = float(la.log_evidence)
+    _, variance = la.predictive(X[:3])
+    by_eigen = float(la.log_evidence_at(ALPHA, SIGMA))  # computes the spectrum
+    assert by_cholesky == pytest.approx(by_eigen, abs=1e-10)
+    _, variance_eigen = la.predictive(X[:3])  # now through the eigenvectors
+    assert torch.allclose(variance, variance_eigen, atol=1e-12)
