@@ -49,6 +49,7 @@ Every family also exposes ``name``, ``d``, ``smooth`` (False for continuous and 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import product
@@ -82,7 +83,7 @@ OSCILLATORY_MIN_ABS_INTEGRAL = 0.05
 
 
 @dataclass(frozen=True, eq=False)
-class GenzFamily:
+class GenzFamily(ABC):
     """Common part of the six families: parameters a, w of shape (d,) and input checking."""
 
     a: np.ndarray
@@ -124,12 +125,13 @@ class GenzFamily:
         w = torch.tensor(self.w.tolist(), dtype=x.dtype, device=x.device)
         return self._evaluate(x, a, w)
 
+    @abstractmethod
     def _evaluate(self, x: torch.Tensor, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """f at the rows of x with the parameters as tensors."""
 
+    @abstractmethod
     def exact(self) -> float:
         """The integral of f over [0, 1]^d."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True, eq=False)
