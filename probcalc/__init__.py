@@ -29,6 +29,7 @@ from .core import (
     minimize,
     value_and_grad,
 )
+from .marginal import Evidence, NestedLaplaceResult, evidence, nested_laplace
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,8 @@ __all__ = [
     "ConjugateGradientResult",
     "ConvergenceError",
     "ConvergenceWarning",
+    "Evidence",
+    "NestedLaplaceResult",
     "NonFiniteError",
     "NotPositiveDefiniteError",
     "OptimizeResult",
@@ -43,6 +46,7 @@ __all__ = [
     "__version__",
     "conjugate_gradient",
     "core",
+    "evidence",
     "finite_difference",
     "functional_module",
     "grad",
@@ -54,5 +58,6 @@ __all__ = [
     "laplace",
     "mc",
     "minimize",
+    "nested_laplace",
     "value_and_grad",
 ]

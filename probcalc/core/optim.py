@@ -322,7 +322,7 @@ def _describe(x: torch.Tensor) -> str:
 
 
 def _grad_norm(gradient: torch.Tensor) -> float:
-    return float(gradient.abs().max())
+    return float(gradient.detach().abs().max())
 
 
 def _backtrack(
@@ -442,7 +442,8 @@ def _newton(
             modified_steps += modified
         else:
             direction = _newton_cg_direction(operator, gradient, cg_max_iter)
-        found = _backtrack(fun, x, float(value), float(_dot(gradient, direction)), direction)
+        slope = float(_dot(gradient.detach(), direction.detach()))
+        found = _backtrack(fun, x, float(value.detach()), slope, direction.detach())
         if found is None:
             reason = f"the line search found no decrease along the {method.value} direction"
             break

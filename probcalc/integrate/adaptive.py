@@ -115,6 +115,7 @@ def integrate_adaptive(
     atol: float,
     max_evals: int,
     log_space: bool = False,
+    edges: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> AdaptiveOutcome:
     """Integrate over the union of the boxes [lower_i, upper_i] (reference coordinates).
 
@@ -122,6 +123,9 @@ def integrate_adaptive(
     reference coordinates (or, with ``log_space``, its log) as an (N, B) tensor. With
     ``log_space`` the driver integrates exp(values - shift) with a running shift (the
     largest log value seen), so that the value is ``log(sum) + shift`` without overflow.
+
+    ``edges`` are the per-axis coordinates of the domain's edges (default: the faces of the
+    regions given), where children of a split get the larger safety factor.
 
     Stops when every integrand's total error is at most ``max(atol, rtol |value|)``, or
     when the next round would exceed ``max_evals`` evaluations, or when no region can be
@@ -134,6 +138,8 @@ def integrate_adaptive(
     regions: _Regions | None = None
     new_lower, new_upper, new_pieces = lower, upper, pieces
     split: _Split | None = None  # the regions split last round
+    if edges is None:  # the domain's faces, where endpoint singularities sit
+        edges = (lower.amin(dim=0), upper.amax(dim=0))
     while True:
         rounds += 1
         points = rule.nodes(new_lower, new_upper)  # (k, p, d)
@@ -149,7 +155,8 @@ def integrate_adaptive(
             values = torch.exp(values - shift)
         estimate, axis_errors, floor = rule.apply(values.reshape(k, p, -1), new_lower, new_upper)
         if split is not None:
-            axis_errors = split.children_errors(estimate, axis_errors, new_lower, new_upper)
+            axis_errors = split.children_errors(estimate, axis_errors, new_lower, new_upper,
+                                                edges)  # fmt: skip
         children = _Regions(new_lower, new_upper, new_pieces, estimate, axis_errors, floor)
         regions = children if regions is None else regions.join(children)
 
@@ -267,6 +274,7 @@ class _Split:
         fresh: torch.Tensor,
         lower: torch.Tensor,
         upper: torch.Tensor,
+        edges: tuple[torch.Tensor, torch.Tensor],
     ) -> torch.Tensor:
         """Per-axis errors (2m, d, B) of the children [lefts..., rights...].
 
@@ -281,7 +289,7 @@ class _Split:
         change = (self.estimates - estimates[:m].detach() - estimates[m:].detach()).abs()
         change = change.repeat(2, 1)  # (2m, B)
         inherited = torch.minimum(fresh, self.axis_errors.repeat(2, 1, 1))
-        at_edge = ((lower == 0) | (upper.abs() == 1)).any(dim=1)  # reference domains' edges
+        at_edge = ((lower == edges[0]) | (upper == edges[1])).any(dim=1)
         factor = torch.where(at_edge, _INHERIT_EDGE, _INHERIT_INTERIOR).to(change.dtype)
         axes = self.axes.repeat(2)
         rows = torch.arange(2 * m, device=axes.device)

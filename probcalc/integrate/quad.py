@@ -132,6 +132,8 @@ def _integrate_line(
         atol=atol,
         max_evals=max_evals,
         log_space=log_space,
+        # both pieces start at an end of the line (t = 0); t = 1/2 is its middle
+        edges=(half[0, :1], torch.full_like(half[0, :1], torch.inf)),
     )
     if log_space:
         total = outcome.value
