@@ -43,11 +43,11 @@ def beta_binomial_logit():
     return log_joint, exact, torch.zeros(1), False
 
 
-def linear_regression_3d():
-    """y = Xβ + ε, ε ~ N(0, 0.5²), β ~ N(0, I/2), d = 3."""
-    rng = np.random.default_rng(0)
-    X = torch.as_tensor(rng.normal(size=(30, 3)))
-    y = X @ torch.tensor([0.5, -1.0, 0.3]) + 0.5 * torch.as_tensor(rng.normal(size=30))
+def linear_regression(d=3):
+    """y = Xβ + ε, ε ~ N(0, 0.5²), β ~ N(0, I/2)."""
+    rng = np.random.default_rng(d)
+    X = torch.as_tensor(rng.normal(size=(30, d)))
+    y = X @ torch.as_tensor(rng.normal(size=d)) + 0.5 * torch.as_tensor(rng.normal(size=30))
 
     def log_joint(beta):
         return (
@@ -56,11 +56,12 @@ def linear_regression_3d():
         )
 
     exact = MultivariateNormal(torch.zeros(30), 0.25 * torch.eye(30) + X @ X.T / 2).log_prob(y)
-    return log_joint, float(exact), torch.zeros(3), True
+    return log_joint, float(exact), torch.zeros(d), True
 
 
-MODELS = {"normal-normal": normal_normal, "beta-binomial (logit)": beta_binomial_logit,
-          "linear regression d=3": linear_regression_3d}  # fmt: skip
+MODELS = {"normal-normal (d=1)": normal_normal, "beta-binomial, logit (d=1)": beta_binomial_logit,
+          "linear regression (d=2)": lambda: linear_regression(2),
+          "linear regression (d=3)": lambda: linear_regression(3)}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", MODELS)
