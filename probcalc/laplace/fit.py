@@ -309,7 +309,8 @@ def fit(
             Constrained coordinates are fitted on an unconstrained scale φ (log, logit) with
             the log-Jacobian added to log_joint (the Stan/PyMC convention: the evidence is
             unchanged by the change of variables); theta0 is given on the constrained scale;
-            the result's ``scale`` is "unconstrained".
+            the result's ``scale`` is "unconstrained". A ``prior_precision`` then applies to
+            φ, the fitted scale.
         tol, max_iter: passed to minimize.
         n_probes, seed: for the stochastic diagonal.
 

@@ -349,7 +349,9 @@ def fit_module(
     factors = []  # Λ^(1/2) J rows, for lowrank
     fit_term = torch.zeros((), dtype=theta.dtype, device=theta.device)
     n_outputs = 0
-    for X, y in _batches(data):
+    # a list, so that the exact Hessian's second pass sees the data a one-shot iterable gave
+    batches = list(_batches(data)) if curvature is Curvature.HESSIAN else _batches(data)
+    for X, y in batches:
         outputs, J = _outputs_and_jacobian(functional, theta, X)  # (m, k), (m, k, d)
         m, k = outputs.shape
         n_outputs += m * k
@@ -367,7 +369,7 @@ def fit_module(
                 if structure is not ModuleStructure.LOWRANK:
                     ggn = ggn + root.T @ root
     if curvature is Curvature.HESSIAN:
-        ggn = _negative_log_likelihood_hessian(functional, theta, data, likelihood)
+        ggn = _negative_log_likelihood_hessian(functional, theta, batches, likelihood)
         diagonal = torch.diagonal(ggn).clone()
     sigma = sigma_noise
     dense = factor = None

@@ -126,9 +126,10 @@ class LowRankPrecision:
         """D^(-1/2) (I + B B')^(-1/2) z, with (I + BB')^(-1/2) = I + Q((I + R R')^(-1/2) - I)Q'
         from the thin QR decomposition B = Q R."""
         q, r = torch.linalg.qr(self._b)
-        eigenvalues, vectors = torch.linalg.eigh(torch.eye(r.shape[0], dtype=r.dtype) + r @ r.T)
+        eye = torch.eye(r.shape[0], dtype=r.dtype, device=r.device)
+        eigenvalues, vectors = torch.linalg.eigh(eye + r @ r.T)
         inverse_root = (vectors * torch.rsqrt(eigenvalues)) @ vectors.T
-        middle = inverse_root - torch.eye(r.shape[0], dtype=r.dtype)
+        middle = inverse_root - eye
         white = z + (z @ q) @ middle.T @ q.T
         return white / torch.sqrt(self.diagonal)
 

@@ -31,8 +31,9 @@ class ImportanceResult:
     """The outcome of :func:`importance_sampling`.
 
     Attributes:
-        log_evidence: ``log (1/n Σ w_i)`` with ``w = p̃(x)/q(x)``, an unbiased estimate of Z
-            on the log scale; differentiable with respect to parameters log_target closes over.
+        log_evidence: ``log (1/n Σ w_i)`` with ``w = p̃(x)/q(x)``: the log of an unbiased
+            estimate of Z (so slightly biased low, by about stderr²/2); differentiable with
+            respect to parameters log_target closes over.
         stderr: its delta-method standard error, ``sd(w) / (mean(w) √n)``.
         ess: the effective sample size ``(Σ w)² / Σ w²`` of the (smoothed) weights.
         khat: the Pareto k-hat of the weights (computed in either smoothing mode).

@@ -55,6 +55,10 @@ def test_batches_accumulate_to_the_full_data_result():
     batches = [(X[i : i + 30], y[i : i + 30, None]) for i in range(0, 100, 30)]
     la = pc.laplace.fit_module(model, batches, prior_precision=ALPHA, sigma_noise=SIGMA)
     assert float(la.log_evidence) == pytest.approx(evidence, abs=1e-8)
+    # a one-shot iterable works with the exact Hessian too (it needs the data twice)
+    la = pc.laplace.fit_module(model, iter(batches), prior_precision=ALPHA, sigma_noise=SIGMA,
+                               curvature="hessian")  # fmt: skip
+    assert float(la.log_evidence) == pytest.approx(evidence, abs=1e-8)
 
 
 def test_predictive_variance_of_linear_regression():
