@@ -1,6 +1,25 @@
 """Gymnasium environments of probcalc, installed as ``probcalc.envs``.
 
-This package imports only gymnasium and numpy/scipy (see DESIGN.md). Environments are
-registered by string entry point when ``probcalc`` is imported, so defining one here
-costs nothing until ``gymnasium.make("probcalc/...")`` asks for it.
+This package imports only gymnasium and numpy/scipy (see DESIGN.md). The environments are
+registered by string entry point when ``probcalc`` is imported, so a module here is loaded
+only when ``gymnasium.make("probcalc/...")`` asks for it.
+
+- ``probcalc/LQR-v0``: the linear-quadratic regulator, with ``optimal_gain()`` and
+  ``policy_cost(K)`` giving the exact answers.
 """
+
+import gymnasium
+
+_ENVIRONMENTS = {
+    "probcalc/LQR-v0": ("probcalc.envs.lqr:LQREnv", 200),
+}
+
+
+def register_environments() -> None:
+    """Register every probcalc environment with Gymnasium (idempotent)."""
+    for env_id, (entry_point, max_episode_steps) in _ENVIRONMENTS.items():
+        if env_id not in gymnasium.registry:
+            gymnasium.register(env_id, entry_point=entry_point, max_episode_steps=max_episode_steps)
+
+
+register_environments()

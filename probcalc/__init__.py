@@ -9,7 +9,7 @@ gradient-and-loss core (:mod:`probcalc.core`).
 tensor([ 2., -4.])
 """
 
-from . import core, integrate, laplace, mc
+from . import core, envs, integrate, laplace, mc
 from .core import (
     ConjugateGradientResult,
     ConvergenceError,
@@ -46,6 +46,7 @@ __all__ = [
     "__version__",
     "conjugate_gradient",
     "core",
+    "envs",
     "evidence",
     "finite_difference",
     "functional_module",
