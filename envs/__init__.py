@@ -6,12 +6,17 @@ only when ``gymnasium.make("probcalc/...")`` asks for it.
 
 - ``probcalc/LQR-v0``: the linear-quadratic regulator, with ``optimal_gain()`` and
   ``policy_cost(K)`` giving the exact answers.
+- ``probcalc/ContinuousBandit-v0``: one-step episodes on a quadratic reward surface, with
+  the expected reward of a Gaussian policy and its gradient in closed form.
+- ``probcalc/PointMass-v0``: a 2-D point pushed by a force to a goal, dense reward.
 """
 
 import gymnasium
 
 _ENVIRONMENTS = {
     "probcalc/LQR-v0": ("probcalc.envs.lqr:LQREnv", 200),
+    "probcalc/ContinuousBandit-v0": ("probcalc.envs.bandit:ContinuousBanditEnv", 1),
+    "probcalc/PointMass-v0": ("probcalc.envs.point_mass:PointMassEnv", 200),
 }
 
 
