@@ -9,7 +9,7 @@ gradient-and-loss core (:mod:`probcalc.core`).
 tensor([ 2., -4.])
 """
 
-from . import core, envs, integrate, laplace, mc
+from . import core, envs, integrate, laplace, mc, rl
 from .core import (
     ConjugateGradientResult,
     ConvergenceError,
@@ -60,5 +60,6 @@ __all__ = [
     "mc",
     "minimize",
     "nested_laplace",
+    "rl",
     "value_and_grad",
 ]
