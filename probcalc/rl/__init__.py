@@ -1,9 +1,11 @@
 """Policy gradients for continuous actions (in progress): the building blocks so far are
 generalized advantage estimation that handles time limits and Gymnasium's autoreset steps,
-and Gaussian policies (plain and tanh-squashed) for Box action spaces."""
+Gaussian policies (plain and tanh-squashed) for Box action spaces, and REINFORCE on the
+core's score-function surrogate."""
 
 from .advantages import Advantages, generalized_advantages
 from .policies import GaussianPolicy, SquashedGaussianPolicy, mlp
+from .reinforce import REINFORCE, evaluate
 
-__all__ = ["Advantages", "GaussianPolicy", "SquashedGaussianPolicy", "generalized_advantages",
-           "mlp"]  # fmt: skip
+__all__ = ["REINFORCE", "Advantages", "GaussianPolicy", "SquashedGaussianPolicy", "evaluate",
+           "generalized_advantages", "mlp"]  # fmt: skip
