@@ -9,6 +9,7 @@ baseline, unbiased), the same surrogate probcalc.mc.score_function_grad uses.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import gymnasium
 import numpy as np
@@ -72,6 +73,18 @@ class REINFORCE:
         if lr_schedule not in ("constant", "linear"):
             raise ValueError(f"unknown lr_schedule {lr_schedule!r}; valid: 'constant', 'linear'")
         self.lr_schedule = lr_schedule
+        self.config = {
+            "env": env,
+            "policy": policy,
+            "n_envs": n_envs,
+            "n_steps": n_steps,
+            "gamma": gamma,
+            "learning_rate": learning_rate,
+            "lr_schedule": lr_schedule,
+            "log_std_init": log_std_init,
+            "learn_std": learn_std,
+            "seed": seed,
+        }
         self.env_id, self.n_envs, self.n_steps, self.gamma = env, n_envs, n_steps, gamma
         self.seed = seed
         self.envs = _vector_env(env, n_envs, seed)
@@ -162,6 +175,22 @@ class REINFORCE:
             self.optimizer.step()
             schedule.step()
         return self
+
+    def save(self, path: str | Path) -> None:
+        """Write the configuration, the policy, the optimizer and the step count to ``path``."""
+        torch.save({"config": self.config, "policy": self.policy.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "num_timesteps": self.num_timesteps}, path)  # fmt: skip
+
+    @classmethod
+    def load(cls, path: str | Path) -> REINFORCE:
+        """The agent saved at ``path``, ready to predict or to learn on from its step count."""
+        state = torch.load(path, weights_only=False)
+        agent = cls(**state["config"])
+        agent.policy.load_state_dict(state["policy"])
+        agent.optimizer.load_state_dict(state["optimizer"])
+        agent.num_timesteps = int(state["num_timesteps"])
+        return agent
 
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions for observations (batch, obs_dim): the mean, or a draw."""

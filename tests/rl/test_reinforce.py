@@ -62,3 +62,15 @@ def test_a_discrete_action_space_is_a_type_error():
     with pytest.raises(TypeError, match="Box"):
         pc.rl.REINFORCE("CartPole-v1")
     assert gymnasium.spec("CartPole-v1") is not None
+
+
+def test_save_and_load_round_trip_predict_and_the_step_count(tmp_path):
+    agent = _agent(seed=4, learning_rate=0.02).learn(total_steps=1_000)
+    path = tmp_path / "agent.pt"
+    agent.save(path)
+    loaded = pc.rl.REINFORCE.load(path)
+    obs = np.random.default_rng(0).normal(size=(5, 1)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(obs), agent.predict(obs))
+    assert loaded.num_timesteps == agent.num_timesteps
+    loaded.learn(total_steps=256)
+    assert loaded.num_timesteps == agent.num_timesteps + 256
