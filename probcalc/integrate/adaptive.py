@@ -150,7 +150,10 @@ def integrate_adaptive(
             largest = values.detach().amax(dim=0)  # (B,)
             new_shift = finite_or_zero(largest if shift is None else torch.maximum(shift, largest))
             if regions is not None:
-                regions.rescale(torch.exp(shift - new_shift))
+                factor = torch.exp(shift - new_shift)
+                regions.rescale(factor)
+                if split is not None:  # the parents' figures must be on the same scale
+                    split = split.rescaled(factor)
             shift = new_shift
             values = torch.exp(values - shift)
         estimate, axis_errors, floor = rule.apply(values.reshape(k, p, -1), new_lower, new_upper)
@@ -267,6 +270,10 @@ class _Split:
     estimates: torch.Tensor  # (m, B)
     axis_errors: torch.Tensor  # (m, d, B)
     axes: torch.Tensor  # (m,)
+
+    def rescaled(self, factor: torch.Tensor) -> _Split:
+        """The same split after the log-space shift grew (estimates times ``factor``)."""
+        return _Split(self.estimates * factor, self.axis_errors * factor, self.axes)
 
     def children_errors(
         self,
