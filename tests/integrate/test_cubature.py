@@ -184,3 +184,13 @@ def test_expect_normal_with_a_fixed_order_reports_the_change_as_error():
 
 def test_integrate_is_reachable_from_the_top_level():
     assert pc.integrate.quad is pc.integrate.quad and callable(pc.integrate.cubature)
+
+
+def test_log_space_refines_exactly_as_linear_space():
+    """The running log shift must not change the adaptive decisions: log_integral of log f
+    takes the same points as cubature of f (a stale scale once inflated them 100-fold)."""
+    log_f = lambda x: -0.5 * ((x - 0.3) ** 2).sum(1) / 0.04  # noqa: E731
+    linear = cubature(lambda x: torch.exp(log_f(x)), [0.0, 0.0], [1.0, 1.0], rtol=1e-6)
+    logged = log_integral(lambda x: log_f(x) - 500.0, [0.0, 0.0], [1.0, 1.0], rtol=1e-6)
+    assert logged.n_evals == linear.n_evals
+    assert float(logged.value) + 500.0 == pytest.approx(math.log(float(linear.value)), abs=1e-12)
