@@ -9,6 +9,7 @@ baseline, unbiased), the same surrogate probcalc.mc.score_function_grad uses.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import gymnasium
@@ -26,6 +27,13 @@ __all__ = ["REINFORCE", "evaluate"]
 def _vector_env(env: str, n_envs: int, seed: int | None) -> gymnasium.vector.VectorEnv:
     if not isinstance(env, str):
         raise TypeError(f"env must be a registered Gymnasium id (a str), got {type(env).__name__}")
+    if gymnasium.spec(env).max_episode_steps is None:
+        warnings.warn(
+            f"{env} has no time limit (max_episode_steps): an episode that never terminates "
+            f"is never cut, and its returns are taken only within each rollout",
+            UserWarning,
+            stacklevel=3,
+        )
     envs = gymnasium.make_vec(env, num_envs=n_envs, vectorization_mode="sync")
     if not isinstance(envs.single_action_space, gymnasium.spaces.Box):
         raise TypeError(

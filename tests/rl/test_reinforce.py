@@ -74,3 +74,35 @@ def test_save_and_load_round_trip_predict_and_the_step_count(tmp_path):
     assert loaded.num_timesteps == agent.num_timesteps
     loaded.learn(total_steps=256)
     assert loaded.num_timesteps == agent.num_timesteps + 256
+
+
+class _NaNRewardEnv(gymnasium.Env):
+    """A one-dimensional environment whose third step returns a NaN reward."""
+
+    def __init__(self):
+        self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+        self.observation_space = gymnasium.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, dtype=np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        reward = float("nan") if self.t == 3 else 0.0
+        return np.zeros(1, dtype=np.float32), reward, False, False, {}
+
+
+gymnasium.register("probcalc-test/NaNReward-v0", entry_point=_NaNRewardEnv, max_episode_steps=10)
+gymnasium.register("probcalc-test/NoTimeLimit-v0", entry_point=_NaNRewardEnv)
+
+
+def test_a_nan_reward_names_the_step_and_a_missing_time_limit_warns():
+    agent = pc.rl.REINFORCE("probcalc-test/NaNReward-v0", policy="linear", n_envs=1,
+                            n_steps=5, seed=0)  # fmt: skip
+    with pytest.raises(pc.NonFiniteError, match="at step 2"):
+        agent.collect()
+    with pytest.warns(UserWarning, match="no time limit"):
+        pc.rl.REINFORCE("probcalc-test/NoTimeLimit-v0", policy="linear", n_envs=1)
