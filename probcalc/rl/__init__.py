@@ -5,7 +5,17 @@ core's score-function surrogate."""
 
 from .advantages import Advantages, generalized_advantages
 from .policies import GaussianPolicy, SquashedGaussianPolicy, mlp
-from .reinforce import REINFORCE, evaluate
+from .ppo import PPO
+from .reinforce import REINFORCE, OnPolicyAgent, evaluate
 
-__all__ = ["REINFORCE", "Advantages", "GaussianPolicy", "SquashedGaussianPolicy", "evaluate",
-           "generalized_advantages", "mlp"]  # fmt: skip
+__all__ = [
+           "PPO",
+           "REINFORCE",
+           "Advantages",
+           "GaussianPolicy",
+           "OnPolicyAgent",
+           "SquashedGaussianPolicy",
+           "evaluate",
+           "generalized_advantages",
+           "mlp",
+]  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import gymnasium
@@ -21,7 +22,7 @@ from ..core.losses import score_function_surrogate
 from .advantages import generalized_advantages
 from .policies import GaussianPolicy
 
-__all__ = ["REINFORCE", "evaluate"]
+__all__ = ["REINFORCE", "OnPolicyAgent", "evaluate"]
 
 
 def _vector_env(env: str, n_envs: int, seed: int | None) -> gymnasium.vector.VectorEnv:
@@ -43,8 +44,11 @@ def _vector_env(env: str, n_envs: int, seed: int | None) -> gymnasium.vector.Vec
     return envs
 
 
-class REINFORCE:
-    """Monte Carlo policy gradient with a leave-one-out baseline on a Gaussian policy.
+class OnPolicyAgent(ABC):
+    """What every on-policy algorithm shares: a Gaussian policy on Gymnasium vector
+    environments, rollouts that mask the autoreset steps and check for non-finite values,
+    the learning loop with its learning-rate schedule, save/load, predict. Subclasses
+    define ``update(batch)`` (and may add networks to ``self.networks``).
 
     Args:
         env: a registered Gymnasium id with a Box action space.
@@ -105,13 +109,25 @@ class REINFORCE:
             self.policy = GaussianPolicy(obs_dim, act_dim, hidden=(64, 64) if policy == "mlp"
                                          else (), log_std_init=log_std_init).float()  # fmt: skip
         self.policy.log_std.requires_grad_(learn_std)
-        trainable = [p for p in self.policy.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(trainable, lr=learning_rate)
+        self.networks: dict[str, torch.nn.Module] = {"policy": self.policy}
+        self.learning_rate = learning_rate
+        self._build_optimizer()
         self.num_timesteps = 0
         self._obs, _ = self.envs.reset(seed=seed)
         # whether each environment's last step ended an episode: Gymnasium 1.x vector envs
         # then spend the next step on the reset, which is no transition
         self._last_done = torch.zeros(n_envs, dtype=torch.bool)
+
+    def _build_optimizer(self) -> None:
+        """Adam over every trainable parameter of ``self.networks`` (call again after adding
+        a network)."""
+        trainable = [p for net in self.networks.values() for p in net.parameters()
+                     if p.requires_grad]  # fmt: skip
+        self.optimizer = torch.optim.Adam(trainable, lr=self.learning_rate)
+
+    @abstractmethod
+    def update(self, batch: dict[str, torch.Tensor]) -> None:
+        """One update from a rollout: defined by each algorithm."""
 
     def _sample(self, obs: torch.Tensor) -> torch.Tensor:
         dist = self.policy.distribution(obs)
@@ -148,6 +164,49 @@ class REINFORCE:
                 "rewards": torch.stack(rewards), "terminated": terminated_t,
                 "truncated": truncated_t, "reset_step": reset_step}  # fmt: skip
 
+    def learn(self, total_steps: int) -> OnPolicyAgent:
+        """Alternate rollouts and updates until total_steps transitions."""
+        updates = math.ceil(total_steps / (self.n_steps * self.n_envs))
+        decay = self.lr_schedule == "linear"
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda k: 1.0 - k / updates if decay else 1.0
+        )
+        for _ in range(updates):
+            self.update(self.collect())
+            schedule.step()
+        return self
+
+    def save(self, path: str | Path) -> None:
+        """Write the configuration, the policy, the optimizer and the step count to ``path``."""
+        networks = {name: net.state_dict() for name, net in self.networks.items()}
+        torch.save({"config": self.config, "networks": networks,
+                    "optimizer": self.optimizer.state_dict(),
+                    "num_timesteps": self.num_timesteps}, path)  # fmt: skip
+
+    @classmethod
+    def load(cls, path: str | Path) -> OnPolicyAgent:
+        """The agent saved at ``path``, ready to predict or to learn on from its step count."""
+        state = torch.load(path, weights_only=False)
+        agent = cls(**state["config"])
+        for name, weights in state["networks"].items():
+            agent.networks[name].load_state_dict(weights)
+        agent.optimizer.load_state_dict(state["optimizer"])
+        agent.num_timesteps = int(state["num_timesteps"])
+        return agent
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions for observations (batch, obs_dim): the mean, or a draw."""
+        with torch.no_grad():
+            obs_t = torch.as_tensor(obs, dtype=torch.float32)
+            if deterministic:
+                return self.policy.distribution(obs_t).mean.numpy()
+            return self._sample(obs_t).numpy()
+
+
+class REINFORCE(OnPolicyAgent):
+    """Monte Carlo policy gradient with a leave-one-out baseline on a Gaussian policy.
+    Arguments as for :class:`OnPolicyAgent`."""
+
     def surrogate(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The score-function surrogate whose gradient estimates ∇ E[return]; its negation
         is the loss. Returns-to-go are cut at the rollout's end (no bootstrap: REINFORCE
@@ -169,48 +228,16 @@ class REINFORCE:
         log_prob = self.policy.log_prob(batch["obs"][valid], batch["actions"][valid])
         return score_function_surrogate(log_prob, weights.to(log_prob.dtype))
 
-    def learn(self, total_steps: int) -> REINFORCE:
-        """Alternate rollouts and one gradient step each until total_steps transitions."""
-        updates = math.ceil(total_steps / (self.n_steps * self.n_envs))
-        decay = self.lr_schedule == "linear"
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda k: 1.0 - k / updates if decay else 1.0
-        )
-        for _ in range(updates):
-            loss = -self.surrogate(self.collect())
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            schedule.step()
-        return self
-
-    def save(self, path: str | Path) -> None:
-        """Write the configuration, the policy, the optimizer and the step count to ``path``."""
-        torch.save({"config": self.config, "policy": self.policy.state_dict(),
-                    "optimizer": self.optimizer.state_dict(),
-                    "num_timesteps": self.num_timesteps}, path)  # fmt: skip
-
-    @classmethod
-    def load(cls, path: str | Path) -> REINFORCE:
-        """The agent saved at ``path``, ready to predict or to learn on from its step count."""
-        state = torch.load(path, weights_only=False)
-        agent = cls(**state["config"])
-        agent.policy.load_state_dict(state["policy"])
-        agent.optimizer.load_state_dict(state["optimizer"])
-        agent.num_timesteps = int(state["num_timesteps"])
-        return agent
-
-    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Actions for observations (batch, obs_dim): the mean, or a draw."""
-        with torch.no_grad():
-            obs_t = torch.as_tensor(obs, dtype=torch.float32)
-            if deterministic:
-                return self.policy.distribution(obs_t).mean.numpy()
-            return self._sample(obs_t).numpy()
+    def update(self, batch: dict[str, torch.Tensor]) -> None:
+        """One gradient step on the negated surrogate."""
+        loss = -self.surrogate(batch)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
 
 
 def evaluate(
-    agent: REINFORCE, env: str, n_episodes: int, deterministic: bool = True,
+    agent: OnPolicyAgent, env: str, n_episodes: int, deterministic: bool = True,
     seed: int | None = None,
 ) -> tuple[float, float]:  # fmt: skip
     """(mean, std) of the undiscounted returns of n_episodes episodes of env under agent."""
