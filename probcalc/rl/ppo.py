@@ -84,7 +84,8 @@ class PPO(OnPolicyAgent):
             "returns": gae.returns.reshape(-1)[valid],
         }
         n = flat["obs"].shape[0]
-        generator = torch.Generator().manual_seed(int(self.num_timesteps))
+        # minibatch order: reproducible, and different for every seed and every update
+        generator = torch.Generator().manual_seed((self.seed or 0) * 1_000_003 + self.num_timesteps)
         parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
         for _ in range(self.n_epochs):
             order = torch.randperm(n, generator=generator)
