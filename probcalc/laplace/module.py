@@ -344,9 +344,10 @@ def fit_module(
     functional = functional_module(model, names)
     theta = functional.params
     d = theta.numel()
-    ggn = torch.zeros((d, d), dtype=theta.dtype, device=theta.device)
+    # no d x d matrix unless the structure needs one: diag keeps a vector, the others the
+    # square-root rows F of the GGN = F'F
     diagonal = torch.zeros(d, dtype=theta.dtype, device=theta.device)
-    factors = []  # Λ^(1/2) J rows, for lowrank
+    factors = []
     fit_term = torch.zeros((), dtype=theta.dtype, device=theta.device)
     n_outputs = 0
     # a list, so that the exact Hessian's second pass sees the data a one-shot iterable gave
@@ -366,22 +367,21 @@ def fit_module(
                 diagonal = diagonal + (root**2).sum(dim=0)
             else:
                 factors.append(root)
-                if structure is not ModuleStructure.LOWRANK:
-                    ggn = ggn + root.T @ root
+    hessian = None
     if curvature is Curvature.HESSIAN:
-        ggn = _negative_log_likelihood_hessian(functional, theta, batches, likelihood)
-        diagonal = torch.diagonal(ggn).clone()
+        hessian = _negative_log_likelihood_hessian(functional, theta, batches, likelihood)
+        diagonal = torch.diagonal(hessian).clone()
     sigma = sigma_noise
     dense = factor = None
     if structure is ModuleStructure.DIAG:
         values, vectors = diagonal, None
     elif structure is ModuleStructure.LOWRANK:
-        values, vectors = _top_eigenpairs(ggn if curvature is Curvature.HESSIAN else None,
-                                          factors, d, rank)  # fmt: skip
+        values, vectors = _top_eigenpairs(hessian, factors, d, rank)
+    elif hessian is not None:
+        values, vectors, dense = None, None, 0.5 * (hessian + hessian.T)
     else:
-        values, vectors, dense = None, None, 0.5 * (ggn + ggn.T)
-        if curvature is Curvature.GGN:
-            factor = torch.cat(factors)
+        factor = torch.cat(factors)
+        values, vectors, dense = None, None, factor.T @ factor
     laplace = ModuleLaplace(
         functional, theta, likelihood.value, structure.value, dense, factor, values, vectors,
         fit_term.detach(), n_outputs, float(prior_precision), float(sigma),
