@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import TypeVar
 
 __all__ = ["Option"]
@@ -10,7 +10,7 @@ __all__ = ["Option"]
 OptionT = TypeVar("OptionT", bound="Option")
 
 
-class Option(str, Enum):
+class Option(StrEnum):
     """Base class of probcalc's string options (``method=``, ``mode=``, ``reduction=``).
 
     Members compare equal to their string values, so ``method="newton"`` and
@@ -27,6 +27,3 @@ class Option(str, Enum):
                 return member
         valid = ", ".join(repr(member.value) for member in cls)
         raise ValueError(f"unknown {name} {value!r}; valid choices are {valid}")
-
-    def __str__(self) -> str:
-        return str(self.value)

@@ -1,21 +1,45 @@
-"""Policy gradients for continuous actions (in progress): the building blocks so far are
-generalized advantage estimation that handles time limits and Gymnasium's autoreset steps,
-Gaussian policies (plain and tanh-squashed) for Box action spaces, and REINFORCE on the
-core's score-function surrogate."""
+"""Policy gradients for continuous actions on Gymnasium environments.
 
+- :class:`REINFORCE`, :class:`A2C`, :class:`PPO` share one class hierarchy
+  (:class:`OnPolicyAgent` -> :class:`ActorCritic`): rollouts over gymnasium vector envs,
+  normalization, the training loop with progress bar, CSV/TensorBoard logs, checkpoints
+  and resume, save/load, predict.
+- Building blocks: :func:`generalized_advantages` (time limits and autoreset steps done
+  right), Gaussian and tanh-squashed Gaussian policies, running normalizers.
+- :func:`evaluate` scores an agent; :func:`load` reads any saved agent;
+  :data:`TUNED` holds per-task settings with their sources.
+"""
+
+from .a2c import A2C
+from .actor_critic import ActorCritic
 from .advantages import Advantages, generalized_advantages
+from .agent import OnPolicyAgent, load
+from .evaluation import evaluate
+from .normalization import ObservationNormalizer, RewardNormalizer, RunningMeanStd
 from .policies import GaussianPolicy, SquashedGaussianPolicy, mlp
 from .ppo import PPO
-from .reinforce import REINFORCE, OnPolicyAgent, evaluate
+from .reinforce import REINFORCE
+from .tuned import TUNED, tuned
+
+ALGORITHMS = {"reinforce": REINFORCE, "a2c": A2C, "ppo": PPO}
 
 __all__ = [
-           "PPO",
-           "REINFORCE",
-           "Advantages",
-           "GaussianPolicy",
-           "OnPolicyAgent",
-           "SquashedGaussianPolicy",
-           "evaluate",
-           "generalized_advantages",
-           "mlp",
-]  # fmt: skip
+    "A2C",
+    "ALGORITHMS",
+    "PPO",
+    "REINFORCE",
+    "TUNED",
+    "ActorCritic",
+    "Advantages",
+    "GaussianPolicy",
+    "ObservationNormalizer",
+    "OnPolicyAgent",
+    "RewardNormalizer",
+    "RunningMeanStd",
+    "SquashedGaussianPolicy",
+    "evaluate",
+    "generalized_advantages",
+    "load",
+    "mlp",
+    "tuned",
+]

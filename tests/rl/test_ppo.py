@@ -2,29 +2,29 @@
 
 import math
 
-import gymnasium
 import numpy as np
 import torch
+from lqr2 import LQR2
+from lqr2 import LQR2_SETTINGS as SETTINGS
 from probcalc.envs.lqr import LQREnv
 
 import probcalc as pc
 
-A = np.array([[1.0, 0.1], [0.0, 1.0]])  # a double integrator, dt = 0.1
-B = np.array([[0.0], [0.1]])
-SETTINGS = {"A": A, "B": B, "gamma": 0.95, "noise_std": 0.05, "action_scale": 10.0}
-gymnasium.register("probcalc-test/LQR2-v0", entry_point="probcalc.envs.lqr:LQREnv",
-                   kwargs=SETTINGS, max_episode_steps=100)  # fmt: skip
-
 
 def test_ppo_with_a_linear_policy_reaches_the_optimal_lqr_cost_and_gain():
     """Within 5% of the optimal discounted cost, and the gain within 10% (relative Frobenius
-    norm) of optimal_gain(), in 200,000 steps (about 35 s on 2 cores)."""
+    norm) of optimal_gain(), in 200,000 steps (about 30 s on 2 cores). The rewards are
+    normalized (by the std of the discounted return): without it, the early quadratic costs of
+    thousands per step make the critic's regression, and with it the run, depend on rounding
+    (seeds 0 and 2 diverged; with it seeds 0 to 4 reach ratios of 1.0002 to 1.0018 and gain
+    errors of 1.7% to 4.4%)."""
     env = LQREnv(**SETTINGS)
     optimal = env.optimal_gain()
-    agent = pc.rl.PPO("probcalc-test/LQR2-v0", policy="linear", n_envs=8, n_steps=128,
+    agent = pc.rl.PPO(LQR2, policy="linear", n_envs=8, n_steps=128,
                       gamma=0.95, learning_rate=5e-3, lr_schedule="linear",
                       log_std_init=math.log(0.05), learn_std=False, n_epochs=10,
-                      batch_size=128, max_grad_norm=10.0, seed=0)  # fmt: skip
+                      batch_size=128, max_grad_norm=10.0, normalize_rewards=True,
+                      seed=0)  # fmt: skip
     with torch.no_grad():  # start from u = 0
         agent.policy.mean[0].weight.zero_()
         agent.policy.mean[0].bias.zero_()
@@ -39,7 +39,7 @@ def test_ppo_with_a_linear_policy_reaches_the_optimal_lqr_cost_and_gain():
 
 
 def test_ppo_save_and_load_keep_the_value_network(tmp_path):
-    agent = pc.rl.PPO("probcalc-test/LQR2-v0", policy="linear", n_envs=2, n_steps=32, seed=1)
+    agent = pc.rl.PPO(LQR2, policy="linear", n_envs=2, n_steps=32, seed=1)
     agent.learn(total_steps=128)
     agent.save(tmp_path / "ppo.pt")
     loaded = pc.rl.PPO.load(tmp_path / "ppo.pt")

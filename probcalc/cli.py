@@ -1,0 +1,180 @@
+"""The ``probcalc`` command: train, evaluate and plot policy-gradient runs.
+
+    probcalc train ppo --env Pendulum-v1 --steps 100000 --seed 0 --out runs/pendulum
+    probcalc evaluate runs/pendulum
+    probcalc plot runs/pendulum
+
+Settings, each layer overriding the one before: the algorithm's defaults, the tuned
+settings for the task (probcalc.rl.TUNED; ``--no-tuned`` skips them), a TOML file
+(``--config``), then ``--set key=value`` flags (values read as TOML: 1e-3, true, "linear").
+A run folder holds run.json (what was run), progress.csv, episodes.csv, checkpoint.pt and
+model.pt; ``--resume`` continues a stopped run from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import probcalc as pc
+
+RUN_FILE = "run.json"
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word: a string such as linear or mlp
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    settings: dict[str, Any] = {} if args.no_tuned else pc.rl.tuned(args.algorithm, args.env)
+    if args.config is not None:
+        with open(args.config, "rb") as handle:
+            settings.update(tomllib.load(handle))
+    for item in args.set:
+        key, separator, value = item.partition("=")
+        if not separator:
+            raise SystemExit(f"--set takes key=value, got {item!r}")
+        settings[key.strip().replace("-", "_")] = _parse_value(value.strip())
+    if args.seed is not None:
+        settings["seed"] = args.seed
+    if args.steps is not None:
+        settings["total_steps"] = args.steps
+    if "total_steps" not in settings:
+        raise SystemExit(f"no tuned step budget for {args.algorithm} on {args.env}: give --steps")
+    return settings
+
+
+def train(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    algorithm = pc.rl.ALGORITHMS[args.algorithm]
+    settings = _settings(args)
+    total_steps = int(settings.pop("total_steps"))
+    checkpoint = out / "checkpoint.pt"
+    resume_from = None
+    if args.resume:
+        if not checkpoint.exists():
+            raise SystemExit(f"--resume: no checkpoint at {checkpoint}")
+        run = json.loads((out / RUN_FILE).read_text())
+        settings, total_steps = run["settings"], run["total_steps"]
+        resume_from = checkpoint
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / RUN_FILE).write_text(json.dumps({
+            "algorithm": args.algorithm, "env": args.env, "total_steps": total_steps,
+            "settings": settings, "command": " ".join(sys.argv),
+        }, indent=2))  # fmt: skip
+    agent = algorithm(args.env, **settings)
+    checkpoint_every = args.checkpoint_every or max(total_steps // 10, 1)
+    agent.learn(total_steps, progress_bar=not args.no_progress, log_dir=out,
+                checkpoint_every=checkpoint_every, resume_from=resume_from)  # fmt: skip
+    mean, std = pc.rl.evaluate(agent, n_episodes=args.eval_episodes, seed=10_000)
+    print(
+        f"{args.algorithm} on {args.env}: {agent.num_timesteps} steps, evaluation return "
+        f"{mean:.2f} ± {std:.2f} over {args.eval_episodes} episodes; saved in {out}"
+    )
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    agent = pc.rl.load(Path(args.run) / "model.pt")
+    mean, std = pc.rl.evaluate(agent, n_episodes=args.episodes, deterministic=not args.stochastic,
+                               seed=args.seed)  # fmt: skip
+    print(
+        f"{args.run}: return {mean:.2f} ± {std:.2f} over {args.episodes} episodes "
+        f"({agent.num_timesteps} training steps)"
+    )
+
+
+def plot(args: argparse.Namespace) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise SystemExit("probcalc plot needs matplotlib: pip install matplotlib") from error
+    run = Path(args.run)
+    with (run / "episodes.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise SystemExit(f"{run / 'episodes.csv'} has no finished episodes yet")
+    steps = np.array([float(row["step"]) for row in rows])
+    returns = np.array([float(row["episode_return"]) for row in rows])
+    window = max(1, min(100, len(returns) // 10))
+    smoothed = np.convolve(returns, np.ones(window) / window, mode="valid")
+    figure, axis = plt.subplots(figsize=(7, 4))
+    axis.plot(steps, returns, ".", alpha=0.3, markersize=3, label="episode return")
+    axis.plot(steps[window - 1 :], smoothed, label=f"mean of {window} episodes")
+    axis.set_xlabel("environment steps")
+    axis.set_ylabel("return")
+    info = json.loads((run / RUN_FILE).read_text()) if (run / RUN_FILE).exists() else {}
+    axis.set_title(f"{info.get('algorithm', '')} on {info.get('env', run.name)}")
+    axis.legend()
+    figure.tight_layout()
+    output = Path(args.output) if args.output else run / "learning_curve.png"
+    figure.savefig(output, dpi=120)
+    print(f"wrote {output}")
+
+
+def parser() -> argparse.ArgumentParser:
+    main_parser = argparse.ArgumentParser(prog="probcalc", description=__doc__.split("\n\n")[0])
+    commands = main_parser.add_subparsers(dest="command", required=True)
+    train_parser = commands.add_parser("train", help="train an agent")
+    train_parser.add_argument("algorithm", choices=sorted(pc.rl.ALGORITHMS))
+    train_parser.add_argument("--env", required=True, help="a registered Gymnasium id")
+    train_parser.add_argument("--steps", type=int, help="environment steps (default: tuned)")
+    train_parser.add_argument("--seed", type=int)
+    train_parser.add_argument("--out", required=True, help="the run folder")
+    train_parser.add_argument("--config", help="a TOML file of settings")
+    train_parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting (repeatable), e.g. --set learning_rate=1e-3",
+    )
+    train_parser.add_argument(
+        "--no-tuned", action="store_true", help="do not start from probcalc.rl.TUNED"
+    )
+    train_parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        help="steps between checkpoints (default: a tenth of the run)",
+    )
+    train_parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
+    )
+    train_parser.add_argument("--eval-episodes", type=int, default=10)
+    train_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train_parser.set_defaults(handler=train)
+    evaluate_parser = commands.add_parser("evaluate", help="evaluate a trained run")
+    evaluate_parser.add_argument("run")
+    evaluate_parser.add_argument("--episodes", type=int, default=10)
+    evaluate_parser.add_argument("--seed", type=int, default=0)
+    evaluate_parser.add_argument(
+        "--stochastic", action="store_true", help="draw actions instead of using the policy's mean"
+    )
+    evaluate_parser.set_defaults(handler=evaluate)
+    plot_parser = commands.add_parser("plot", help="plot a run's learning curve (PNG)")
+    plot_parser.add_argument("run")
+    plot_parser.add_argument("--output", help="default: RUN/learning_curve.png")
+    plot_parser.set_defaults(handler=plot)
+    return main_parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""A2C: synchronous advantage actor-critic, one gradient step per rollout."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from ..core.losses import score_function_surrogate
+from .actor_critic import ActorCritic, explained_variance
+
+__all__ = ["A2C"]
+
+
+class A2C(ActorCritic):
+    """Advantage actor-critic (Mnih et al., 2016, synchronous form): per rollout one step on
+    -E[A log π(a|s)] + vf_coef E[(V - R)²] - ent_coef E[entropy], with GAE(λ) advantages
+    (λ = 1 by default: the n-step returns of the paper).
+
+    Defaults are Stable-Baselines3's: 5 steps per environment, learning rate 7e-4,
+    RMSprop (alpha 0.99, eps 1e-5), advantages not standardized, gradient norm clipped to 0.5.
+
+    Args:
+        env, **options: as for :class:`ActorCritic` and :class:`OnPolicyAgent`.
+        optimizer: "rmsprop" (Stable-Baselines3's choice) or "adam".
+    """
+
+    defaults: ClassVar[dict[str, Any]] = {
+        "n_envs": 8,
+        "n_steps": 5,
+        "learning_rate": 7e-4,
+        "gae_lambda": 1.0,
+        "normalize_advantage": False,
+    }
+
+    def __init__(self, env: Any, *, optimizer: str = "rmsprop", **options: Any) -> None:
+        if optimizer not in ("rmsprop", "adam"):
+            raise ValueError(f"unknown optimizer {optimizer!r}; valid: 'rmsprop', 'adam'")
+        self._optimizer_name = optimizer
+        super().__init__(env, **{**self.defaults, **options})
+        self.config["optimizer"] = optimizer
+
+    def _optimizer(self, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        if self._optimizer_name == "adam":
+            return super()._optimizer(parameters)
+        return torch.optim.RMSprop(
+            parameters, lr=self.learning_rate, alpha=0.99, eps=1e-5, foreach=True
+        )
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The three terms of the loss on a rollout: policy_loss (the negated score-function
+        surrogate with the critic as baseline), value_loss, entropy; and the flat batch."""
+        flat = self.flatten(batch)
+        advantages = flat["advantages"]
+        if self.normalize_advantage and advantages.numel() > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        log_prob, entropy = self.policy.log_prob_and_entropy(flat["obs"], flat["actions"])
+        # the score-function estimator of probcalc.mc, with the critic as its baseline
+        policy_loss = -score_function_surrogate(log_prob, advantages)
+        value_loss = ((self.value(flat["obs"]).squeeze(-1) - flat["returns"]) ** 2).mean()
+        return {"policy_loss": policy_loss, "value_loss": value_loss,
+                "entropy": entropy.mean(), "flat": flat}  # fmt: skip
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        terms = self.losses(batch)
+        loss = terms["policy_loss"] + self.vf_coef * terms["value_loss"] \
+            - self.ent_coef * terms["entropy"]  # fmt: skip
+        self.optimizer.zero_grad()
+        loss.backward()
+        grad_norm = self.clip_gradients()
+        self.optimizer.step()
+        flat = terms["flat"]
+        figures = {name: float(terms[name].detach())
+                   for name in ("policy_loss", "value_loss", "entropy")}  # fmt: skip
+        return {**figures, "grad_norm": grad_norm,
+                "explained_variance": explained_variance(flat["old_values"], flat["returns"]),
+                "std": float(self.policy.log_std.detach().exp().mean())}  # fmt: skip

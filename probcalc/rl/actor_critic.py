@@ -1,0 +1,95 @@
+"""The actor-critic layer shared by A2C and PPO: a value network and GAE(λ) advantages that
+bootstrap at time limits and skip Gymnasium's autoreset steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .advantages import generalized_advantages
+from .agent import OnPolicyAgent
+from .policies import mlp
+
+__all__ = ["ActorCritic"]
+
+
+class ActorCritic(OnPolicyAgent):
+    """An :class:`OnPolicyAgent` with a critic V(s) (an MLP, even for a linear policy: an
+    LQR's value is quadratic) trained on the λ-returns, in the same optimizer as the policy.
+
+    Args:
+        env, **options: as for :class:`OnPolicyAgent`.
+        gae_lambda: the GAE parameter (1: Monte Carlo returns, 0: one-step TD).
+        ent_coef: the weight of the entropy bonus.
+        vf_coef: the weight of the value loss.
+        max_grad_norm: the gradient norm is clipped to this (None: no clip).
+        normalize_advantage: standardize the advantages (per minibatch in PPO).
+    """
+
+    def __init__(
+        self,
+        env: Any,
+        *,
+        gae_lambda: float = 0.95,
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: float | None = 0.5,
+        normalize_advantage: bool = True,
+        **options: Any,
+    ) -> None:
+        super().__init__(env, **options)
+        if not 0.0 <= gae_lambda <= 1.0:
+            raise ValueError(f"gae_lambda must lie in [0, 1], got {gae_lambda}")
+        self.config.update(gae_lambda=gae_lambda, ent_coef=ent_coef, vf_coef=vf_coef,
+                           max_grad_norm=max_grad_norm,
+                           normalize_advantage=normalize_advantage)  # fmt: skip
+        self.gae_lambda, self.ent_coef, self.vf_coef = gae_lambda, ent_coef, vf_coef
+        self.max_grad_norm, self.normalize_advantage = max_grad_norm, normalize_advantage
+        obs_dim = int(np.prod(self.envs.single_observation_space.shape))
+        with torch.random.fork_rng():
+            torch.manual_seed(1 if self.seed is None else self.seed + 1)
+            gain = 1.0 if self.config["ortho_init"] else None
+            self.value = mlp([obs_dim, *self.config["hidden"], 1], output_gain=gain).float()
+        self.networks["value"] = self.value
+        self._build_optimizer()
+
+    def flatten(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The rollout's real transitions as flat tensors: obs, actions, old_log_prob,
+        old_values, advantages (GAE), returns (advantages + values)."""
+        obs, actions = batch["obs"], batch["actions"]
+        steps, envs = batch["rewards"].shape
+        with torch.no_grad():
+            values = self.value(obs).squeeze(-1)  # (steps, envs)
+            next_value = self.value(self.policy_input(self._obs)).squeeze(-1)
+            old_log_prob = self.policy.log_prob(obs, actions)
+        # Gymnasium 1.x: at a truncated step the returned observation is the true final one,
+        # and the agent sees it as the next step's observation: its value bootstraps
+        final_values = torch.cat([values[1:], next_value[None]])
+        gae = generalized_advantages(
+            batch["rewards"], values, batch["terminated"], batch["truncated"], next_value,
+            final_values=final_values, reset_step=batch["reset_step"], gamma=self.gamma,
+            gae_lambda=self.gae_lambda,
+        )  # fmt: skip
+        valid = gae.valid.reshape(-1)
+        return {
+            "obs": obs.reshape(steps * envs, -1)[valid],
+            "actions": actions.reshape(steps * envs, -1)[valid],
+            "old_log_prob": old_log_prob.reshape(-1)[valid],
+            "old_values": values.reshape(-1)[valid],
+            "advantages": gae.advantages.reshape(-1)[valid],
+            "returns": gae.returns.reshape(-1)[valid],
+        }
+
+    def clip_gradients(self) -> float:
+        """Clip the gradient norm of every trained parameter; returns the norm before."""
+        parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        limit = float("inf") if self.max_grad_norm is None else self.max_grad_norm
+        return float(torch.nn.utils.clip_grad_norm_(parameters, limit, foreach=True))
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
+    """1 - Var(target - predicted) / Var(target): 1 for a perfect critic, 0 for a constant."""
+    variance = float(target.var())
+    return float("nan") if variance == 0 else 1.0 - float((target - predicted).var()) / variance

@@ -1,0 +1,442 @@
+"""The on-policy agent every algorithm builds on: a Gaussian policy on Gymnasium vector
+environments, rollouts, normalization, the training loop (progress bar, logs, checkpoints,
+resume), save/load and predict. Algorithms define ``update(batch)``."""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import time
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cloudpickle
+import gymnasium
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..core.errors import NonFiniteError
+from .normalization import ObservationNormalizer, RewardNormalizer
+from .policies import GaussianPolicy, SquashedGaussianPolicy
+from .training_log import TrainingLog
+from .vector import env_id, make_vector_env
+
+__all__ = ["OnPolicyAgent", "load"]
+
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+RECENT_EPISODES = 100  # the window of the "recent mean return", as SB3's stats_window_size
+
+Callback = Callable[["OnPolicyAgent", dict[str, Any]], bool | None]
+
+
+class OnPolicyAgent(ABC):
+    """What every on-policy algorithm shares. Subclasses define ``update(batch)``.
+
+    Rollouts step ``n_envs`` copies of the environment ``n_steps`` times; the actions are
+    drawn from the policy unclipped and stored so, and clipped to the Box only when passed
+    to the environment (a squashed policy's actions in (-1, 1) are rescaled to the Box).
+    Gymnasium 1.x vector environments spend the step after an episode's end on the reset;
+    such steps are flagged ``reset_step`` and carry no transition.
+
+    Args:
+        env: a registered Gymnasium id or a gymnasium.Env instance, with Box observation
+            and action spaces.
+        policy: "mlp" (hidden layers ``hidden``, tanh) or "linear".
+        squash: a tanh-squashed Gaussian, rescaled to the action Box (needs finite bounds).
+        hidden: the hidden layer sizes of the "mlp" policy (and of a critic).
+        ortho_init: orthogonal initialization as Stable-Baselines3's (gain sqrt 2 on hidden
+            layers, 0.01 on the policy's last layer and 1 on a critic's); else torch's.
+        n_envs, n_steps: each update uses n_envs x n_steps transitions.
+        gamma: the discount.
+        learning_rate: the optimizer's step size.
+        lr_schedule: "constant", or "linear" (decayed to 0 over each learn() call).
+        log_std_init: the initial log standard deviation of the actions.
+        learn_std: whether the log standard deviation is trained (else fixed exploration).
+        normalize_observations, normalize_rewards: running normalization (saved with the
+            agent); the rewards are scaled by the std of the discounted return under gamma.
+        vectorization: "sync" (one process) or "async" (a process per environment).
+        env_kwargs: keywords for gymnasium.make when env is an id.
+        seed: seeds the networks' initialization, the action noise, the minibatch order and
+            the environments. The same seed gives the same parameters, bit for bit.
+
+    Raises:
+        TypeError: env is not an id or an Env, or a space is not a Box.
+        ValueError: an unknown option, or squash with an unbounded action space.
+    """
+
+    registry: ClassVar[dict[str, type[OnPolicyAgent]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        OnPolicyAgent.registry[cls.__name__] = cls
+
+    def __init__(
+        self,
+        env: str | gymnasium.Env,
+        *,
+        policy: str = "mlp",
+        squash: bool = False,
+        hidden: tuple[int, ...] = (64, 64),
+        ortho_init: bool = True,
+        n_envs: int = 8,
+        n_steps: int = 16,
+        gamma: float = 0.99,
+        learning_rate: float = 3e-3,
+        lr_schedule: str = "constant",
+        log_std_init: float = 0.0,
+        learn_std: bool = True,
+        normalize_observations: bool = False,
+        normalize_rewards: bool = False,
+        vectorization: str = "sync",
+        env_kwargs: dict[str, Any] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if policy not in ("mlp", "linear"):
+            raise ValueError(f"unknown policy {policy!r}; valid choices are 'mlp', 'linear'")
+        if lr_schedule not in ("constant", "linear"):
+            raise ValueError(f"unknown lr_schedule {lr_schedule!r}; valid: 'constant', 'linear'")
+        if n_steps < 1:
+            raise ValueError(f"n_steps must be at least 1, got {n_steps}")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
+        self.config: dict[str, Any] = {
+            "env": env_id(env), "policy": policy, "squash": squash, "hidden": tuple(hidden),
+            "ortho_init": ortho_init, "n_envs": n_envs, "n_steps": n_steps, "gamma": gamma,
+            "learning_rate": learning_rate, "lr_schedule": lr_schedule,
+            "log_std_init": log_std_init, "learn_std": learn_std,
+            "normalize_observations": normalize_observations,
+            "normalize_rewards": normalize_rewards, "vectorization": vectorization,
+            "env_kwargs": dict(env_kwargs or {}), "seed": seed,
+        }  # fmt: skip
+        self.env = env
+        self.n_envs, self.n_steps, self.gamma, self.seed = n_envs, n_steps, gamma, seed
+        self.learning_rate, self.lr_schedule = learning_rate, lr_schedule
+        self.envs = make_vector_env(env, n_envs, vectorization, env_kwargs)
+        observation_shape = self.envs.single_observation_space.shape
+        action_space = self.envs.single_action_space
+        self._action_low = action_space.low.astype(np.float32)
+        self._action_high = action_space.high.astype(np.float32)
+        if squash and not (np.all(np.isfinite(self._action_low))
+                           and np.all(np.isfinite(self._action_high))):  # fmt: skip
+            raise ValueError("squash=True needs an action Box with finite bounds")
+        self.squash = squash
+        obs_dim, act_dim = int(np.prod(observation_shape)), int(np.prod(action_space.shape))
+        self.generator = torch.Generator().manual_seed(0 if seed is None else seed)
+        policy_class = SquashedGaussianPolicy if squash else GaussianPolicy
+        with torch.random.fork_rng():
+            torch.manual_seed(0 if seed is None else seed)
+            # float32: the dtype of RL networks (DESIGN.md), whatever the default dtype
+            self.policy = policy_class(obs_dim, act_dim, hidden=tuple(hidden) if policy == "mlp"
+                                       else (), log_std_init=log_std_init,
+                                       ortho_init=ortho_init).float()  # fmt: skip
+        self.policy.log_std.requires_grad_(learn_std)
+        self.networks: dict[str, torch.nn.Module] = {"policy": self.policy}
+        self.obs_normalizer = ObservationNormalizer(observation_shape) if normalize_observations \
+            else None  # fmt: skip
+        self.reward_normalizer = RewardNormalizer(n_envs, gamma) if normalize_rewards else None
+        self._build_optimizer()
+        self.num_timesteps = 0
+        self.recent_returns: collections.deque[float] = collections.deque(maxlen=RECENT_EPISODES)
+        # (step, return, length) of the episodes finished in the latest rollout
+        self.finished_episodes: list[tuple[int, float, int]] = []
+        self._reset_environments(seed)
+
+    # ------------------------------------------------------------------ set-up
+    def _reset_environments(self, seed: int | None) -> None:
+        obs, _ = self.envs.reset(seed=seed)
+        self._check_finite(obs, np.zeros(self.n_envs), "the reset")
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.update(obs)
+        self._obs = obs
+        # whether each environment's last step ended an episode: the next step is a reset
+        self._last_done = np.zeros(self.n_envs, dtype=bool)
+        self._episode_return = np.zeros(self.n_envs)
+        self._episode_length = np.zeros(self.n_envs, dtype=np.int64)
+
+    def _optimizer(self, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        """Adam with eps 1e-5, as Stable-Baselines3 and CleanRL use for on-policy methods."""
+        return torch.optim.Adam(parameters, lr=self.learning_rate, eps=1e-5, fused=True)
+
+    def _build_optimizer(self) -> None:
+        """The optimizer over every trainable parameter of ``self.networks`` (call again
+        after adding a network)."""
+        trainable = [p for net in self.networks.values() for p in net.parameters()
+                     if p.requires_grad]  # fmt: skip
+        self.optimizer = self._optimizer(trainable)
+
+    # ------------------------------------------------------------------ acting
+    def policy_input(self, obs: np.ndarray) -> torch.Tensor:
+        """Observations as the networks see them: flattened, normalized, float32."""
+        obs = np.asarray(obs).reshape(len(obs), -1)
+        if self.obs_normalizer is not None:
+            return torch.from_numpy(self.obs_normalizer(obs))
+        return torch.from_numpy(obs.astype(np.float32, copy=False))
+
+    def to_environment(self, actions: np.ndarray) -> np.ndarray:
+        """The policy's actions as the environment takes them: rescaled from (-1, 1) for a
+        squashed policy, clipped to the Box."""
+        if self.squash:
+            actions = self._action_low + (actions + 1) * 0.5 * (
+                self._action_high - self._action_low
+            )
+        shape = (len(actions), *self.envs.single_action_space.shape)
+        return np.clip(actions, self._action_low, self._action_high).reshape(shape)
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Environment actions for observations (batch, *obs_shape): from the policy's mean,
+        or a draw."""
+        with torch.no_grad():
+            action = self.policy.sample(self.policy_input(obs), deterministic, self.generator)
+        return self.to_environment(action.numpy())
+
+    @staticmethod
+    def _check_finite(obs: np.ndarray, reward: np.ndarray, where: str) -> None:
+        if not np.all(np.isfinite(reward)) or not np.all(np.isfinite(obs)):
+            raise NonFiniteError(f"the environment returned a non-finite reward or observation "
+                                 f"at {where}")  # fmt: skip
+
+    def collect(self) -> dict[str, torch.Tensor]:
+        """One rollout of n_steps in every environment: observations (as the policy saw
+        them), actions (unclipped), rewards (normalized if asked), terminated, truncated and
+        reset_step flags, all (n_steps, n_envs, ...)."""
+        observations, actions, rewards = [], [], []
+        terminated, truncated, reset_step = [], [], []
+        with torch.no_grad():
+            for step in range(self.n_steps):
+                obs_t = self.policy_input(self._obs)
+                action = self.policy.sample(obs_t, generator=self.generator).numpy()
+                obs, reward, term, trunc, _ = self.envs.step(self.to_environment(action))
+                self._check_finite(obs, reward, f"step {self.num_timesteps // self.n_envs + step}")
+                skip, done = self._last_done, term | trunc
+                self._record_episodes(reward, skip, done, step)
+                if self.obs_normalizer is not None:
+                    self.obs_normalizer.update(obs)
+                if self.reward_normalizer is not None:
+                    self.reward_normalizer.update(reward, done, skip)
+                    reward = self.reward_normalizer(reward)
+                observations.append(obs_t)
+                actions.append(action)
+                rewards.append(reward)
+                terminated.append(term)
+                truncated.append(trunc)
+                reset_step.append(skip)
+                self._obs, self._last_done = obs, done
+        self.num_timesteps += self.n_steps * self.n_envs
+        return {
+            "obs": torch.stack(observations),
+            "actions": torch.from_numpy(np.stack(actions)),
+            "rewards": torch.from_numpy(np.stack(rewards).astype(np.float32)),
+            "terminated": torch.from_numpy(np.stack(terminated)),
+            "truncated": torch.from_numpy(np.stack(truncated)),
+            "reset_step": torch.from_numpy(np.stack(reset_step)),
+        }
+
+    def _record_episodes(self, reward: np.ndarray, skip: np.ndarray, done: np.ndarray,
+                         step: int) -> None:  # fmt: skip
+        live = ~skip
+        self._episode_return[live] += reward[live]
+        self._episode_length[live] += 1
+        at = self.num_timesteps + (step + 1) * self.n_envs
+        for i in np.flatnonzero(done):  # one pass per finished episode, not per sample
+            episode = (at, float(self._episode_return[i]), int(self._episode_length[i]))
+            self.finished_episodes.append(episode)
+            self.recent_returns.append(episode[1])
+        self._episode_return[done] = 0.0
+        self._episode_length[done] = 0
+
+    # ------------------------------------------------------------------ learning
+    @abstractmethod
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One update from a rollout; returns the figures to log (losses, KL, ...)."""
+
+    def _set_learning_rate(self, fraction_left: float) -> float:
+        scale = fraction_left if self.lr_schedule == "linear" else 1.0
+        learning_rate = self.learning_rate * scale
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+        return learning_rate
+
+    def learn(
+        self,
+        total_steps: int,
+        *,
+        progress_bar: bool = False,
+        callback: Callback | None = None,
+        log_dir: str | Path | None = None,
+        checkpoint_every: int | None = None,
+        resume_from: str | Path | None = None,
+    ) -> OnPolicyAgent:
+        """Alternate rollouts and updates for total_steps environment steps.
+
+        Args:
+            total_steps: the length of this run in environment steps (all environments).
+            progress_bar: a tqdm bar with steps per second and the recent mean return.
+            callback: called after every update with (agent, figures); returning False
+                stops the run.
+            log_dir: write progress.csv, episodes.csv (and TensorBoard if installed), the
+                checkpoints and, at the end, model.pt here.
+            checkpoint_every: save ``log_dir/checkpoint.pt`` every this many steps, with
+                everything needed to continue: networks, optimizer, normalization, random
+                states, the environments' states (sync vector envs) and the run's start.
+            resume_from: a checkpoint of a stopped run of the same total_steps: training
+                continues from its step, and ends where the uninterrupted run would have.
+
+        Raises:
+            ValueError: total_steps < 1, or checkpoint_every without log_dir.
+        """
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be at least 1, got {total_steps}")
+        if checkpoint_every is not None and (log_dir is None or checkpoint_every < 1):
+            raise ValueError("checkpoint_every needs a log_dir and a positive number of steps")
+        if resume_from is not None:
+            state = torch.load(resume_from, weights_only=False)
+            self._load_state(state, environments=True)
+            run_start = int(state["run_start"] if state.get("run_start") is not None
+                            else self.num_timesteps)  # fmt: skip
+        else:
+            run_start = self.num_timesteps
+        end = run_start + total_steps
+        log = None
+        if log_dir is not None:
+            log = TrainingLog(log_dir, resume_step=self.num_timesteps if resume_from else None)
+        bar = tqdm(total=total_steps, initial=self.num_timesteps - run_start, unit="step",
+                   unit_scale=True, disable=not progress_bar, dynamic_ncols=True)  # fmt: skip
+        clock, steps_at_start = time.perf_counter(), self.num_timesteps
+        try:
+            while self.num_timesteps < end:
+                lr = self._set_learning_rate(1.0 - (self.num_timesteps - run_start) / total_steps)
+                self.finished_episodes = []
+                figures = self.update(self.collect())
+                elapsed = time.perf_counter() - clock
+                mean_return = float(np.mean(self.recent_returns)) if self.recent_returns \
+                    else math.nan  # fmt: skip
+                row = {"step": self.num_timesteps, "time": elapsed,
+                       "steps_per_second": (self.num_timesteps - steps_at_start) / elapsed,
+                       "mean_return": mean_return, "episodes": len(self.finished_episodes),
+                       "learning_rate": lr, **figures}  # fmt: skip
+                if log is not None:
+                    log.episodes(self.finished_episodes)
+                    log.progress(row)
+                bar.update(self.n_steps * self.n_envs)
+                bar.set_postfix_str(f"mean return {mean_return:.4g}", refresh=False)
+                previous = self.num_timesteps - self.n_steps * self.n_envs
+                if checkpoint_every and self.num_timesteps // checkpoint_every > \
+                        previous // checkpoint_every:  # fmt: skip
+                    self.save(Path(log_dir) / CHECKPOINT, environments=True, run_start=run_start)
+                if callback is not None and callback(self, row) is False:
+                    break
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+        if log_dir is not None:
+            self.save(Path(log_dir) / MODEL)
+        return self
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path, *, environments: bool = False,
+             run_start: int | None = None) -> None:  # fmt: skip
+        """Write the agent to ``path``: configuration, networks, optimizer, normalization
+        statistics, random state and step count; with ``environments`` also the vector
+        environment's state (sync only) and the episodes in progress, for resuming."""
+        state: dict[str, Any] = {
+            "algorithm": type(self).__name__,
+            "config": self.config,
+            "networks": {name: net.state_dict() for name, net in self.networks.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "num_timesteps": self.num_timesteps,
+            "generator": self.generator.get_state(),
+            "obs_normalizer": None if self.obs_normalizer is None
+            else self.obs_normalizer.state_dict(),
+            "reward_normalizer": None if self.reward_normalizer is None
+            else self.reward_normalizer.state_dict(),
+            "run_start": run_start,
+        }  # fmt: skip
+        if environments:
+            vector_env = None
+            if isinstance(self.envs, gymnasium.vector.SyncVectorEnv):
+                try:
+                    vector_env = cloudpickle.dumps(self.envs)
+                except Exception:
+                    vector_env = None
+            state["environments"] = {
+                "vector_env": vector_env, "obs": self._obs, "last_done": self._last_done,
+                "episode_return": self._episode_return, "episode_length": self._episode_length,
+                "recent_returns": list(self.recent_returns),
+            }  # fmt: skip
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        torch.save(state, partial)
+        os.replace(partial, path)  # a crash while writing never leaves a broken checkpoint
+
+    def _load_state(self, state: dict[str, Any], environments: bool) -> None:
+        for name, weights in state["networks"].items():
+            self.networks[name].load_state_dict(weights)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.num_timesteps = int(state["num_timesteps"])
+        self.generator.set_state(state["generator"])
+        for name in ("obs_normalizer", "reward_normalizer"):
+            if state.get(name) is not None and getattr(self, name) is not None:
+                getattr(self, name).load_state_dict(state[name])
+        if not environments:
+            return
+        saved = state.get("environments")
+        if saved is not None and saved["vector_env"] is not None:
+            self.envs.close()
+            self.envs = cloudpickle.loads(saved["vector_env"])
+            self._obs, self._last_done = saved["obs"], saved["last_done"]
+            self._episode_return = saved["episode_return"]
+            self._episode_length = saved["episode_length"]
+            self.recent_returns.clear()
+            self.recent_returns.extend(saved["recent_returns"])
+        else:
+            warnings.warn(
+                "the checkpoint holds no environment state (async or unpicklable "
+                "environments): the environments are reset and the episodes in progress "
+                "start over",
+                UserWarning,
+                stacklevel=3,
+            )
+            self._reset_environments(None if self.seed is None else self.seed + self.num_timesteps)
+
+    @classmethod
+    def load(cls, path: str | Path, env: str | gymnasium.Env | None = None,
+             **overrides: Any) -> OnPolicyAgent:  # fmt: skip
+        """The agent saved at ``path``, ready to predict or to learn on from its step count.
+
+        Args:
+            path: a file written by save() or a checkpoint.
+            env: the environment, when the agent was made from an unregistered instance (or
+                to use another one).
+            overrides: configuration entries to change (e.g. n_envs, vectorization).
+
+        Raises:
+            ValueError: the file holds another algorithm, or no env can be made.
+        """
+        state = torch.load(path, weights_only=False)
+        algorithm = OnPolicyAgent.registry[state["algorithm"]]
+        if cls is not OnPolicyAgent and not issubclass(algorithm, cls):
+            raise ValueError(f"{path} holds a {state['algorithm']} agent, not a {cls.__name__}")
+        config = {**state["config"], **overrides}
+        if env is not None:
+            config["env"] = env
+        if config["env"] is None:
+            raise ValueError(f"{path} was saved from an unregistered environment instance: "
+                             f"pass env=")  # fmt: skip
+        agent = algorithm(**config)
+        agent._load_state(state, environments=False)
+        return agent
+
+
+def load(
+    path: str | Path, env: str | gymnasium.Env | None = None, **overrides: Any
+) -> OnPolicyAgent:
+    """Load any probcalc.rl agent from ``path`` (the algorithm is read from the file)."""
+    return OnPolicyAgent.load(path, env, **overrides)

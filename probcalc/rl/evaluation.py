@@ -1,0 +1,55 @@
+"""Evaluating a trained agent: the returns of whole episodes."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+
+from .agent import OnPolicyAgent
+from .vector import make_vector_env
+
+__all__ = ["evaluate"]
+
+
+def evaluate(
+    agent: OnPolicyAgent,
+    env: str | gymnasium.Env | None = None,
+    n_episodes: int = 10,
+    deterministic: bool = True,
+    seed: int | None = None,
+) -> tuple[float, float]:
+    """(mean, std) of the undiscounted returns of ``n_episodes`` episodes under ``agent``.
+
+    The episodes run side by side in a vector environment (one environment per episode,
+    each stepped until its first episode ends), with the agent's observation normalization
+    frozen. Episode i is reset with seed + i.
+
+    Args:
+        agent: a trained agent.
+        env: an id or instance; default: the agent's own environment (id and keywords).
+        n_episodes: how many episodes.
+        deterministic: act with the policy's mean (else draw actions).
+        seed: the first episode's seed.
+
+    Raises:
+        ValueError: n_episodes < 1, or no env given for an agent of an unregistered instance.
+    """
+    if n_episodes < 1:
+        raise ValueError(f"n_episodes must be at least 1, got {n_episodes}")
+    env_kwargs = {}
+    if env is None:
+        env = agent.env
+        env_kwargs = agent.config["env_kwargs"]
+    envs = make_vector_env(env, n_episodes, "sync", env_kwargs)
+    try:
+        seeds = None if seed is None else [seed + i for i in range(n_episodes)]
+        obs, _ = envs.reset(seed=seeds)
+        returns = np.zeros(n_episodes)
+        running = np.ones(n_episodes, dtype=bool)
+        while running.any():
+            obs, reward, terminated, truncated, _ = envs.step(agent.predict(obs, deterministic))
+            returns += np.where(running, reward, 0.0)
+            running &= ~(terminated | truncated)
+    finally:
+        envs.close()
+    return float(returns.mean()), float(returns.std())

@@ -1,0 +1,123 @@
+"""Running normalization of observations and rewards, saved with the agent.
+
+- Observations: (o - mean) / sqrt(var + eps), clipped, with the mean and variance of every
+  observation seen so far.
+- Rewards: r / sqrt(var(R) + eps), clipped, where R is the running discounted return
+  R_t = γ R_(t-1) + r_t of each environment, reset at episode ends. γ is the algorithm's
+  discount, not a default of 0.99 (vwxyzjn/cleanrl #203).
+
+The statistics are float64 numpy arrays updated by Chan et al.'s parallel rule, so a batch
+update, or a merge of two sets of statistics, gives the mean and variance of the
+concatenated data exactly (up to rounding), as numpy would compute them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["ObservationNormalizer", "RewardNormalizer", "RunningMeanStd"]
+
+
+class RunningMeanStd:
+    """Mean and (population) variance of a stream of arrays of a fixed shape.
+
+    Args:
+        shape: the shape of one item.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = ()) -> None:
+        self.mean = np.zeros(shape, dtype=np.float64)
+        self.var = np.ones(shape, dtype=np.float64)
+        self.count = 0
+
+    def update(self, batch: np.ndarray) -> None:
+        """Add a batch (n, *shape) of items."""
+        batch = np.asarray(batch, dtype=np.float64)
+        if batch.shape[1:] != self.mean.shape:
+            raise ValueError(f"items must have shape {self.mean.shape}, got {batch.shape[1:]}")
+        if batch.shape[0] == 0:
+            return
+        self.merge(batch.mean(axis=0), batch.var(axis=0), batch.shape[0])
+
+    def merge(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
+        """Combine with the statistics (mean, population var, count) of other data."""
+        if self.count == 0:
+            self.mean, self.var = np.array(mean, np.float64), np.array(var, np.float64)
+            self.count = count
+            return
+        total = self.count + count
+        delta = mean - self.mean
+        # Chan, Golub and LeVeque (1979): M2 = M2_a + M2_b + delta² n_a n_b / n
+        m2 = self.var * self.count + var * count + delta**2 * self.count * count / total
+        self.mean = self.mean + delta * count / total
+        self.var = m2 / total
+        self.count = total
+
+    def state_dict(self) -> dict[str, object]:
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.mean = np.array(state["mean"], dtype=np.float64)
+        self.var = np.array(state["var"], dtype=np.float64)
+        self.count = int(state["count"])
+
+
+class ObservationNormalizer:
+    """(o - mean) / sqrt(var + eps), clipped to ±clip, with running statistics.
+
+    Args:
+        shape: the shape of one observation.
+        clip: the bound of the normalized values (SB3's VecNormalize uses 10).
+        eps: added to the variance.
+    """
+
+    def __init__(self, shape: tuple[int, ...], clip: float = 10.0, eps: float = 1e-8) -> None:
+        self.stats = RunningMeanStd(shape)
+        self.clip, self.eps = clip, eps
+
+    def update(self, observations: np.ndarray) -> None:
+        self.stats.update(observations)
+
+    def state_dict(self) -> dict[str, object]:
+        return self.stats.state_dict()
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.stats.load_state_dict(state)
+
+    def __call__(self, observations: np.ndarray) -> np.ndarray:
+        scaled = (observations - self.stats.mean) / np.sqrt(self.stats.var + self.eps)
+        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+
+
+class RewardNormalizer:
+    """r / sqrt(var(R) + eps), clipped, R the discounted return of each environment.
+
+    Args:
+        n_envs: the number of environments stepped together.
+        gamma: the algorithm's discount.
+        clip, eps: as for :class:`ObservationNormalizer`.
+    """
+
+    def __init__(self, n_envs: int, gamma: float, clip: float = 10.0, eps: float = 1e-8) -> None:
+        self.stats = RunningMeanStd(())
+        self.returns = np.zeros(n_envs, dtype=np.float64)
+        self.gamma, self.clip, self.eps = gamma, clip, eps
+
+    def update(self, rewards: np.ndarray, done: np.ndarray, skip: np.ndarray | None = None) -> None:
+        """Add one step's rewards (n_envs,). ``done`` marks the episodes that ended with this
+        step; ``skip`` the environments whose step was an autoreset (no transition)."""
+        live = np.ones(len(rewards), dtype=bool) if skip is None else ~np.asarray(skip, bool)
+        self.returns = np.where(live, self.returns * self.gamma + rewards, self.returns)
+        self.stats.update(self.returns[live])
+        self.returns[np.asarray(done, dtype=bool)] = 0.0
+
+    def state_dict(self) -> dict[str, object]:
+        return {"stats": self.stats.state_dict(), "returns": self.returns.copy()}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.stats.load_state_dict(state["stats"])
+        self.returns = np.array(state["returns"], dtype=np.float64)
+
+    def __call__(self, rewards: np.ndarray) -> np.ndarray:
+        scaled = rewards / np.sqrt(self.stats.var + self.eps)
+        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)

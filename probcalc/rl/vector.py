@@ -1,0 +1,89 @@
+"""Gymnasium vector environments for the agents: from a registered id or an instance, sync
+or async, with the spaces checked before any training starts."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import warnings
+from typing import Any
+
+import gymnasium
+
+__all__ = ["env_id", "make_vector_env"]
+
+VECTORIZATION = ("sync", "async")
+
+
+def env_id(env: str | gymnasium.Env) -> str | None:
+    """The registered id of ``env`` (an id, or an instance made by gymnasium.make), or None."""
+    if isinstance(env, str):
+        return env
+    spec = getattr(env, "spec", None)
+    return None if spec is None else spec.id
+
+
+def _time_limit(env: str | gymnasium.Env, env_kwargs: dict[str, Any]) -> int | None:
+    if isinstance(env, str):
+        return env_kwargs.get("max_episode_steps", gymnasium.spec(env).max_episode_steps)
+    layer = env
+    while isinstance(layer, gymnasium.Wrapper):
+        if isinstance(layer, gymnasium.wrappers.TimeLimit):
+            return layer._max_episode_steps
+        layer = layer.env
+    return None
+
+
+def make_vector_env(
+    env: str | gymnasium.Env,
+    n_envs: int,
+    vectorization: str = "sync",
+    env_kwargs: dict[str, Any] | None = None,
+) -> gymnasium.vector.VectorEnv:
+    """``n_envs`` copies of ``env`` stepped together; Gymnasium's default next-step autoreset.
+
+    Args:
+        env: a registered id (made with ``env_kwargs``) or an environment instance (deep-copied
+            into each slot).
+        n_envs: the number of copies.
+        vectorization: "sync" (one process) or "async" (a process per copy).
+
+    Raises:
+        TypeError: env is neither a str nor a gymnasium.Env, or its action or observation
+            space is not a Box.
+        ValueError: unknown vectorization or n_envs < 1.
+    """
+    env_kwargs = dict(env_kwargs or {})
+    if vectorization not in VECTORIZATION:
+        raise ValueError(f"unknown vectorization {vectorization!r}; valid: 'sync', 'async'")
+    if n_envs < 1:
+        raise ValueError(f"n_envs must be at least 1, got {n_envs}")
+    if not isinstance(env, str | gymnasium.Env):
+        raise TypeError(
+            f"env must be a registered Gymnasium id or a gymnasium.Env, got {type(env).__name__}"
+        )
+    name = env if isinstance(env, str) else type(env.unwrapped).__name__
+    if _time_limit(env, env_kwargs) is None:
+        warnings.warn(
+            f"{name} has no time limit (max_episode_steps): an episode that never terminates "
+            f"is never cut, and its returns are taken only within each rollout",
+            UserWarning,
+            stacklevel=3,
+        )
+    if isinstance(env, str):
+        envs = gymnasium.make_vec(env, num_envs=n_envs, vectorization_mode=vectorization,
+                                  **env_kwargs)  # fmt: skip
+    else:
+        factory = functools.partial(copy.deepcopy, env)
+        vector_class = (gymnasium.vector.SyncVectorEnv if vectorization == "sync"
+                        else gymnasium.vector.AsyncVectorEnv)  # fmt: skip
+        envs = vector_class([factory] * n_envs)
+    for space_name, space in (("action", envs.single_action_space),
+                              ("observation", envs.single_observation_space)):  # fmt: skip
+        if not isinstance(space, gymnasium.spaces.Box):
+            envs.close()
+            raise TypeError(
+                f"{name} has a {type(space).__name__} {space_name} space; the policy gradients "
+                f"of probcalc.rl need a Box (continuous {space_name}s)"
+            )
+    return envs
