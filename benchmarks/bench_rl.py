@@ -122,7 +122,7 @@ def main() -> None:
         "",
         f"{STEPS:,} steps, {N_ENVS} envs, {SETTINGS};",
         f"seeds 0..{args.seeds - 1}; one torch thread;",
-        f"evaluation: mean return of 10 deterministic episodes.",
+        "evaluation: mean return of 10 deterministic episodes.",
         f"Python {platform.python_version()},",
         f"torch {torch.__version__}, stable-baselines3 {stable_baselines3.__version__}, "
         f"gymnasium {gymnasium.__version__}, {platform.processor() or platform.machine()}.",

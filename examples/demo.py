@@ -14,7 +14,9 @@ covariates plus an intercept, prior N(0, 1) on every coefficient):
 7. the evidence three ways (quadrature, importance sampling, Laplace) for the model with
    four covariates, as examples/model_comparison.py does for every model;
 8. a short policy-gradient run: REINFORCE (the same score-function estimator as
-   probcalc.mc) on the ContinuousBandit environment, whose optimum is known.
+   probcalc.mc) on the ContinuousBandit environment, whose optimum is known;
+9. a training run with a progress bar: PPO with a linear policy on a linear-quadratic
+   regulator (a double integrator), checked against the Riccati solution.
 
 Run:  bash .ci/venv python examples/demo.py
 """
@@ -28,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import scipy.optimize
 import torch
+from probcalc.envs.lqr import LQREnv
 
 import probcalc as pc
 
@@ -146,6 +149,27 @@ def main() -> None:
     print(f"\nREINFORCE on ContinuousBandit-v0, 40,000 steps in "
           f"{time.perf_counter() - start:.1f} s: mean return {before:.3f} -> {after:.3f} "
           f"(best possible 1.0); action {np.round(action, 3)}, optimum [0.3, -0.5]")  # fmt: skip
+
+    # 9. PPO on an LQR, with the progress bar, against the exact optimal controller
+    double_integrator = {"A": [[1.0, 0.1], [0.0, 1.0]], "B": [[0.0], [0.1]], "gamma": 0.95,
+                         "noise_std": 0.05}  # fmt: skip
+    env = LQREnv(**double_integrator)
+    print("\nPPO, linear policy, on probcalc/LQR-v0 (a double integrator, discount 0.95):")
+    agent = pc.rl.PPO("probcalc/LQR-v0", env_kwargs=double_integrator, policy="linear",
+                      n_envs=8, n_steps=128, gamma=0.95, learning_rate=5e-3,
+                      lr_schedule="linear", log_std_init=math.log(0.05), learn_std=False,
+                      batch_size=128, max_grad_norm=10.0, normalize_rewards=True,
+                      seed=1)  # fmt: skip
+    with torch.no_grad():  # start from the zero controller u = 0
+        agent.policy.mean[0].weight.zero_()
+        agent.policy.mean[0].bias.zero_()
+    initial = env.policy_cost(np.zeros((1, 2)))
+    agent.learn(total_steps=100_000, progress_bar=True)
+    gain = -env.action_scale * agent.policy.mean[0].weight.detach().double().numpy()
+    optimal = env.optimal_gain()
+    print(f"  discounted cost from the start: u = 0 {initial:.1f}, learned "
+          f"{env.policy_cost(gain):.3f}, optimal {env.policy_cost(optimal):.3f}; "
+          f"gain {np.round(gain, 2)}, Riccati {np.round(optimal, 2)}")  # fmt: skip
 
 
 if __name__ == "__main__":

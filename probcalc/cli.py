@@ -36,7 +36,12 @@ def _parse_value(text: str) -> Any:
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    settings: dict[str, Any] = {} if args.no_tuned else pc.rl.tuned(args.algorithm, args.env)
+    settings: dict[str, Any] = {}
+    if not args.no_tuned:
+        settings = pc.rl.tuned(args.algorithm, args.env)
+        budget = pc.rl.tuned_steps(args.algorithm, args.env)
+        if budget is not None:
+            settings["total_steps"] = budget
     if args.config is not None:
         with open(args.config, "rb") as handle:
             settings.update(tomllib.load(handle))

@@ -13,19 +13,22 @@ from probcalc import cli
 
 def test_train_evaluate_and_plot_a_run(tmp_path, capsys):
     config = tmp_path / "lqr.toml"
-    config.write_text('policy = "linear"\nn_envs = 2\nn_steps = 100\nlearning_rate = 1e-3\n')
+    config.write_text("n_envs = 4\nn_steps = 50\nlearning_rate = 1e-3\n")
     out = tmp_path / "run"
-    cli.main(["train", "ppo", "--env", "probcalc/LQR-v0", "--steps", "1200", "--seed", "3",
-              "--out", str(out), "--config", str(config), "--set", "n_epochs=2",
-              "--set", "lr_schedule=linear", "--no-progress", "--eval-episodes", "2"])  # fmt: skip
+    cli.main(["train", "reinforce", "--env", "probcalc/ContinuousBandit-v0", "--steps", "1200",
+              "--seed", "3", "--out", str(out), "--config", str(config), "--set", "n_envs=2",
+              "--set", "lr_schedule=constant", "--no-progress",
+              "--eval-episodes", "2"])  # fmt: skip
     assert "evaluation return" in capsys.readouterr().out
     run = json.loads((out / "run.json").read_text())
-    # the tuned LQR settings, overridden by the TOML file, overridden by the flags
-    assert run["settings"]["n_envs"] == 2 and run["settings"]["n_epochs"] == 2
-    assert run["settings"]["gamma"] == pc.rl.TUNED["ppo"]["probcalc/LQR-v0"]["gamma"]
+    # the tuned bandit settings, overridden by the TOML file, overridden by the flags
+    tuned = pc.rl.TUNED["reinforce"]["probcalc/ContinuousBandit-v0"]
+    assert run["settings"]["n_envs"] == 2 and run["settings"]["n_steps"] == 50
+    assert run["settings"]["log_std_init"] == tuned["log_std_init"]
     agent = pc.rl.load(out / "model.pt")
-    assert agent.num_timesteps == 1200 and agent.config["learning_rate"] == 1e-3
-    assert agent.config["policy"] == "linear" and agent.seed == 3
+    assert isinstance(agent, pc.rl.REINFORCE) and agent.num_timesteps == 1200
+    assert agent.config["learning_rate"] == 1e-3 and agent.config["lr_schedule"] == "constant"
+    assert agent.config["policy"] == tuned["policy"] and agent.seed == 3
     for name in ("progress.csv", "episodes.csv", "checkpoint.pt"):
         assert (out / name).exists(), name
 
@@ -79,3 +82,12 @@ def test_python_dash_m_probcalc_runs_the_command():
     result = subprocess.run([sys.executable, "-m", "probcalc", "train", "--help"],
                             capture_output=True, text=True, check=True)  # fmt: skip
     assert "--env" in result.stdout and "--resume" in result.stdout
+
+
+def test_tuned_settings_construct_an_agent_and_carry_their_budget_apart():
+    settings = pc.rl.tuned("PPO", "Pendulum-v1")
+    assert "total_steps" not in settings and "source" not in settings
+    assert pc.rl.tuned_steps("ppo", "Pendulum-v1") == 100_000
+    agent = pc.rl.PPO("Pendulum-v1", seed=0, **settings)
+    assert (agent.n_envs, agent.n_steps, agent.gamma) == (4, 1024, 0.9)
+    assert pc.rl.tuned("ppo", "no-such-env") == {} and pc.rl.tuned_steps("a2c", "x") is None

@@ -19,7 +19,7 @@ from .normalization import ObservationNormalizer, RewardNormalizer, RunningMeanS
 from .policies import GaussianPolicy, SquashedGaussianPolicy, mlp
 from .ppo import PPO
 from .reinforce import REINFORCE
-from .tuned import TUNED, tuned
+from .tuned import TUNED, tuned, tuned_steps
 
 ALGORITHMS = {"reinforce": REINFORCE, "a2c": A2C, "ppo": PPO}
 
@@ -42,4 +42,5 @@ __all__ = [
     "load",
     "mlp",
     "tuned",
+    "tuned_steps",
 ]

@@ -305,7 +305,9 @@ class OnPolicyAgent(ABC):
         log = None
         if log_dir is not None:
             log = TrainingLog(log_dir, resume_step=self.num_timesteps if resume_from else None)
-        bar = tqdm(total=total_steps, initial=self.num_timesteps - run_start, unit="step",
+        rollout = self.n_steps * self.n_envs
+        bar = tqdm(total=math.ceil(total_steps / rollout) * rollout,
+                   initial=self.num_timesteps - run_start, unit="step",
                    unit_scale=True, disable=not progress_bar, dynamic_ncols=True)  # fmt: skip
         clock, steps_at_start = time.perf_counter(), self.num_timesteps
         try:
@@ -323,9 +325,10 @@ class OnPolicyAgent(ABC):
                 if log is not None:
                     log.episodes(self.finished_episodes)
                     log.progress(row)
-                bar.update(self.n_steps * self.n_envs)
-                bar.set_postfix_str(f"mean return {mean_return:.4g}", refresh=False)
-                previous = self.num_timesteps - self.n_steps * self.n_envs
+                bar.update(rollout)
+                if self.recent_returns:
+                    bar.set_postfix_str(f"mean return {mean_return:.4g}", refresh=False)
+                previous = self.num_timesteps - rollout
                 if checkpoint_every and self.num_timesteps // checkpoint_every > \
                         previous // checkpoint_every:  # fmt: skip
                     self.save(Path(log_dir) / CHECKPOINT, environments=True, run_start=run_start)

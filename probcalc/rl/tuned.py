@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["TUNED", "tuned"]
+__all__ = ["TUNED", "tuned", "tuned_steps"]
 
 TUNED: dict[str, dict[str, dict[str, Any]]] = {
     "ppo": {
@@ -28,24 +28,6 @@ TUNED: dict[str, dict[str, dict[str, Any]]] = {
             "clip_range": 0.2,
             "total_steps": 100_000,
             "source": "rl-zoo3 hyperparams/ppo.yml (without gSDE)",
-        },
-        # probcalc's own LQR test (tests/rl/test_ppo.py): a linear policy with fixed
-        # exploration and a decaying step size, so the gain settles on the Riccati gain
-        "probcalc/LQR-v0": {
-            "policy": "linear",
-            "n_envs": 8,
-            "n_steps": 128,
-            "gamma": 0.95,
-            "learning_rate": 5e-3,
-            "lr_schedule": "linear",
-            "log_std_init": math.log(0.05),
-            "learn_std": False,
-            "n_epochs": 10,
-            "batch_size": 128,
-            "max_grad_norm": 10.0,
-            "normalize_rewards": True,
-            "total_steps": 200_000,
-            "source": "probcalc tests/rl/test_ppo.py",
         },
     },
     "reinforce": {
@@ -66,7 +48,14 @@ TUNED: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def tuned(algorithm: str, env: str) -> dict[str, Any]:
-    """The tuned settings of ``algorithm`` on ``env`` (without "source"), or {} if none."""
+    """The tuned constructor settings of ``algorithm`` on ``env`` ({} if none), without the
+    step budget (see :func:`tuned_steps`) and the source."""
     settings = dict(TUNED.get(algorithm.lower(), {}).get(env, {}))
     settings.pop("source", None)
+    settings.pop("total_steps", None)
     return settings
+
+
+def tuned_steps(algorithm: str, env: str) -> int | None:
+    """The step budget the tuned settings were made for, or None."""
+    return TUNED.get(algorithm.lower(), {}).get(env, {}).get("total_steps")
