@@ -68,6 +68,15 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkey
         assert torch.equal(a, b)
 
 
+def test_trpo_trains_and_loads_through_the_command(tmp_path):
+    out = tmp_path / "trpo"
+    cli.main(["train", "trpo", "--env", "Pendulum-v1", "--steps", "512", "--seed", "0",
+              "--out", str(out), "--set", "n_envs=2", "--set", "n_steps=128",
+              "--no-progress", "--eval-episodes", "1"])  # fmt: skip
+    agent = pc.rl.load(out / "model.pt")
+    assert isinstance(agent, pc.rl.TRPO) and agent.num_timesteps == 512
+
+
 def test_missing_step_budget_and_bad_flags_exit_with_a_message(tmp_path):
     with pytest.raises(SystemExit, match="--steps"):
         cli.main(["train", "ppo", "--env", "probcalc/PointMass-v0", "--out", str(tmp_path)])

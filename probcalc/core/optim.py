@@ -69,6 +69,7 @@ def conjugate_gradient(
     max_iter: int | None = None,
     preconditioner: Callable[[torch.Tensor], torch.Tensor] | None = None,
     stop_on_negative_curvature: bool = False,
+    truncated: bool = False,
 ) -> ConjugateGradientResult:
     """Solve ``A x = b`` for symmetric positive definite ``A`` given only ``v -> A v``.
 
@@ -83,6 +84,8 @@ def conjugate_gradient(
         preconditioner: ``r -> M⁻¹ r`` for a symmetric positive definite ``M ≈ A``.
         stop_on_negative_curvature: on a direction with ``p'Ap <= 0`` return the iterate so
             far (flagged ``negative_curvature``) instead of raising, as truncated Newton needs.
+        truncated: max_iter is a budget, not a failure (TRPO's 10 to 15 steps, truncated
+            Newton): ending there unconverged does not warn; ``converged`` still says so.
 
     Returns:
         ConjugateGradientResult(x, residual_norm, nit, converged, negative_curvature). A run
@@ -104,7 +107,7 @@ def conjugate_gradient(
         preconditioner=preconditioner,
         stop_on_negative_curvature=stop_on_negative_curvature,
     )
-    if not result.converged and not result.negative_curvature:
+    if not result.converged and not result.negative_curvature and not truncated:
         warnings.warn(
             ConvergenceWarning(
                 f"conjugate_gradient stopped after {result.nit} iterations with residual norm "

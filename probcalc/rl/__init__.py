@@ -1,9 +1,9 @@
 """Policy gradients for continuous actions on Gymnasium environments.
 
-- :class:`REINFORCE`, :class:`A2C`, :class:`PPO` share one class hierarchy
-  (:class:`OnPolicyAgent` -> :class:`ActorCritic`): rollouts over gymnasium vector envs,
-  normalization, the training loop with progress bar, CSV/TensorBoard logs, checkpoints
-  and resume, save/load, predict.
+- :class:`REINFORCE`, :class:`A2C`, :class:`PPO`, :class:`NaturalPG`, :class:`TRPO` share
+  one class hierarchy (:class:`OnPolicyAgent` -> :class:`ActorCritic` -> ...): rollouts
+  over gymnasium vector envs, normalization, the training loop with progress bar,
+  CSV/TensorBoard logs, checkpoints and resume, save/load, predict.
 - Building blocks: :func:`generalized_advantages` (time limits and autoreset steps done
   right), Gaussian and tanh-squashed Gaussian policies, running normalizers.
 - :func:`evaluate` scores an agent; :func:`load` reads any saved agent;
@@ -15,29 +15,34 @@ from .actor_critic import ActorCritic
 from .advantages import Advantages, generalized_advantages
 from .agent import OnPolicyAgent, load
 from .evaluation import evaluate
+from .natural import TRPO, NaturalPG, fisher_operator, gaussian_kl
 from .normalization import ObservationNormalizer, RewardNormalizer, RunningMeanStd
 from .policies import GaussianPolicy, SquashedGaussianPolicy, mlp
 from .ppo import PPO
 from .reinforce import REINFORCE
 from .tuned import TUNED, tuned, tuned_steps
 
-ALGORITHMS = {"reinforce": REINFORCE, "a2c": A2C, "ppo": PPO}
+ALGORITHMS = {"reinforce": REINFORCE, "a2c": A2C, "ppo": PPO, "npg": NaturalPG, "trpo": TRPO}
 
 __all__ = [
     "A2C",
     "ALGORITHMS",
     "PPO",
     "REINFORCE",
+    "TRPO",
     "TUNED",
     "ActorCritic",
     "Advantages",
     "GaussianPolicy",
+    "NaturalPG",
     "ObservationNormalizer",
     "OnPolicyAgent",
     "RewardNormalizer",
     "RunningMeanStd",
     "SquashedGaussianPolicy",
     "evaluate",
+    "fisher_operator",
+    "gaussian_kl",
     "generalized_advantages",
     "load",
     "mlp",

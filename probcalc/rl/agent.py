@@ -163,12 +163,18 @@ class OnPolicyAgent(ABC):
         """Adam with eps 1e-5, as Stable-Baselines3 and CleanRL use for on-policy methods."""
         return torch.optim.Adam(parameters, lr=self.learning_rate, eps=1e-5, fused=True)
 
+    def _optimized_networks(self) -> list[str]:
+        """The networks the optimizer trains (all; natural-gradient methods step the policy
+        themselves)."""
+        return list(self.networks)
+
     def _build_optimizer(self) -> None:
-        """The optimizer over every trainable parameter of ``self.networks`` (call again
-        after adding a network)."""
-        trainable = [p for net in self.networks.values() for p in net.parameters()
-                     if p.requires_grad]  # fmt: skip
-        self.optimizer = self._optimizer(trainable)
+        """The optimizer over the trainable parameters of the optimized networks (call
+        again after adding a network)."""
+        trainable = [p for name in self._optimized_networks() if name in self.networks
+                     for p in self.networks[name].parameters() if p.requires_grad]  # fmt: skip
+        # empty while a subclass has yet to add its networks (the critic of NaturalPG)
+        self.optimizer = self._optimizer(trainable) if trainable else None
 
     # ------------------------------------------------------------------ acting
     def policy_input(self, obs: np.ndarray) -> torch.Tensor:

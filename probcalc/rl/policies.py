@@ -67,13 +67,22 @@ class GaussianPolicy(nn.Module):
         """The distribution of the (unsquashed) Gaussian at observations (batch, obs_dim)."""
         return Independent(Normal(self.mean(obs), torch.exp(self.log_std)), 1)
 
-    def _gaussian_log_prob(self, mean: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        z = (x - mean) * torch.exp(-self.log_std)
-        return (-0.5 * z**2 - self.log_std - _LOG_SQRT_2PI).sum(-1)
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The distribution's parameters at observations (batch, obs_dim): the mean
+        (batch, act_dim) and the log standard deviation (act_dim,)."""
+        return self.mean(obs), self.log_std
+
+    def log_prob_given(
+        self, mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor
+    ) -> torch.Tensor:
+        """log π(actions) under the distribution with these parameters, shape (batch,):
+        for functions of the parameters (the KL and surrogate of natural gradients)."""
+        z = (actions - mean) * torch.exp(-log_std)
+        return (-0.5 * z**2 - log_std - _LOG_SQRT_2PI).sum(-1)
 
     def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """log π(actions | obs), shape (batch,)."""
-        return self._gaussian_log_prob(self.mean(obs), actions)
+        return self.log_prob_given(self.mean(obs), self.log_std, actions)
 
     def log_prob_and_entropy(
         self, obs: torch.Tensor, actions: torch.Tensor
@@ -101,13 +110,14 @@ class SquashedGaussianPolicy(GaussianPolicy):
     no closed form; ``log_prob_and_entropy`` estimates it by -log π(a) of the given actions,
     as Stable-Baselines3 does."""
 
-    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def log_prob_given(
+        self, mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor
+    ) -> torch.Tensor:
         eps = torch.finfo(actions.dtype).eps
-        clipped = actions.clamp(-1 + eps, 1 - eps)
-        pre = torch.atanh(clipped)
+        pre = torch.atanh(actions.clamp(-1 + eps, 1 - eps))
         # log(1 - tanh(u)²) = 2 (log 2 - u - softplus(-2u)), stable for large |u|
         correction = 2 * (math.log(2) - pre - nn.functional.softplus(-2 * pre))
-        return self._gaussian_log_prob(self.mean(obs), pre) - correction.sum(-1)
+        return super().log_prob_given(mean, log_std, pre) - correction.sum(-1)
 
     def log_prob_and_entropy(
         self, obs: torch.Tensor, actions: torch.Tensor

@@ -25,7 +25,7 @@ def _rows(path):
         return list(csv.DictReader(handle))
 
 
-@pytest.mark.parametrize("algorithm", ["REINFORCE", "A2C", "PPO"])
+@pytest.mark.parametrize("algorithm", ["REINFORCE", "A2C", "PPO", "NaturalPG", "TRPO"])
 def test_the_same_seed_gives_the_same_parameters_and_another_seed_does_not(algorithm):
     make = getattr(pc.rl, algorithm)
     first = make("probcalc/LQR-v0", n_envs=2, n_steps=50, seed=7).learn(5_000)
@@ -155,7 +155,7 @@ def test_an_early_stop_on_the_kl_ends_the_epochs():
     assert figures["epochs"] == 8 and figures["approx_kl"] > 1.5e-6
 
 
-@pytest.mark.parametrize("algorithm", ["A2C", "PPO"])
+@pytest.mark.parametrize("algorithm", ["A2C", "PPO", "TRPO"])
 def test_bad_input_is_named_before_training(algorithm):
     make = getattr(pc.rl, algorithm)
     with pytest.raises(TypeError, match="Box"):
