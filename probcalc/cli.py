@@ -8,7 +8,8 @@ Settings, each layer overriding the one before: the algorithm's defaults, the tu
 settings for the task (probcalc.rl.TUNED; ``--no-tuned`` skips them), a TOML file
 (``--config``), then ``--set key=value`` flags (values read as TOML: 1e-3, true, "linear").
 A run folder holds run.json (what was run), progress.csv, episodes.csv, checkpoint.pt and
-model.pt; ``--resume`` continues a stopped run from its checkpoint.
+model.pt; ``--resume`` continues a stopped run from its checkpoint, with the settings and
+length recorded in run.json (other flags are ignored then).
 """
 
 from __future__ import annotations
@@ -62,17 +63,20 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 def train(args: argparse.Namespace) -> None:
     out = Path(args.out)
     algorithm = pc.rl.ALGORITHMS[args.algorithm]
-    settings = _settings(args)
-    total_steps = int(settings.pop("total_steps"))
     checkpoint = out / "checkpoint.pt"
     resume_from = None
     if args.resume:
-        if not checkpoint.exists():
-            raise SystemExit(f"--resume: no checkpoint at {checkpoint}")
+        # the stopped run's own settings and length; flags cannot change a run midway
+        if not checkpoint.exists() or not (out / RUN_FILE).exists():
+            raise SystemExit(f"--resume: no checkpoint and {RUN_FILE} in {out}")
         run = json.loads((out / RUN_FILE).read_text())
-        settings, total_steps = run["settings"], run["total_steps"]
+        if (run["algorithm"], run["env"]) != (args.algorithm, args.env):
+            raise SystemExit(f"--resume: {out} is a run of {run['algorithm']} on {run['env']}")
+        settings, total_steps = run["settings"], int(run["total_steps"])
         resume_from = checkpoint
     else:
+        settings = _settings(args)
+        total_steps = int(settings.pop("total_steps"))
         out.mkdir(parents=True, exist_ok=True)
         (out / RUN_FILE).write_text(json.dumps({
             "algorithm": args.algorithm, "env": args.env, "total_steps": total_steps,

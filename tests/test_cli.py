@@ -61,7 +61,12 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkey
         cli.main(command(tmp_path / "stopped"))
     monkeypatch.undo()
     assert pc.rl.load(tmp_path / "stopped" / "checkpoint.pt").num_timesteps == 200
-    cli.main([*command(tmp_path / "stopped"), "--resume"])
+    with pytest.raises(SystemExit, match="a run of a2c"):
+        cli.main(["train", "ppo", "--env", "probcalc/LQR-v0", "--out", str(tmp_path / "stopped"),
+                  "--resume"])  # fmt: skip
+    # the stopped run's settings and length come from its run.json: no --steps needed
+    cli.main(["train", "a2c", "--env", "probcalc/LQR-v0", "--out", str(tmp_path / "stopped"),
+              "--resume", "--no-progress", "--eval-episodes", "1"])  # fmt: skip
     whole, resumed = (pc.rl.load(tmp_path / name / "model.pt") for name in ("whole", "stopped"))
     assert resumed.num_timesteps == 400
     for a, b in zip(whole.policy.parameters(), resumed.policy.parameters(), strict=True):

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .advantages import generalized_advantages
-from .agent import OnPolicyAgent
+from .agent import ACTIVATIONS, OnPolicyAgent
 from .policies import mlp
 
 __all__ = ["ActorCritic"]
@@ -51,7 +51,9 @@ class ActorCritic(OnPolicyAgent):
         with torch.random.fork_rng():
             torch.manual_seed(1 if self.seed is None else self.seed + 1)
             gain = 1.0 if self.config["ortho_init"] else None
-            self.value = mlp([obs_dim, *self.config["hidden"], 1], output_gain=gain).float()
+            activation = ACTIVATIONS[self.config["activation"]]
+            self.value = mlp([obs_dim, *self.config["hidden"], 1], activation,
+                             output_gain=gain).float()  # fmt: skip
         self.networks["value"] = self.value
         self._build_optimizer()
 

@@ -30,6 +30,7 @@ __all__ = ["OnPolicyAgent", "load"]
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
+ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 RECENT_EPISODES = 100  # the window of the "recent mean return", as SB3's stats_window_size
 
 Callback = Callable[["OnPolicyAgent", dict[str, Any]], bool | None]
@@ -50,6 +51,7 @@ class OnPolicyAgent(ABC):
         policy: "mlp" (hidden layers ``hidden``, tanh) or "linear".
         squash: a tanh-squashed Gaussian, rescaled to the action Box (needs finite bounds).
         hidden: the hidden layer sizes of the "mlp" policy (and of a critic).
+        activation: "tanh" or "relu", between the hidden layers.
         ortho_init: orthogonal initialization as Stable-Baselines3's (gain sqrt 2 on hidden
             layers, 0.01 on the policy's last layer and 1 on a critic's); else torch's.
         n_envs, n_steps: each update uses n_envs x n_steps transitions.
@@ -83,6 +85,7 @@ class OnPolicyAgent(ABC):
         policy: str = "mlp",
         squash: bool = False,
         hidden: tuple[int, ...] = (64, 64),
+        activation: str = "tanh",
         ortho_init: bool = True,
         n_envs: int = 8,
         n_steps: int = 16,
@@ -99,6 +102,8 @@ class OnPolicyAgent(ABC):
     ) -> None:
         if policy not in ("mlp", "linear"):
             raise ValueError(f"unknown policy {policy!r}; valid choices are 'mlp', 'linear'")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; valid: 'tanh', 'relu'")
         if lr_schedule not in ("constant", "linear"):
             raise ValueError(f"unknown lr_schedule {lr_schedule!r}; valid: 'constant', 'linear'")
         if n_steps < 1:
@@ -107,7 +112,8 @@ class OnPolicyAgent(ABC):
             raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
         self.config: dict[str, Any] = {
             "env": env_id(env), "policy": policy, "squash": squash, "hidden": tuple(hidden),
-            "ortho_init": ortho_init, "n_envs": n_envs, "n_steps": n_steps, "gamma": gamma,
+            "activation": activation, "ortho_init": ortho_init, "n_envs": n_envs,
+            "n_steps": n_steps, "gamma": gamma,
             "learning_rate": learning_rate, "lr_schedule": lr_schedule,
             "log_std_init": log_std_init, "learn_std": learn_std,
             "normalize_observations": normalize_observations,
@@ -120,8 +126,9 @@ class OnPolicyAgent(ABC):
         self.envs = make_vector_env(env, n_envs, vectorization, env_kwargs)
         observation_shape = self.envs.single_observation_space.shape
         action_space = self.envs.single_action_space
-        self._action_low = action_space.low.astype(np.float32)
-        self._action_high = action_space.high.astype(np.float32)
+        # flat bounds: the policy acts in (batch, act_dim); to_environment restores the shape
+        self._action_low = action_space.low.astype(np.float32).reshape(-1)
+        self._action_high = action_space.high.astype(np.float32).reshape(-1)
         if squash and not (np.all(np.isfinite(self._action_low))
                            and np.all(np.isfinite(self._action_high))):  # fmt: skip
             raise ValueError("squash=True needs an action Box with finite bounds")
@@ -133,11 +140,11 @@ class OnPolicyAgent(ABC):
             torch.manual_seed(0 if seed is None else seed)
             # float32: the dtype of RL networks (DESIGN.md), whatever the default dtype
             self.policy = policy_class(obs_dim, act_dim, hidden=tuple(hidden) if policy == "mlp"
-                                       else (), log_std_init=log_std_init,
-                                       ortho_init=ortho_init).float()  # fmt: skip
+                                       else (), log_std_init=log_std_init, ortho_init=ortho_init,
+                                       activation=ACTIVATIONS[activation]).float()  # fmt: skip
         self.policy.log_std.requires_grad_(learn_std)
         self.networks: dict[str, torch.nn.Module] = {"policy": self.policy}
-        self.obs_normalizer = ObservationNormalizer(observation_shape) if normalize_observations \
+        self.obs_normalizer = ObservationNormalizer((obs_dim,)) if normalize_observations \
             else None  # fmt: skip
         self.reward_normalizer = RewardNormalizer(n_envs, gamma) if normalize_rewards else None
         self._build_optimizer()
@@ -148,11 +155,13 @@ class OnPolicyAgent(ABC):
         self._reset_environments(seed)
 
     # ------------------------------------------------------------------ set-up
-    def _reset_environments(self, seed: int | None) -> None:
+    def _reset_environments(self, seed: int | None, update_statistics: bool = True) -> None:
         obs, _ = self.envs.reset(seed=seed)
         self._check_finite(obs, np.zeros(self.n_envs), "the reset")
-        if self.obs_normalizer is not None:
-            self.obs_normalizer.update(obs)
+        if self.obs_normalizer is not None and update_statistics:
+            self.obs_normalizer.update(obs.reshape(self.n_envs, -1))
+        if self.reward_normalizer is not None:
+            self.reward_normalizer.returns[:] = 0.0  # no episode is in progress
         self._obs = obs
         # whether each environment's last step ended an episode: the next step is a reset
         self._last_done = np.zeros(self.n_envs, dtype=bool)
@@ -198,7 +207,8 @@ class OnPolicyAgent(ABC):
         """Environment actions for observations (batch, *obs_shape): from the policy's mean,
         or a draw."""
         with torch.no_grad():
-            action = self.policy.sample(self.policy_input(obs), deterministic, self.generator)
+            # a draw uses torch's global generator: predicting never moves the training stream
+            action = self.policy.sample(self.policy_input(obs), deterministic)
         return self.to_environment(action.numpy())
 
     @staticmethod
@@ -222,7 +232,7 @@ class OnPolicyAgent(ABC):
                 skip, done = self._last_done, term | trunc
                 self._record_episodes(reward, skip, done, step)
                 if self.obs_normalizer is not None:
-                    self.obs_normalizer.update(obs)
+                    self.obs_normalizer.update(obs.reshape(self.n_envs, -1))
                 if self.reward_normalizer is not None:
                     self.reward_normalizer.update(reward, done, skip)
                     reward = self.reward_normalizer(reward)
@@ -286,7 +296,9 @@ class OnPolicyAgent(ABC):
             callback: called after every update with (agent, figures); returning False
                 stops the run.
             log_dir: write progress.csv, episodes.csv (and TensorBoard if installed), the
-                checkpoints and, at the end, model.pt here.
+                checkpoints and, at the end, model.pt here. A new run (no resume_from)
+                starts the CSV files afresh; a resumed one drops their rows past the
+                checkpoint (TensorBoard's event files keep theirs).
             checkpoint_every: save ``log_dir/checkpoint.pt`` every this many steps, with
                 everything needed to continue: networks, optimizer, normalization, random
                 states, the environments' states (sync vector envs) and the run's start.
@@ -294,7 +306,8 @@ class OnPolicyAgent(ABC):
                 continues from its step, and ends where the uninterrupted run would have.
 
         Raises:
-            ValueError: total_steps < 1, or checkpoint_every without log_dir.
+            ValueError: total_steps < 1, checkpoint_every without log_dir, or a checkpoint
+                of a run of another length.
         """
         if total_steps < 1:
             raise ValueError(f"total_steps must be at least 1, got {total_steps}")
@@ -302,6 +315,10 @@ class OnPolicyAgent(ABC):
             raise ValueError("checkpoint_every needs a log_dir and a positive number of steps")
         if resume_from is not None:
             state = torch.load(resume_from, weights_only=False)
+            if state.get("run_steps") not in (None, total_steps):
+                raise ValueError(f"{resume_from} is a checkpoint of a run of "
+                                 f"{state['run_steps']} steps, not {total_steps}: pass the "
+                                 f"stopped run's total_steps")  # fmt: skip
             self._load_state(state, environments=True)
             run_start = int(state["run_start"] if state.get("run_start") is not None
                             else self.num_timesteps)  # fmt: skip
@@ -337,7 +354,8 @@ class OnPolicyAgent(ABC):
                 previous = self.num_timesteps - rollout
                 if checkpoint_every and self.num_timesteps // checkpoint_every > \
                         previous // checkpoint_every:  # fmt: skip
-                    self.save(Path(log_dir) / CHECKPOINT, environments=True, run_start=run_start)
+                    self.save(Path(log_dir) / CHECKPOINT, environments=True, run_start=run_start,
+                              run_steps=total_steps)  # fmt: skip
                 if callback is not None and callback(self, row) is False:
                     break
         finally:
@@ -350,7 +368,7 @@ class OnPolicyAgent(ABC):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, *, environments: bool = False,
-             run_start: int | None = None) -> None:  # fmt: skip
+             run_start: int | None = None, run_steps: int | None = None) -> None:  # fmt: skip
         """Write the agent to ``path``: configuration, networks, optimizer, normalization
         statistics, random state and step count; with ``environments`` also the vector
         environment's state (sync only) and the episodes in progress, for resuming."""
@@ -366,6 +384,7 @@ class OnPolicyAgent(ABC):
             "reward_normalizer": None if self.reward_normalizer is None
             else self.reward_normalizer.state_dict(),
             "run_start": run_start,
+            "run_steps": run_steps,
         }  # fmt: skip
         if environments:
             vector_env = None
@@ -397,14 +416,15 @@ class OnPolicyAgent(ABC):
         if not environments:
             return
         saved = state.get("environments")
+        if saved is not None:
+            self.recent_returns.clear()
+            self.recent_returns.extend(saved["recent_returns"])
         if saved is not None and saved["vector_env"] is not None:
             self.envs.close()
             self.envs = cloudpickle.loads(saved["vector_env"])
             self._obs, self._last_done = saved["obs"], saved["last_done"]
             self._episode_return = saved["episode_return"]
             self._episode_length = saved["episode_length"]
-            self.recent_returns.clear()
-            self.recent_returns.extend(saved["recent_returns"])
         else:
             warnings.warn(
                 "the checkpoint holds no environment state (async or unpicklable "
@@ -413,7 +433,8 @@ class OnPolicyAgent(ABC):
                 UserWarning,
                 stacklevel=3,
             )
-            self._reset_environments(None if self.seed is None else self.seed + self.num_timesteps)
+            seed = None if self.seed is None else self.seed + self.num_timesteps
+            self._reset_environments(seed, update_statistics=False)
 
     @classmethod
     def load(cls, path: str | Path, env: str | gymnasium.Env | None = None,

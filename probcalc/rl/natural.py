@@ -95,7 +95,12 @@ class NaturalPG(ActorCritic):
         critic_batch_size: int = 128,
         **options: Any,
     ) -> None:
-        if max_kl <= 0 or cg_damping < 0 or cg_iterations < 1 or (step_size or 1) <= 0:
+        if (
+            max_kl <= 0
+            or cg_damping < 0
+            or cg_iterations < 1
+            or (step_size is not None and step_size <= 0)
+        ):
             raise ValueError("max_kl and step_size must be positive, cg_damping >= 0 and "
                              "cg_iterations >= 1")  # fmt: skip
         if critic_batch_size < 2:

@@ -53,6 +53,11 @@ class RunningMeanStd:
         self.var = m2 / total
         self.count = total
 
+    def usable_var(self) -> np.ndarray:
+        """The variance to scale by: 1 until two items are in (one item's variance is 0,
+        and dividing by it would blow the first values up to the clip)."""
+        return self.var if self.count > 1 else np.ones_like(self.var)
+
     def state_dict(self) -> dict[str, object]:
         return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count}
 
@@ -85,7 +90,7 @@ class ObservationNormalizer:
         self.stats.load_state_dict(state)
 
     def __call__(self, observations: np.ndarray) -> np.ndarray:
-        scaled = (observations - self.stats.mean) / np.sqrt(self.stats.var + self.eps)
+        scaled = (observations - self.stats.mean) / np.sqrt(self.stats.usable_var() + self.eps)
         return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
 
 
@@ -116,8 +121,13 @@ class RewardNormalizer:
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         self.stats.load_state_dict(state["stats"])
-        self.returns = np.array(state["returns"], dtype=np.float64)
+        returns = np.array(state["returns"], dtype=np.float64)
+        # the episodes in progress belong to the saved environments; another number of
+        # environments starts them over
+        self.returns = (
+            returns if returns.shape == self.returns.shape else np.zeros_like(self.returns)
+        )
 
     def __call__(self, rewards: np.ndarray) -> np.ndarray:
-        scaled = rewards / np.sqrt(self.stats.var + self.eps)
+        scaled = rewards / np.sqrt(self.stats.usable_var() + self.eps)
         return np.clip(scaled, -self.clip, self.clip).astype(np.float32)

@@ -58,9 +58,11 @@ class GaussianPolicy(nn.Module):
         hidden: tuple[int, ...] = (64, 64),
         log_std_init: float = 0.0,
         ortho_init: bool = False,
+        activation: type[nn.Module] = nn.Tanh,
     ) -> None:
         super().__init__()
-        self.mean = mlp([obs_dim, *hidden, act_dim], output_gain=0.01 if ortho_init else None)
+        self.mean = mlp([obs_dim, *hidden, act_dim], activation,
+                        output_gain=0.01 if ortho_init else None)  # fmt: skip
         self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
 
     def distribution(self, obs: torch.Tensor) -> Independent:

@@ -20,8 +20,9 @@ class PPO(ActorCritic):
     (advantages standardized per minibatch), ``vf_coef`` times the value regression (with
     the prediction clipped to ±clip_range_vf around the rollout's values if given, as
     Stable-Baselines3 does), minus ``ent_coef`` times the entropy, with the gradient norm
-    clipped to ``max_grad_norm``. The epochs stop early once the approximate KL
-    E[(r - 1) - log r] passes 1.5 target_kl.
+    clipped to ``max_grad_norm``. Training stops early, before the step of the first
+    minibatch whose approximate KL E[(r - 1) - log r] passes 1.5 target_kl (as
+    Stable-Baselines3 does); ``approx_kl`` in the figures is the mean over the minibatches.
 
     Defaults are Stable-Baselines3's (2048 transitions per update: 8 envs x 256 steps).
     Settings tuned per task are in probcalc.rl.tuned.
@@ -57,9 +58,9 @@ class PPO(ActorCritic):
         n = flat["obs"].shape[0]
         # minibatch order: reproducible, and different for every seed and every update
         generator = torch.Generator().manual_seed((self.seed or 0) * 1_000_003 + self.num_timesteps)
-        totals = torch.zeros(5)  # policy loss, value loss, entropy, clip fraction, count
-        epochs = 0
-        approx_kl = 0.0
+        # policy loss, value loss, entropy, clip fraction, approximate KL, minibatch count
+        totals = torch.zeros(6)
+        epochs, stopped = 0, False
         for _ in range(self.n_epochs):
             epochs += 1
             # one gather per epoch, then contiguous slices: cheaper than indexing each batch
@@ -70,6 +71,14 @@ class PPO(ActorCritic):
                 if part["obs"].shape[0] < 2:
                     continue
                 log_prob, entropy = self.policy.log_prob_and_entropy(part["obs"], part["actions"])
+                with torch.no_grad():
+                    log_ratio = log_prob - part["old_log_prob"]
+                    approx_kl = ((log_ratio.exp() - 1) - log_ratio).mean()
+                    clipped = ((log_ratio.exp() - 1).abs() > self.clip_range).float().mean()
+                # as Stable-Baselines3: stop before a step from a policy already too far away
+                if self.target_kl is not None and float(approx_kl) > 1.5 * self.target_kl:
+                    stopped = True
+                    break
                 advantages = part["advantages"]
                 if self.normalize_advantage:
                     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
@@ -86,23 +95,16 @@ class PPO(ActorCritic):
                 loss.backward()
                 self.clip_gradients()
                 self.optimizer.step()
-                with torch.no_grad():
-                    clipped = ((log_prob - part["old_log_prob"]).exp() - 1).abs() > self.clip_range
-                    totals += torch.stack([policy_loss.detach(), value_loss.detach(),
-                                           entropy.detach(), clipped.float().mean(),
-                                           torch.ones(())])  # fmt: skip
-            with torch.no_grad():
-                log_ratio = (
-                    self.policy.log_prob(flat["obs"], flat["actions"]) - flat["old_log_prob"]
-                )
-                approx_kl = float(((torch.exp(log_ratio) - 1) - log_ratio).mean())
-            if self.target_kl is not None and approx_kl > 1.5 * self.target_kl:
+                figures = [policy_loss.detach(), value_loss.detach(), entropy.detach(), clipped,
+                           approx_kl, torch.ones(())]  # fmt: skip
+                totals += torch.stack(figures)
+            if stopped:
                 break
-        mean = totals[:4] / totals[4].clamp(min=1)
+        mean = totals[:5] / totals[5].clamp(min=1)
         with torch.no_grad():
             explained = explained_variance(flat["old_values"], flat["returns"])
         return {"policy_loss": float(mean[0]), "value_loss": float(mean[1]),
                 "entropy": float(mean[2]), "clip_fraction": float(mean[3]),
-                "approx_kl": approx_kl, "epochs": epochs,
+                "approx_kl": float(mean[4]), "epochs": epochs,
                 "explained_variance": explained,
                 "std": float(self.policy.log_std.detach().exp().mean())}  # fmt: skip

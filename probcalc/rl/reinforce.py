@@ -1,9 +1,11 @@
 """REINFORCE: the score-function estimator of probcalc.mc applied to a policy.
 
 The gradient of the expected return is estimated by the core's
-``score_function_surrogate(log π(a_t | s_t), G_t - b_t)``, G_t the discounted return-to-go
-within the rollout and b_t the mean of the other returns in the batch (a leave-one-out
-baseline, unbiased), the same surrogate probcalc.mc.score_function_grad uses.
+``score_function_surrogate(log π(a_t | s_t), G_t - b_t)``, the same surrogate
+probcalc.mc.score_function_grad uses. G_t is the discounted return-to-go within the
+rollout, and b_t the mean of the returns of the *other* environments at the same step: a
+leave-one-out baseline that is unbiased, because the other environments' trajectories do
+not depend on this environment's actions (the other returns of the same trajectory would).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ __all__ = ["REINFORCE"]
 
 
 class REINFORCE(OnPolicyAgent):
-    """Monte Carlo policy gradient with a leave-one-out baseline on a Gaussian policy:
+    """Monte Carlo policy gradient with a leave-one-out baseline across environments:
     one Adam step on the negated surrogate per rollout. Arguments as for
     :class:`OnPolicyAgent` (defaults: 8 envs x 16 steps, learning rate 3e-3)."""
 
@@ -41,12 +43,14 @@ class REINFORCE(OnPolicyAgent):
             reset_step=batch["reset_step"], gamma=self.gamma, gae_lambda=1.0,
         )  # fmt: skip
         valid = returns.valid
-        weights = returns.returns[valid]
-        n = weights.numel()
-        if n < 2:
-            raise ValueError("a rollout needs at least two transitions for the baseline")
-        # leave-one-out baseline: G_i minus the mean of the others keeps the estimate unbiased
-        weights = (weights - weights.mean()) * n / (n - 1)
+        if not bool(valid.any()):
+            raise ValueError("the rollout holds no transition (only autoreset steps)")
+        # leave-one-out across environments: b = mean of the other environments' returns at
+        # the same step (no baseline where no other environment has a transition)
+        kept = torch.where(valid, returns.returns, torch.zeros_like(returns.returns))
+        others = valid.sum(dim=1, keepdim=True) - valid.to(kept.dtype)
+        baseline = (kept.sum(dim=1, keepdim=True) - kept) / others.clamp(min=1)
+        weights = (returns.returns - torch.where(others > 0, baseline, 0.0))[valid]
         log_prob = self.policy.log_prob(batch["obs"][valid], batch["actions"][valid])
         return score_function_surrogate(log_prob, weights.to(log_prob.dtype))
 

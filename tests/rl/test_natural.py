@@ -108,3 +108,10 @@ def test_natural_pg_on_the_double_integrator_lqr():
     print(f"NaturalPG: cost / optimal cost = {ratio:.4f}, relative gain error {gain_error:.3f}")
     assert ratio < 1.05
     assert gain_error < 0.10
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValueError, match="step_size"):
+        pc.rl.NaturalPG("Pendulum-v1", step_size=0.0)
+    with pytest.raises(ValueError, match="backtrack"):
+        pc.rl.TRPO("Pendulum-v1", backtrack_factor=1.5)

@@ -74,3 +74,13 @@ def test_observations_are_standardized_and_clipped():
     expected = np.clip((data - data.mean(0)) / np.sqrt(data.var(0) + 1e-8), -3, 3)
     np.testing.assert_allclose(scaled, expected, rtol=1e-5, atol=1e-6)
     assert scaled.dtype == np.float32 and scaled.max() <= 3.0
+
+
+def test_one_item_is_not_scaled_by_its_zero_variance():
+    """After one reward the variance is 0; the scale stays 1 until there are two."""
+    normalizer = RewardNormalizer(n_envs=1, gamma=0.99)
+    normalizer.update(np.array([-3.0]), np.array([False]))
+    np.testing.assert_allclose(normalizer(np.array([-3.0])), [-3.0], rtol=1e-6)
+    observations = ObservationNormalizer((2,))
+    observations.update(np.array([[1.0, 2.0]]))
+    np.testing.assert_allclose(observations(np.array([[1.0, 2.0]])), [[0.0, 0.0]], atol=1e-6)

@@ -176,3 +176,52 @@ def test_evaluate_uses_the_agents_environment_and_seeds():
     first = pc.rl.evaluate(agent, n_episodes=3, seed=5)
     again = pc.rl.evaluate(agent, "probcalc/LQR-v0", n_episodes=3, seed=5)
     assert first == again and math.isfinite(first[0])
+
+
+class _MatrixEnv(gymnasium.Env):
+    """Observations of shape (2, 3) and actions of shape (2, 2): Boxes that are not vectors."""
+
+    def __init__(self):
+        self.observation_space = gymnasium.spaces.Box(-5.0, 5.0, (2, 3), dtype=np.float32)
+        self.action_space = gymnasium.spaces.Box(-1.0, 2.0, (2, 2), dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.np_random.normal(size=(2, 3)).astype(np.float32), {}
+
+    def step(self, action):
+        assert action.shape == (2, 2) and np.all(action >= -1.0) and np.all(action <= 2.0)
+        obs = self.np_random.normal(size=(2, 3)).astype(np.float32)
+        return obs, -float(np.sum(action**2)), False, False, {}
+
+
+gymnasium.register("probcalc-test/Matrix-v0", entry_point=_MatrixEnv, max_episode_steps=20)
+
+
+@pytest.mark.parametrize("squash", [False, True])
+def test_boxes_of_any_shape_are_flattened_for_the_policy(squash):
+    agent = pc.rl.PPO("probcalc-test/Matrix-v0", n_envs=2, n_steps=16, batch_size=8,
+                      normalize_observations=True, squash=squash, seed=0)  # fmt: skip
+    batch = agent.collect()
+    assert batch["obs"].shape == (16, 2, 6) and batch["actions"].shape == (16, 2, 4)
+    agent.update(batch)
+    assert agent.predict(np.zeros((3, 2, 3), dtype=np.float32)).shape == (3, 2, 2)
+
+
+def test_loading_with_another_number_of_environments_keeps_the_reward_statistics(tmp_path):
+    agent = pc.rl.PPO("Pendulum-v1", **SMALL_PPO).learn(256)
+    agent.save(tmp_path / "agent.pt")
+    wider = pc.rl.load(tmp_path / "agent.pt", n_envs=4)
+    assert wider.n_envs == 4
+    np.testing.assert_array_equal(wider.reward_normalizer.stats.var,
+                                  agent.reward_normalizer.stats.var)  # fmt: skip
+    wider.learn(256)  # the per-environment running returns start over: no shape clash
+    assert wider.num_timesteps == 512
+
+
+def test_a_resume_with_another_run_length_is_refused(tmp_path):
+    agent = pc.rl.A2C("probcalc/LQR-v0", n_envs=2, n_steps=10, seed=0)
+    agent.learn(100, log_dir=tmp_path, checkpoint_every=40)
+    with pytest.raises(ValueError, match="100 steps"):
+        pc.rl.A2C("probcalc/LQR-v0", n_envs=2, n_steps=10, seed=0).learn(
+            200, log_dir=tmp_path, resume_from=tmp_path / "checkpoint.pt")  # fmt: skip

@@ -1,0 +1,155 @@
+"""MuJoCo benchmark: probcalc's PPO against Stable-Baselines3's PPO on HalfCheetah-v5.
+
+Not a test; needs the bench and mujoco extras:
+    export PROBCALC_EXTRAS=dev,bench,mujoco
+    bash .ci/venv python benchmarks/bench_mujoco.py --library probcalc
+    bash .ci/venv python benchmarks/bench_mujoco.py --library sb3
+    bash .ci/venv python benchmarks/bench_mujoco.py --report
+Each run writes benchmarks/results/mujoco_<library>.json; --report writes mujoco.md and
+mujoco_halfcheetah.png. The two runs can go side by side (one torch thread each).
+
+1,000,000 steps, seed 0, rl-zoo3's HalfCheetah settings for both (hyperparams/ppo.yml:
+normalize observations and rewards, 1 env, n_steps 512, batch 64, gamma 0.98, lr 2.0633e-5,
+ent_coef 0.000401762, clip 0.1, 20 epochs, GAE λ 0.92, max_grad_norm 0.8, vf_coef 0.58096,
+log_std_init -2, no orthogonal init, ReLU, 256x256 for policy and critic). Scored by the
+same code: 10 deterministic episodes (seeds 1000 to 1009) with the observation
+normalization frozen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import gymnasium
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ENV = "HalfCheetah-v5"
+PPO_SETTINGS = {"n_steps": 512, "batch_size": 64, "gamma": 0.98, "learning_rate": 2.0633e-05,
+                "ent_coef": 0.000401762, "clip_range": 0.1, "n_epochs": 20, "gae_lambda": 0.92,
+                "max_grad_norm": 0.8, "vf_coef": 0.58096}  # fmt: skip
+
+
+def score(predict: Callable[[np.ndarray], np.ndarray]) -> list[float]:
+    env = gymnasium.make(ENV)
+    returns = []
+    for seed in range(1000, 1010):
+        obs, _ = env.reset(seed=seed)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(predict(obs))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return returns
+
+
+def run_probcalc(steps: int, seed: int) -> dict[str, object]:
+    import probcalc as pc
+
+    agent = pc.rl.PPO(ENV, n_envs=1, seed=seed, normalize_observations=True,
+                      normalize_rewards=True, log_std_init=-2.0, ortho_init=False,
+                      activation="relu", hidden=(256, 256), **PPO_SETTINGS)  # fmt: skip
+    episodes: list[tuple[int, float]] = []
+
+    def keep(agent: pc.rl.PPO, row: dict) -> None:
+        episodes.extend((step, value) for step, value, _ in agent.finished_episodes)
+
+    start = time.perf_counter()
+    agent.learn(steps, callback=keep)
+    wall = time.perf_counter() - start
+    returns = score(lambda obs: agent.predict(obs[None])[0])
+    return {"library": "probcalc PPO", "returns": returns, "wall": wall,
+            "steps": agent.num_timesteps, "episodes": episodes}  # fmt: skip
+
+
+def run_sb3(steps: int, seed: int) -> dict[str, object]:
+    import stable_baselines3
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    env = VecNormalize(make_vec_env(ENV, n_envs=1, seed=seed), gamma=PPO_SETTINGS["gamma"])
+    policy_kwargs = {"log_std_init": -2, "ortho_init": False, "activation_fn": torch.nn.ReLU,
+                     "net_arch": {"pi": [256, 256], "vf": [256, 256]}}  # fmt: skip
+    model = stable_baselines3.PPO("MlpPolicy", env, seed=seed, device="cpu",
+                                  policy_kwargs=policy_kwargs, **PPO_SETTINGS)  # fmt: skip
+
+    class EpisodeLog(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.episodes: list[tuple[int, float]] = []
+
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                if "episode" in info:
+                    self.episodes.append((self.num_timesteps, float(info["episode"]["r"])))
+            return True
+
+    log = EpisodeLog()
+    start = time.perf_counter()
+    model.learn(steps, callback=log)
+    wall = time.perf_counter() - start
+    env.training = False
+    returns = score(lambda obs: model.predict(env.normalize_obs(obs), deterministic=True)[0])
+    return {"library": "Stable-Baselines3 PPO", "returns": returns, "wall": wall,
+            "steps": model.num_timesteps, "episodes": log.episodes}  # fmt: skip
+
+
+def report() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("mujoco_*.json"))]
+    lines = ["# PPO on HalfCheetah-v5: probcalc vs Stable-Baselines3", "",
+             "1,000,000 steps, seed 0, rl-zoo3 settings (see benchmarks/bench_mujoco.py), "
+             "one torch thread each, the two runs side by side on the 2-core machine.", "",
+             "| library | evaluation return (10 episodes) | steps/s | wall time |",
+             "|---|---:|---:|---:|"]  # fmt: skip
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for run in runs:
+        returns = np.array(run["returns"])
+        speed, minutes = run["steps"] / run["wall"], run["wall"] / 60
+        lines.append(f"| {run['library']} | {returns.mean():.0f} ± {returns.std():.0f} | "
+                     f"{speed:.0f} | {minutes:.1f} min |")  # fmt: skip
+        steps, values = np.array(run["episodes"]).T
+        window = 10
+        axis.plot(steps[window - 1 :], np.convolve(values, np.ones(window) / window, "valid"),
+                  label=run["library"])  # fmt: skip
+    axis.set_xlabel("environment steps")
+    axis.set_ylabel("episode return (mean of 10)")
+    axis.set_title("PPO on HalfCheetah-v5, rl-zoo3 settings, seed 0")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(RESULTS / "mujoco_halfcheetah.png", dpi=110)
+    (RESULTS / "mujoco.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--library", choices=["probcalc", "sb3"])
+    parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report", action="store_true")
+    args = parser.parse_args()
+    if args.report:
+        report()
+        return
+    torch.set_num_threads(1)
+    run = run_probcalc if args.library == "probcalc" else run_sb3
+    result = run(args.steps, args.seed)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"mujoco_{args.library}.json").write_text(json.dumps(result))
+    print(result["library"], np.mean(result["returns"]), result["steps"] / result["wall"])
+
+
+if __name__ == "__main__":
+    main()
