@@ -12,7 +12,9 @@ beside an integrator). After every update the exact discounted cost of the polic
 which the cost is within 1% of it, the step from which it stays there to the end of the
 budget, and the final ratio. PPO uses the settings of its LQR test (8 envs x 128 steps,
 lr 5e-3 decayed linearly, 10 epochs of batches of 128, rewards normalized); NaturalPG and
-TRPO use the same rollouts and sb3-contrib's defaults (δ = 0.01, 15 CG steps, damping 0.1).
+TRPO use the same rollouts and sb3-contrib's defaults (δ = 0.01, 15 CG steps, damping 0.1);
+the last row takes Kakade's step 0.5 F⁻¹g instead, decayed linearly like PPO's learning
+rate.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ ALGORITHMS: dict[str, tuple[type, dict[str, Any]]] = {
                         "batch_size": 128, "max_grad_norm": 10.0}),
     "NaturalPG": (pc.rl.NaturalPG, {}),
     "TRPO": (pc.rl.TRPO, {}),
+    "NaturalPG, step 0.5 F⁻¹g decayed": (pc.rl.NaturalPG, {"step_size": 0.5,
+                                                          "lr_schedule": "linear"}),
 }  # fmt: skip
 
 
