@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import gymnasium
 import numpy as np
 import torch
+from rl_scoring import EpisodeLog, episode_returns
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENV = "HalfCheetah-v5"
@@ -36,17 +36,7 @@ PPO_SETTINGS = {"n_steps": 512, "batch_size": 64, "gamma": 0.98, "learning_rate"
 
 
 def score(predict: Callable[[np.ndarray], np.ndarray]) -> list[float]:
-    env = gymnasium.make(ENV)
-    returns = []
-    for seed in range(1000, 1010):
-        obs, _ = env.reset(seed=seed)
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(predict(obs))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    return returns
+    return episode_returns(ENV, predict)
 
 
 def run_probcalc(steps: int, seed: int) -> dict[str, object]:
@@ -70,7 +60,6 @@ def run_probcalc(steps: int, seed: int) -> dict[str, object]:
 
 def run_sb3(steps: int, seed: int) -> dict[str, object]:
     import stable_baselines3
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
@@ -79,17 +68,6 @@ def run_sb3(steps: int, seed: int) -> dict[str, object]:
                      "net_arch": {"pi": [256, 256], "vf": [256, 256]}}  # fmt: skip
     model = stable_baselines3.PPO("MlpPolicy", env, seed=seed, device="cpu",
                                   policy_kwargs=policy_kwargs, **PPO_SETTINGS)  # fmt: skip
-
-    class EpisodeLog(BaseCallback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.episodes: list[tuple[int, float]] = []
-
-        def _on_step(self) -> bool:
-            for info in self.locals["infos"]:
-                if "episode" in info:
-                    self.episodes.append((self.num_timesteps, float(info["episode"]["r"])))
-            return True
 
     log = EpisodeLog()
     start = time.perf_counter()

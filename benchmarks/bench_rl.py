@@ -39,7 +39,7 @@ import numpy as np
 import sb3_contrib
 import stable_baselines3
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
+from rl_scoring import EpisodeLog, episode_returns
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -49,7 +49,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 RESULTS = Path(__file__).resolve().parent / "results"
-EVAL_SEEDS = range(1000, 1010)
 
 PENDULUM_PPO = {"n_steps": 1024, "batch_size": 64, "gamma": 0.9, "gae_lambda": 0.95,
                 "n_epochs": 10, "learning_rate": 1e-3, "clip_range": 0.2,
@@ -92,31 +91,7 @@ TASKS: dict[str, dict[str, Any]] = {
 
 def score(env_id: str, predict: Callable[[np.ndarray], np.ndarray]) -> float:
     """Mean return of deterministic episodes, the same code for every library."""
-    env = gymnasium.make(env_id)
-    returns = []
-    for seed in EVAL_SEEDS:
-        obs, _ = env.reset(seed=seed)
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(predict(obs))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    return float(np.mean(returns))
-
-
-class EpisodeLog(BaseCallback):
-    """Stable-Baselines3 callback that keeps (step, return) of every finished episode."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.episodes: list[tuple[int, float]] = []
-
-    def _on_step(self) -> bool:
-        for info in self.locals["infos"]:
-            if "episode" in info:
-                self.episodes.append((self.num_timesteps, float(info["episode"]["r"])))
-        return True
+    return float(np.mean(episode_returns(env_id, predict)))
 
 
 def run_probcalc(env_id: str, algorithm: str, settings: dict[str, Any], n_envs: int,
