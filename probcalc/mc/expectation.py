@@ -19,6 +19,16 @@ from torch.distributions import (
 )
 from torch.func import vmap
 
+from ..core.distributed import (
+    Group,
+    active_group,
+    gather_moments,
+    rank,
+    rank_seed,
+    share,
+    sum_across,
+    world_size,
+)
 from ..core.options import Option
 from ..core.results import Estimate
 from ._sampling import Seed, check_distribution, check_n, draw, evaluate, integer_seed, seeded
@@ -65,10 +75,12 @@ class _Moments:
         self.m2 = self.m2 + batch_m2 + delta**2 * self.count * m / count
         self.count = count
 
-    def estimate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean with its graph, standard error of the mean)."""
-        variance = self.m2 / (self.count - 1)
-        return self.total / self.count, torch.sqrt(variance / self.count)
+    def estimate(self, group: Group | bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean with its graph, standard error of the mean), over every rank of ``group``:
+        the sums are all-reduced (with their graph), the (count, mean, M2) merged exactly."""
+        count, _, m2 = gather_moments(self.count, self.mean, self.m2, group)
+        variance = m2 / (count - 1)
+        return sum_across(self.total, group) / count, torch.sqrt(variance / count)
 
 
 def _centre(dist: Distribution) -> torch.Tensor:
@@ -123,6 +135,7 @@ def expectation(
     batch_size: int | None = None,
     batched: bool = True,
     scrambles: int = 16,
+    group: Group = None,
 ) -> Estimate:
     """``E[f(X)]`` for ``X ~ dist`` by Monte Carlo, with its standard error.
 
@@ -152,13 +165,20 @@ def expectation(
             caller's global random state is left untouched.
         batch_size: samples per evaluation of f (default 65,536).
         scrambles: the independent Sobol scrambles for "qmc".
+        group: a torch.distributed process group; by default the default group when
+            torch.distributed is initialized. The n evaluations are split across its ranks
+            ("mc": each rank draws its own stream, seeded from ``seed`` by
+            numpy.random.SeedSequence.spawn; "qmc": each rank takes a consecutive block of
+            the same scrambled Sobol sequences, so the estimate equals the one-process
+            estimate over the same n points), and every rank returns the same Estimate.
 
     Returns:
         Estimate(value, stderr, n).
 
     Raises:
         ValueError: n < 2 (or too small for the method), an unknown method, a bad batch size,
-            or an output of f whose leading dimension is not the number of samples.
+            or an output of f whose leading dimension is not the number of samples; under a
+            process group, n smaller than twice the number of ranks, or "antithetic".
         TypeError: ``dist`` is not a Distribution, or the method cannot map uniforms into it.
         NonFiniteError: f is NaN or infinite at a sample (the message names it).
 
@@ -175,18 +195,41 @@ def expectation(
     batch_size = _DEFAULT_BATCH if batch_size is None else check_n(batch_size, minimum=1)
     f = f if batched else vmap(f)
     device = dist.mean.device if dist.mean.numel() else torch.device("cpu")
-    with seeded(seed, device):
+    group = active_group(group)
+    if group is not False:
+        if n < 2 * world_size(group):
+            raise ValueError(f"n = {n} is too small to split over {world_size(group)} ranks")
+        if method is MCMethod.ANTITHETIC:
+            raise ValueError("method='antithetic' does not run across processes; use 'mc'")
+        seed = _common_seed(seed, group)
+    if method is MCMethod.QMC:
+        value, stderr, shape, n = _qmc(f, dist, n, batch_size, scrambles, seed, group)
+        return Estimate(value.reshape(shape), stderr.reshape(shape), n)
+    with seeded(rank_seed(integer_seed(seed), group) if group is not False else seed, device):
         if method is MCMethod.MC:
             moments = _Moments()
-            for start in range(0, n, batch_size):
-                values, shape = evaluate(f, draw(dist, min(batch_size, n - start)))
+            _, count = share(n, group)
+            for start in range(0, count, batch_size):
+                values, shape = evaluate(f, draw(dist, min(batch_size, count - start)))
                 moments.add(values)
-            value, stderr = moments.estimate()
-        elif method is MCMethod.ANTITHETIC:
-            value, stderr, shape, n = _antithetic(f, dist, n, batch_size)
+            value, stderr = moments.estimate(group)
         else:
-            value, stderr, shape, n = _qmc(f, dist, n, batch_size, scrambles, seed)
+            value, stderr, shape, n = _antithetic(f, dist, n, batch_size)
     return Estimate(value.reshape(shape), stderr.reshape(shape), n)
+
+
+def _common_seed(seed: Seed, group: Group) -> int:
+    """One int seed on every rank: the user's (drawn from a Generator on each rank alike), or,
+    for seed=None, rank 0's fresh draw broadcast to the others."""
+    value = integer_seed(seed)
+    if value is not None:
+        return value
+    import torch.distributed as torch_dist
+
+    drawn = torch.randint(0, 2**62, (1,)) if rank(group) == 0 else torch.zeros(1, dtype=torch.long)
+    torch_dist.broadcast(drawn, src=torch_dist.get_global_rank(group, 0) if group else 0,
+                         group=group)  # fmt: skip
+    return int(drawn)
 
 
 def _antithetic(
@@ -219,8 +262,9 @@ def _antithetic(
 
 
 def _qmc(
-    f: Callable, dist: Distribution, n: int, batch_size: int, scrambles: int, seed: Seed
-) -> tuple[torch.Tensor, torch.Tensor, torch.Size, int]:
+    f: Callable, dist: Distribution, n: int, batch_size: int, scrambles: int, seed: Seed,
+    group: Group | bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Size, int]:  # fmt: skip
     scrambles = check_n(scrambles)
     per_scramble = n // scrambles
     if per_scramble < 2:
@@ -233,17 +277,20 @@ def _qmc(
         base_seed = int(torch.randint(0, 2**31 - 1, (1,)))
     dtype, device = dist.mean.dtype, dist.mean.device
     tiny = torch.finfo(dtype).eps
-    means = []
+    # under a process group each rank takes a consecutive block of every scrambled sequence
+    offset, mine = share(per_scramble, group)
+    totals = []
     for r in range(scrambles):
         engine = torch.quasirandom.SobolEngine(d, scramble=True, seed=base_seed + r)
+        engine.fast_forward(offset)
         total = None
-        for start in range(0, per_scramble, batch_size):
-            count = min(batch_size, per_scramble - start)
+        for start in range(0, mine, batch_size):
+            count = min(batch_size, mine - start)
             u = engine.draw(count, dtype=dtype).to(device).clamp(tiny, 1 - tiny)
             values, out_shape = evaluate(f, _from_uniform(dist, u))
             total = values.sum(dim=0) if total is None else total + values.sum(dim=0)
-        means.append(total / per_scramble)
-    stacked = torch.stack(means)  # (R, B)
+        totals.append(total)
+    stacked = sum_across(torch.stack(totals), group) / per_scramble  # (R, B) scramble means
     value = stacked.mean(dim=0)
     stderr = stacked.detach().std(dim=0) / math.sqrt(scrambles)
     return value, stderr, out_shape, per_scramble * scrambles

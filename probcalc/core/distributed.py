@@ -1,0 +1,104 @@
+"""torch.distributed helpers: which process this is, per-rank seeds, and exact combination
+of per-rank sufficient statistics.
+
+probcalc uses an initialized default process group (torchrun, or
+``torch.distributed.init_process_group``) or an explicit ``group``; without one every
+function here describes a single process, so the same code runs either way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+__all__ = ["active_group", "gather_moments", "rank", "rank_seed", "share", "sum_across",
+           "world_size"]  # fmt: skip
+
+Group = Any  # a torch.distributed ProcessGroup, or None for the default group
+
+
+def active_group(group: Group = None) -> Group | bool:
+    """The group to combine over: ``group`` if given, the default group when torch.distributed
+    is initialized (and has more than one process), else False (a single process)."""
+    if group is not None:
+        return group
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return None  # torch's own name for the default group
+    return False
+
+
+def rank(group: Group | bool = False) -> int:
+    """This process's rank in ``group`` (0 for a single process)."""
+    return 0 if group is False else dist.get_rank(group)
+
+
+def world_size(group: Group | bool = False) -> int:
+    """The number of processes in ``group`` (1 for a single process)."""
+    return 1 if group is False else dist.get_world_size(group)
+
+
+def share(n: int, group: Group | bool = False) -> tuple[int, int]:
+    """(offset, count) of this rank's part of n items split as evenly as possible, the
+    first n mod W ranks taking one more: consecutive blocks in rank order."""
+    size, me = world_size(group), rank(group)
+    base, extra = divmod(n, size)
+    count = base + (1 if me < extra else 0)
+    offset = me * base + min(me, extra)
+    return offset, count
+
+
+def rank_seed(seed: int | None, group: Group | bool = False) -> int | None:
+    """An independent seed for this rank, derived from the user's seed with
+    numpy.random.SeedSequence.spawn (None stays None: each rank draws fresh entropy).
+    A single process keeps the user's seed, so one rank reproduces a plain run."""
+    if seed is None or group is False:
+        return seed
+    child = np.random.SeedSequence(seed).spawn(world_size(group))[rank(group)]
+    return int(child.generate_state(1, dtype=np.uint64)[0] % (2**63 - 1))
+
+
+def sum_across(tensor: torch.Tensor, group: Group | bool = False) -> torch.Tensor:
+    """The sum of ``tensor`` over the ranks (itself for a single process), keeping its
+    autograd graph: torch.distributed.nn's all_reduce carries gradients back to each rank."""
+    if group is False:
+        return tensor
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(tensor, group=group)
+
+
+def gather_moments(
+    count: int, mean: torch.Tensor, m2: torch.Tensor, group: Group | bool = False
+) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """Combine (count, mean, M2 = Σ(x - mean)²) of every rank by Chan et al.'s parallel
+    rule, merged in rank order so every rank gets the same result, bit for bit."""
+    if group is False:
+        return count, mean, m2
+    # float64 whatever the statistics' dtype: counts past 2^24 are exact there
+    packed = torch.cat([torch.tensor([float(count)], dtype=torch.float64),
+                        mean.detach().reshape(-1).double(),
+                        m2.detach().reshape(-1).double()])  # fmt: skip
+    parts = [torch.empty_like(packed) for _ in range(world_size(group))]
+    dist.all_gather(parts, packed, group=group)
+    size = mean.numel()
+    total_count = 0
+    total_mean = torch.zeros(mean.shape, dtype=torch.float64)
+    total_m2 = torch.zeros(m2.shape, dtype=torch.float64)
+    for part in parts:
+        n_b = int(part[0])
+        if n_b == 0:
+            continue
+        mean_b = part[1 : 1 + size].reshape(mean.shape)
+        m2_b = part[1 + size :].reshape(m2.shape)
+        if total_count == 0:
+            total_count, total_mean, total_m2 = n_b, mean_b, m2_b
+            continue
+        merged = total_count + n_b
+        delta = mean_b - total_mean
+        total_mean = total_mean + delta * n_b / merged
+        total_m2 = total_m2 + m2_b + delta**2 * total_count * n_b / merged
+        total_count = merged
+    return total_count, total_mean.to(mean.dtype), total_m2.to(m2.dtype)

@@ -1,0 +1,67 @@
+"""Monte Carlo across two processes (torch.distributed, gloo, a file store): the same
+answers as one process, every rank alike."""
+
+import datetime
+import math
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.distributions import Normal
+
+import probcalc as pc
+from probcalc.core import distributed
+
+
+def _square(x):
+    return x**2
+
+
+def _worker(rank, world, store, out):
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=60))  # fmt: skip
+    try:
+        torch.set_default_dtype(torch.float64)
+        normal = Normal(torch.tensor(1.0), torch.tensor(2.0))
+        results = {
+            "qmc": pc.mc.expectation(_square, normal, 2**14, method="qmc", seed=3),
+            "mc": pc.mc.expectation(_square, normal, 200_000, seed=5, batch_size=30_000),
+            "seed": distributed.rank_seed(5, distributed.active_group()),
+            "share": distributed.share(7, distributed.active_group()),
+        }
+        torch.save(results, f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _run_two_ranks(tmp_path):
+    mp.spawn(_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+def test_two_ranks_match_one_process_and_the_closed_form(tmp_path):
+    ranks = _run_two_ranks(tmp_path)
+    normal = Normal(torch.tensor(1.0), torch.tensor(2.0))
+    single = pc.mc.expectation(_square, normal, 2**14, method="qmc", seed=3)
+    # QMC: consecutive blocks of the same scrambled sequences, so the same n points
+    for result in ranks:
+        torch.testing.assert_close(result["qmc"].value, single.value, rtol=1e-12, atol=0)
+        torch.testing.assert_close(result["qmc"].stderr, single.stderr, rtol=1e-12, atol=0)
+    # plain MC: E[X²] = μ² + σ² = 5; Var(X²) = 2σ⁴ + 4μ²σ² = 48, so stderr = √(48/n)
+    mc = ranks[0]["mc"]
+    assert abs(float(mc.value) - 5.0) < 4 * float(mc.stderr)
+    assert mc.n == 200_000
+    np.testing.assert_allclose(float(mc.stderr), math.sqrt(48 / 200_000), rtol=0.1)
+    # every rank returns the same result; the ranks' streams differ
+    assert torch.equal(ranks[0]["mc"].value, ranks[1]["mc"].value)
+    assert torch.equal(ranks[0]["mc"].stderr, ranks[1]["mc"].stderr)
+    assert ranks[0]["seed"] != ranks[1]["seed"]
+    assert [r["share"] for r in ranks] == [(0, 4), (4, 3)]
+
+
+def test_a_single_process_is_its_own_world():
+    assert distributed.active_group() is False
+    assert distributed.share(7) == (0, 7) and distributed.rank_seed(5) == 5
+    count, mean, m2 = distributed.gather_moments(3, torch.tensor(1.0), torch.tensor(2.0))
+    assert (count, float(mean), float(m2)) == (3, 1.0, 2.0)
