@@ -62,12 +62,18 @@ def rank_seed(seed: int | None, group: Group | bool = False) -> int | None:
 
 def sum_across(tensor: torch.Tensor, group: Group | bool = False) -> torch.Tensor:
     """The sum of ``tensor`` over the ranks (itself for a single process), keeping its
-    autograd graph: torch.distributed.nn's all_reduce carries gradients back to each rank."""
+    autograd graph (torch's functional collectives differentiate through all_reduce).
+
+    Gradients follow DistributedDataParallel's convention: each rank's backward gives
+    W times its own share, so averaging the ranks' ``.grad`` (all_reduce, then divide by
+    the world size W) gives the gradient of the combined value.
+    """
     if group is False:
         return tensor
-    from torch.distributed.nn.functional import all_reduce
+    import torch.distributed._functional_collectives as collectives
 
-    return all_reduce(tensor, group=group)
+    reduced = collectives.all_reduce(tensor, "sum", dist.group.WORLD if group is None else group)
+    return collectives.wait_tensor(reduced)
 
 
 def gather_moments(

@@ -7,14 +7,16 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.distributions import Distribution
 
+from ..core.distributed import Group, active_group, rank, rank_seed, share, sum_across
 from ..core.errors import ConvergenceWarning
 from ..core.options import Option
 from ..core.results import Estimate
-from ._sampling import Seed, check_distribution, check_n, evaluate, seeded
-from .psis import KHAT_THRESHOLD, psis
+from ._sampling import Seed, check_distribution, check_n, evaluate, integer_seed, seeded
+from .psis import KHAT_THRESHOLD, psis, smooth_tail, tail_size
 
 __all__ = ["ImportanceResult", "Smoothing", "importance_sampling"]
 
@@ -39,6 +41,9 @@ class ImportanceResult:
         khat: the Pareto k-hat of the weights (computed in either smoothing mode).
         log_weights: the log weights, shape (n,): Pareto-smoothed with ``smoothing="psis"``.
         samples: the proposal's draws, shape (n, *event_shape).
+        group: the process group the draws were split over (False: one process); across
+            processes ``log_weights`` and ``samples`` are this rank's share, and
+            ``expectation`` combines every rank's.
     """
 
     log_evidence: torch.Tensor
@@ -47,15 +52,21 @@ class ImportanceResult:
     khat: float
     log_weights: torch.Tensor
     samples: torch.Tensor
+    group: Group | bool = False
 
     def expectation(self, f: Callable[[torch.Tensor], torch.Tensor]) -> Estimate:
         """The self-normalized estimate of ``E_target[f]`` = ``Σ w̄_i f(x_i)``, with the
         delta-method standard error ``sqrt(Σ w̄_i² (f_i - estimate)²)``."""
         values, shape = evaluate(f, self.samples)
-        normalized = torch.softmax(self.log_weights.detach(), dim=0)[:, None]
-        value = (normalized * values).sum(dim=0)
-        stderr = torch.sqrt((normalized**2 * (values.detach() - value.detach()) ** 2).sum(dim=0))
-        return Estimate(value.reshape(shape), stderr.reshape(shape), len(self.samples))
+        log_w = self.log_weights.detach()
+        shift = _max_across(log_w.max(), self.group)
+        w = torch.exp(log_w - shift)[:, None]
+        total = sum_across(w.sum(), self.group)
+        value = sum_across((w * values).sum(dim=0), self.group) / total
+        spread = (w**2 * (values.detach() - value.detach()) ** 2).sum(dim=0)
+        stderr = torch.sqrt(sum_across(spread, self.group)) / total
+        n = int(sum_across(torch.tensor(float(len(self.samples))), self.group))
+        return Estimate(value.reshape(shape), stderr.reshape(shape), n)
 
 
 def importance_sampling(
@@ -65,6 +76,7 @@ def importance_sampling(
     *,
     seed: Seed = None,
     smoothing: str | Smoothing = "psis",
+    group: Group = None,
 ) -> ImportanceResult:
     """Importance sampling of an unnormalized density p̃ with the proposal q.
 
@@ -80,6 +92,12 @@ def importance_sampling(
         seed: an int or a torch.Generator.
         smoothing: "psis" (default) or "none": which weights ``log_weights``, ``ess`` and
             ``expectation`` use. The log evidence always uses the raw weights (unbiased).
+        group: a torch.distributed process group; by default the default group when
+            torch.distributed is initialized. The n draws are split across its ranks, each
+            with its own stream seeded from ``seed`` (numpy.random.SeedSequence.spawn); the
+            log-sum-exp, the stderr terms and the ESS are all-reduced, and only each rank's
+            M + 1 largest log weights are gathered to fit the Pareto tail, so every rank
+            returns the same log evidence, stderr, ESS and k-hat.
 
     Raises:
         ValueError: n < 10, an unknown smoothing, or log_target of the wrong shape.
@@ -90,16 +108,32 @@ def importance_sampling(
     proposal = check_distribution(proposal)
     n = check_n(n, minimum=10)
     device = proposal.mean.device if proposal.mean.numel() else torch.device("cpu")
-    with seeded(seed, device):
-        samples = proposal.sample((n,))
+    group = active_group(group)
+    if group is not False:
+        from .expectation import _common_seed
+
+        if n < 10 * max(1, int(torch.distributed.get_world_size(group))):
+            raise ValueError(f"n = {n} is too small to split: at least 10 draws per rank")
+        seed = rank_seed(_common_seed(seed, group), group)
+    _, count = share(n, group)
+    with seeded(seed if group is False else integer_seed(seed), device):
+        samples = proposal.sample((count,))
     log_p = _log_target_values(log_target, samples)
     log_q = proposal.log_prob(samples)
-    log_q = log_q.reshape(n, -1).sum(dim=1)
+    log_q = log_q.reshape(count, -1).sum(dim=1)
     log_weights = log_p - log_q
-    log_evidence = torch.logsumexp(log_weights, dim=0) - math.log(n)
-    scaled = torch.exp(log_weights.detach() - log_weights.detach().max())
-    stderr = scaled.std() / (scaled.mean() * math.sqrt(n))
-    smoothed, khat = psis(log_weights.detach())
+    detached = log_weights.detach()
+    shift = _max_across(detached.max(), group)  # the largest log weight over all ranks
+    if not torch.isfinite(shift):
+        raise ValueError("every log weight is -inf: the target has no mass where q draws")
+    scaled = torch.exp(log_weights - shift)
+    log_evidence = torch.log(sum_across(scaled.sum(), group)) + shift - math.log(n)
+    raw = scaled.detach()
+    total, squares = sum_across(torch.stack([raw.sum(), (raw**2).sum()]), group)
+    mean = total / n
+    variance = (squares - n * mean**2) / (n - 1)
+    stderr = torch.sqrt(variance.clamp(min=0)) / (mean * math.sqrt(n))
+    smoothed, khat = _smoothed(detached, n, group)
     if float(khat) > KHAT_THRESHOLD:
         warnings.warn(
             ConvergenceWarning(
@@ -109,10 +143,51 @@ def importance_sampling(
             ),
             stacklevel=2,
         )
-    used = smoothed if smoothing is Smoothing.PSIS else log_weights.detach()
-    normalized = torch.softmax(used, dim=0)
-    ess = float(1.0 / (normalized**2).sum())
-    return ImportanceResult(log_evidence, stderr, ess, float(khat), used, samples)
+    used = smoothed if smoothing is Smoothing.PSIS else detached
+    w = torch.exp(used - _max_across(used.max(), group))
+    w_sum, w_squares = sum_across(torch.stack([w.sum(), (w**2).sum()]), group)
+    ess = float(w_sum**2 / w_squares)
+    return ImportanceResult(log_evidence, stderr, ess, float(khat), used, samples, group)
+
+
+def _max_across(value: torch.Tensor, group: Group | bool) -> torch.Tensor:
+    if group is False:
+        return value
+    out = value.detach().clone()
+    torch.distributed.all_reduce(out, op=torch.distributed.ReduceOp.MAX, group=group)
+    return out
+
+
+def _smoothed(log_weights: torch.Tensor, n: int, group: Group | bool) -> tuple[torch.Tensor, float]:
+    """PSIS over the weights of every rank, sharing only each rank's M + 1 largest."""
+    if group is False:
+        smoothed, khat = psis(log_weights)
+        return smoothed, float(khat)
+    tail = tail_size(n)
+    local = log_weights.double()
+    k = min(tail + 1, local.numel())
+    top_values, top_index = torch.topk(local, k)
+    size = torch.distributed.get_world_size(group)
+    # (value, rank, index) rows padded to tail + 1 with -inf, gathered from every rank
+    rows = torch.full((tail + 1, 3), -math.inf, dtype=torch.float64)
+    rows[:k, 0] = top_values
+    rows[:, 1] = rank(group)
+    rows[:k, 2] = top_index.double()
+    parts = [torch.empty_like(rows) for _ in range(size)]
+    torch.distributed.all_gather(parts, rows, group=group)
+    every = torch.cat(parts)
+    # descending by value, ties by rank then index: the same order on every rank
+    table = every.numpy()
+    order = np.lexsort((table[:, 2], table[:, 1], -table[:, 0]))
+    top = every[torch.as_tensor(order[: tail + 1])]
+    replaced, khat = smooth_tail(top[:, 0].numpy())
+    smoothed = log_weights.clone()
+    if replaced is None:
+        return smoothed, -math.inf
+    mine = top[:tail, 1] == rank(group)
+    index = top[:tail, 2][mine].long()
+    smoothed[index] = torch.as_tensor(replaced, dtype=log_weights.dtype)[mine.numpy()]
+    return smoothed, khat
 
 
 def _log_target_values(

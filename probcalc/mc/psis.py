@@ -16,7 +16,7 @@ import numpy as np
 import scipy.special
 import torch
 
-__all__ = ["KHAT_THRESHOLD", "fit_generalized_pareto", "psis"]
+__all__ = ["KHAT_THRESHOLD", "fit_generalized_pareto", "psis", "smooth_tail", "tail_size"]
 
 KHAT_THRESHOLD = 0.7  # above it the PSIS authors advise against trusting the estimate
 
@@ -79,21 +79,40 @@ def psis(log_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     values = log_weights.detach().cpu().double().numpy()
     if np.isnan(values).any() or np.isposinf(values).any():
         raise ValueError("log_weights must not contain NaN or +inf")
-    tail = math.ceil(min(0.2 * n, 3 * math.sqrt(n)))
+    tail = tail_size(n)
     order = np.argsort(values)
-    largest = values[order[-1]]
-    if not np.isfinite(largest):
+    if not np.isfinite(values[order[-1]]):
         raise ValueError("every log weight is -inf")
-    scaled = np.exp(values - largest)
-    tail_index = order[-tail:]
-    cutoff = scaled[order[-tail - 1]]
-    exceedances = scaled[tail_index] - cutoff
-    smoothed = values.copy()
-    if exceedances[-1] <= 0 or np.count_nonzero(exceedances) < 5:
+    top = values[order[::-1][: tail + 1]]  # the tail + 1 largest, descending
+    replaced, k = smooth_tail(top)
+    if replaced is None:
         return log_weights.clone(), torch.tensor(-math.inf, dtype=log_weights.dtype)
+    smoothed = values.copy()
+    smoothed[order[::-1][:tail]] = replaced
+    out = torch.as_tensor(smoothed, dtype=log_weights.dtype, device=log_weights.device)
+    return out, torch.tensor(k, dtype=log_weights.dtype)
+
+
+def tail_size(n: int) -> int:
+    """M = ceil(min(n / 5, 3 sqrt(n))): how many of n weights PSIS smooths."""
+    return math.ceil(min(0.2 * n, 3 * math.sqrt(n)))
+
+
+def smooth_tail(top: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """The smoothing of the M largest log weights from the M + 1 largest, in descending order
+    (all that PSIS needs, so that processes can share only their tails).
+
+    Returns the M smoothed log weights (descending, matching ``top[:M]``) and k-hat, or
+    (None, -inf) when the tail is flat.
+    """
+    tail = len(top) - 1
+    largest = top[0]
+    scaled = np.exp(top - largest)
+    cutoff = scaled[tail]
+    exceedances = scaled[:tail][::-1] - cutoff  # ascending, as the fit wants
+    if exceedances[-1] <= 0 or np.count_nonzero(exceedances) < 5:
+        return None, -math.inf
     k, sigma = fit_generalized_pareto(exceedances)
     quantiles = _generalized_pareto_quantiles(k, sigma, (np.arange(1, tail + 1) - 0.5) / tail)
     replaced = np.minimum(cutoff + quantiles, 1.0)  # 1.0 is the largest raw weight
-    smoothed[tail_index] = np.log(replaced) + largest
-    out = torch.as_tensor(smoothed, dtype=log_weights.dtype, device=log_weights.device)
-    return out, torch.tensor(k, dtype=log_weights.dtype)
+    return (np.log(replaced) + largest)[::-1].copy(), k

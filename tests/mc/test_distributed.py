@@ -18,6 +18,13 @@ def _square(x):
     return x**2
 
 
+Y = 0.7  # one observation, y ~ N(θ, 1), θ ~ N(0, 1): Z = N(y; 0, 2)
+
+
+def _log_joint(theta):
+    return Normal(0.0, 1.0).log_prob(theta) + Normal(theta, 1.0).log_prob(torch.tensor(Y))
+
+
 def _worker(rank, world, store, out):
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=60))  # fmt: skip
@@ -30,6 +37,16 @@ def _worker(rank, world, store, out):
             "seed": distributed.rank_seed(5, distributed.active_group()),
             "share": distributed.share(7, distributed.active_group()),
         }
+        proposal = Normal(torch.tensor(0.35), torch.tensor(1.2))
+        for smoothing in ("none", "psis"):
+            result = pc.mc.importance_sampling(_log_joint, proposal, 40_000, seed=11,
+                                               smoothing=smoothing)  # fmt: skip
+            raw = _log_joint(result.samples) - proposal.log_prob(result.samples)
+            everything = [torch.empty_like(raw) for _ in range(world)]
+            dist.all_gather(everything, raw)  # for the test only: every weight, to check
+            theta_mean = result.expectation(lambda t: t)
+            results[smoothing] = (result.log_evidence, result.stderr, result.ess, result.khat,
+                                  torch.cat(everything), theta_mean)  # fmt: skip
         torch.save(results, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -65,3 +82,26 @@ def test_a_single_process_is_its_own_world():
     assert distributed.share(7) == (0, 7) and distributed.rank_seed(5) == 5
     count, mean, m2 = distributed.gather_moments(3, torch.tensor(1.0), torch.tensor(2.0))
     assert (count, float(mean), float(m2)) == (3, 1.0, 2.0)
+
+
+def test_importance_sampling_across_two_ranks(tmp_path):
+    """The log evidence of a conjugate model within 4 stderr of the closed form; the ESS
+    and k-hat equal those of all the ranks' weights put together; the posterior mean (the
+    self-normalized expectation across ranks) within 4 stderr of y / 2."""
+    ranks = _run_two_ranks(tmp_path)
+    exact = float(Normal(0.0, math.sqrt(2.0)).log_prob(torch.tensor(Y)))
+    for smoothing in ("none", "psis"):
+        log_evidence, stderr, ess, khat, weights, theta_mean = ranks[0][smoothing]
+        assert abs(float(log_evidence) - exact) < 4 * float(stderr)
+        smoothed, khat_all = pc.mc.psis(weights)
+        used = smoothed if smoothing == "psis" else weights
+        normalized = torch.softmax(used, dim=0)
+        np.testing.assert_allclose(ess, float(1 / (normalized**2).sum()), rtol=1e-10)
+        np.testing.assert_allclose(khat, float(khat_all), rtol=1e-10)
+        np.testing.assert_allclose(float(log_evidence),
+                                   float(torch.logsumexp(weights, 0)) - math.log(40_000),
+                                   rtol=1e-12)  # fmt: skip
+        assert theta_mean.n == 40_000
+        assert abs(float(theta_mean.value) - Y / 2) < 4 * float(theta_mean.stderr)
+        other = ranks[1][smoothing]
+        assert float(other[0]) == float(log_evidence) and other[2] == ess and other[3] == khat
