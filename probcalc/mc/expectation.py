@@ -23,7 +23,6 @@ from ..core.distributed import (
     Group,
     active_group,
     gather_moments,
-    rank,
     rank_seed,
     share,
     sum_across,
@@ -219,16 +218,16 @@ def expectation(
 
 
 def _common_seed(seed: Seed, group: Group) -> int:
-    """One int seed on every rank: the user's (drawn from a Generator on each rank alike), or,
-    for seed=None, rank 0's fresh draw broadcast to the others."""
-    value = integer_seed(seed)
-    if value is not None:
-        return value
+    """One int seed on every rank: rank 0's (the user's int, a draw from its Generator, or a
+    fresh draw for seed=None), broadcast to the others."""
     import torch.distributed as torch_dist
 
-    drawn = torch.randint(0, 2**62, (1,)) if rank(group) == 0 else torch.zeros(1, dtype=torch.long)
-    torch_dist.broadcast(drawn, src=torch_dist.get_global_rank(group, 0) if group else 0,
-                         group=group)  # fmt: skip
+    value = integer_seed(seed)
+    if value is None:
+        value = int(torch.randint(0, 2**62, (1,)))
+    drawn = torch.tensor([value], dtype=torch.long)
+    source = 0 if group is None else torch_dist.get_global_rank(group, 0)
+    torch_dist.broadcast(drawn, src=source, group=group)
     return int(drawn)
 
 
@@ -278,6 +277,10 @@ def _qmc(
     dtype, device = dist.mean.dtype, dist.mean.device
     tiny = torch.finfo(dtype).eps
     # under a process group each rank takes a consecutive block of every scrambled sequence
+    if per_scramble < world_size(group):
+        ranks = world_size(group)
+        raise ValueError(f"method='qmc' over {ranks} ranks needs n >= {ranks * scrambles} "
+                         f"({scrambles} scrambles), got {n}")  # fmt: skip
     offset, mine = share(per_scramble, group)
     totals = []
     for r in range(scrambles):
