@@ -14,15 +14,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["active_group", "gather_moments", "rank", "rank_seed", "share", "sum_across",
-           "world_size"]  # fmt: skip
+__all__ = ["active_group", "agree", "gather_moments", "rank", "rank_seed", "share",
+           "sum_across", "world_size"]  # fmt: skip
 
 Group = Any  # a torch.distributed ProcessGroup, or None for the default group
 
 
-def active_group(group: Group = None) -> Group | bool:
+def active_group(group: Group | bool = None) -> Group | bool:
     """The group to combine over: ``group`` if given, the default group when torch.distributed
-    is initialized (and has more than one process), else False (a single process)."""
+    is initialized (and has more than one process), else False (a single process).
+    ``group=False`` asks for a local computation even under an initialized group."""
     if group is not None:
         return group
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -60,6 +61,22 @@ def rank_seed(seed: int | None, group: Group | bool = False) -> int | None:
     return int(child.generate_state(1, dtype=np.uint64)[0] % (2**63 - 1))
 
 
+def agree(error: BaseException | None, group: Group | bool = False) -> None:
+    """Before a collective: every rank learns whether any rank failed, so none waits for a
+    partner that has raised. The failing rank re-raises its own error; the others raise a
+    RuntimeError naming the first failed rank."""
+    if group is False:
+        if error is not None:
+            raise error
+        return
+    flag = torch.tensor([0 if error is None else rank(group) + 1], dtype=torch.long)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=group)
+    if error is not None:
+        raise error
+    if int(flag) > 0:
+        raise RuntimeError(f"rank {int(flag) - 1} of the process group failed; see its error")
+
+
 def sum_across(tensor: torch.Tensor, group: Group | bool = False) -> torch.Tensor:
     """The sum of ``tensor`` over the ranks (itself for a single process), keeping its
     autograd graph (torch's functional collectives differentiate through all_reduce).
@@ -83,10 +100,12 @@ def gather_moments(
     rule, merged in rank order so every rank gets the same result, bit for bit."""
     if group is False:
         return count, mean, m2
-    # float64 whatever the statistics' dtype: counts past 2^24 are exact there
+    # float64 whatever the statistics' dtype: counts past 2^24 are exact there; gathered on
+    # the CPU (gloo), returned on the statistics' device
+    device = mean.device
     packed = torch.cat([torch.tensor([float(count)], dtype=torch.float64),
-                        mean.detach().reshape(-1).double(),
-                        m2.detach().reshape(-1).double()])  # fmt: skip
+                        mean.detach().reshape(-1).double().cpu(),
+                        m2.detach().reshape(-1).double().cpu()])  # fmt: skip
     parts = [torch.empty_like(packed) for _ in range(world_size(group))]
     dist.all_gather(parts, packed, group=group)
     size = mean.numel()
@@ -107,4 +126,4 @@ def gather_moments(
         total_mean = total_mean + delta * n_b / merged
         total_m2 = total_m2 + m2_b + delta**2 * total_count * n_b / merged
         total_count = merged
-    return total_count, total_mean.to(mean.dtype), total_m2.to(m2.dtype)
+    return total_count, total_mean.to(mean.dtype).to(device), total_m2.to(m2.dtype).to(device)

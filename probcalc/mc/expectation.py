@@ -22,6 +22,7 @@ from torch.func import vmap
 from ..core.distributed import (
     Group,
     active_group,
+    agree,
     gather_moments,
     rank_seed,
     share,
@@ -134,7 +135,7 @@ def expectation(
     batch_size: int | None = None,
     batched: bool = True,
     scrambles: int = 16,
-    group: Group = None,
+    group: Group | bool = None,
 ) -> Estimate:
     """``E[f(X)]`` for ``X ~ dist`` by Monte Carlo, with its standard error.
 
@@ -170,6 +171,9 @@ def expectation(
             numpy.random.SeedSequence.spawn; "qmc": each rank takes a consecutive block of
             the same scrambled Sobol sequences, so the estimate equals the one-process
             estimate over the same n points), and every rank returns the same Estimate.
+            Under an initialized group every rank must call it; ``group=False`` computes
+            locally. A failure on one rank raises on every rank. Gradients follow
+            DistributedDataParallel's convention: average the ranks' ``.grad``.
 
     Returns:
         Estimate(value, stderr, n).
@@ -201,19 +205,33 @@ def expectation(
         if method is MCMethod.ANTITHETIC:
             raise ValueError("method='antithetic' does not run across processes; use 'mc'")
         seed = _common_seed(seed, group)
+    if group is False:  # one process: as before any scale-out existed
+        with seeded(seed, device):
+            if method is MCMethod.MC:
+                moments = _Moments()
+                for start in range(0, n, batch_size):
+                    values, shape = evaluate(f, draw(dist, min(batch_size, n - start)))
+                    moments.add(values)
+                value, stderr = moments.estimate()
+            elif method is MCMethod.ANTITHETIC:
+                value, stderr, shape, n = _antithetic(f, dist, n, batch_size)
+            else:
+                value, stderr, shape, n = _qmc(f, dist, n, batch_size, scrambles, seed)
+        return Estimate(value.reshape(shape), stderr.reshape(shape), n)
     if method is MCMethod.QMC:
         value, stderr, shape, n = _qmc(f, dist, n, batch_size, scrambles, seed, group)
         return Estimate(value.reshape(shape), stderr.reshape(shape), n)
-    with seeded(rank_seed(integer_seed(seed), group) if group is not False else seed, device):
-        if method is MCMethod.MC:
-            moments = _Moments()
-            _, count = share(n, group)
+    moments, error = _Moments(), None
+    with seeded(rank_seed(integer_seed(seed), group), device):
+        _, count = share(n, group)
+        try:
             for start in range(0, count, batch_size):
                 values, shape = evaluate(f, draw(dist, min(batch_size, count - start)))
                 moments.add(values)
-            value, stderr = moments.estimate(group)
-        else:
-            value, stderr, shape, n = _antithetic(f, dist, n, batch_size)
+        except Exception as caught:
+            error = caught
+    agree(error, group)
+    value, stderr = moments.estimate(group)
     return Estimate(value.reshape(shape), stderr.reshape(shape), n)
 
 
@@ -282,17 +300,21 @@ def _qmc(
         raise ValueError(f"method='qmc' over {ranks} ranks needs n >= {ranks * scrambles} "
                          f"({scrambles} scrambles), got {n}")  # fmt: skip
     offset, mine = share(per_scramble, group)
-    totals = []
-    for r in range(scrambles):
-        engine = torch.quasirandom.SobolEngine(d, scramble=True, seed=base_seed + r)
-        engine.fast_forward(offset)
-        total = None
-        for start in range(0, mine, batch_size):
-            count = min(batch_size, mine - start)
-            u = engine.draw(count, dtype=dtype).to(device).clamp(tiny, 1 - tiny)
-            values, out_shape = evaluate(f, _from_uniform(dist, u))
-            total = values.sum(dim=0) if total is None else total + values.sum(dim=0)
-        totals.append(total)
+    totals, error = [], None
+    try:
+        for r in range(scrambles):
+            engine = torch.quasirandom.SobolEngine(d, scramble=True, seed=base_seed + r)
+            engine.fast_forward(offset)
+            total = None
+            for start in range(0, mine, batch_size):
+                count = min(batch_size, mine - start)
+                u = engine.draw(count, dtype=dtype).to(device).clamp(tiny, 1 - tiny)
+                values, out_shape = evaluate(f, _from_uniform(dist, u))
+                total = values.sum(dim=0) if total is None else total + values.sum(dim=0)
+            totals.append(total)
+    except Exception as caught:
+        error = caught
+    agree(error, group)
     stacked = sum_across(torch.stack(totals), group) / per_scramble  # (R, B) scramble means
     value = stacked.mean(dim=0)
     stderr = stacked.detach().std(dim=0) / math.sqrt(scrambles)

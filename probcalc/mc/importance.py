@@ -11,7 +11,16 @@ import numpy as np
 import torch
 from torch.distributions import Distribution
 
-from ..core.distributed import Group, active_group, rank, rank_seed, share, sum_across
+from ..core.distributed import (
+    Group,
+    active_group,
+    agree,
+    gather_moments,
+    rank,
+    rank_seed,
+    share,
+    sum_across,
+)
 from ..core.errors import ConvergenceWarning
 from ..core.options import Option
 from ..core.results import Estimate
@@ -65,7 +74,8 @@ class ImportanceResult:
         value = sum_across((w * values).sum(dim=0), self.group) / total
         spread = (w**2 * (values.detach() - value.detach()) ** 2).sum(dim=0)
         stderr = torch.sqrt(sum_across(spread, self.group)) / total
-        n = int(sum_across(torch.tensor(float(len(self.samples))), self.group))
+        n = int(sum_across(torch.tensor(float(len(self.samples)), dtype=torch.float64),
+                           self.group))  # fmt: skip
         return Estimate(value.reshape(shape), stderr.reshape(shape), n)
 
 
@@ -76,7 +86,7 @@ def importance_sampling(
     *,
     seed: Seed = None,
     smoothing: str | Smoothing = "psis",
-    group: Group = None,
+    group: Group | bool = None,
 ) -> ImportanceResult:
     """Importance sampling of an unnormalized density p̃ with the proposal q.
 
@@ -97,7 +107,10 @@ def importance_sampling(
             with its own stream seeded from ``seed`` (numpy.random.SeedSequence.spawn); the
             log-sum-exp, the stderr terms and the ESS are all-reduced, and only each rank's
             M + 1 largest log weights are gathered to fit the Pareto tail, so every rank
-            returns the same log evidence, stderr, ESS and k-hat.
+            returns the same log evidence, stderr, ESS and k-hat. Under an initialized group
+            every rank must call it; ``group=False`` computes locally. A failure on one rank
+            raises on every rank. Gradients follow DistributedDataParallel's convention:
+            average the ranks' ``.grad``.
 
     Raises:
         ValueError: n < 10, an unknown smoothing, or log_target of the wrong shape.
@@ -116,12 +129,17 @@ def importance_sampling(
             raise ValueError(f"n = {n} is too small to split: at least 10 draws per rank")
         seed = rank_seed(_common_seed(seed, group), group)
     _, count = share(n, group)
-    with seeded(seed if group is False else integer_seed(seed), device):
-        samples = proposal.sample((count,))
-    log_p = _log_target_values(log_target, samples)
-    log_q = proposal.log_prob(samples)
-    log_q = log_q.reshape(count, -1).sum(dim=1)
-    log_weights = log_p - log_q
+    error = None
+    try:
+        with seeded(seed if group is False else integer_seed(seed), device):
+            samples = proposal.sample((count,))
+        log_p = _log_target_values(log_target, samples)
+        log_q = proposal.log_prob(samples)
+        log_q = log_q.reshape(count, -1).sum(dim=1)
+        log_weights = log_p - log_q
+    except Exception as caught:
+        error = caught
+    agree(error, group)
     detached = log_weights.detach()
     shift = _max_across(detached.max(), group)  # the largest log weight over all ranks
     if not torch.isfinite(shift):
@@ -129,10 +147,10 @@ def importance_sampling(
     scaled = torch.exp(log_weights - shift)
     log_evidence = torch.log(sum_across(scaled.sum(), group)) + shift - math.log(n)
     raw = scaled.detach()
-    total, squares = sum_across(torch.stack([raw.sum(), (raw**2).sum()]), group)
-    mean = total / n
-    variance = (squares - n * mean**2) / (n - 1)
-    stderr = torch.sqrt(variance.clamp(min=0)) / (mean * math.sqrt(n))
+    # two-pass moments per rank, merged exactly: no cancellation in Σw² - n mean²
+    local_mean = raw.mean()
+    _, mean, m2 = gather_moments(count, local_mean, ((raw - local_mean) ** 2).sum(), group)
+    stderr = torch.sqrt(m2 / (n - 1)) / (mean * math.sqrt(n))
     smoothed, khat = _smoothed(detached, n, group)
     if float(khat) > KHAT_THRESHOLD:
         warnings.warn(

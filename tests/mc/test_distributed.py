@@ -25,6 +25,12 @@ def _log_joint(theta):
     return Normal(0.0, 1.0).log_prob(theta) + Normal(theta, 1.0).log_prob(torch.tensor(Y))
 
 
+def _fails_on_rank_one(x):
+    if dist.get_rank() == 1:
+        raise FloatingPointError("rank 1's integrand failed")
+    return x**2
+
+
 def _worker(rank, world, store, out):
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=60))  # fmt: skip
@@ -37,6 +43,12 @@ def _worker(rank, world, store, out):
             "seed": distributed.rank_seed(5, distributed.active_group()),
             "share": distributed.share(7, distributed.active_group()),
         }
+        if rank == 0:  # a local computation under an initialized group: no collective
+            results["local"] = pc.mc.expectation(_square, normal, 1000, seed=5, group=False)
+        try:
+            pc.mc.expectation(_fails_on_rank_one, normal, 1000, seed=5)
+        except (FloatingPointError, RuntimeError) as error:
+            results["failure"] = f"{type(error).__name__}: {error}"
         proposal = Normal(torch.tensor(0.35), torch.tensor(1.2))
         for smoothing in ("none", "psis"):
             result = pc.mc.importance_sampling(_log_joint, proposal, 40_000, seed=11,
@@ -75,6 +87,12 @@ def test_two_ranks_match_one_process_and_the_closed_form(tmp_path):
     assert torch.equal(ranks[0]["mc"].stderr, ranks[1]["mc"].stderr)
     assert ranks[0]["seed"] != ranks[1]["seed"]
     assert [r["share"] for r in ranks] == [(0, 4), (4, 3)]
+    # group=False: rank 0 alone, the plain one-process result
+    local = pc.mc.expectation(_square, normal, 1000, seed=5)
+    assert torch.equal(ranks[0]["local"].value, local.value)
+    # a failure on one rank raises on both, with no wait for the group's timeout
+    assert ranks[1]["failure"] == "FloatingPointError: rank 1's integrand failed"
+    assert ranks[0]["failure"].startswith("RuntimeError: rank 1 of the process group failed")
 
 
 def test_a_single_process_is_its_own_world():
