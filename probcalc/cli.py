@@ -94,7 +94,10 @@ def train(args: argparse.Namespace) -> None:
 
 
 def evaluate(args: argparse.Namespace) -> None:
-    agent = pc.rl.load(Path(args.run) / "model.pt")
+    model = Path(args.run) / "model.pt"
+    if not model.exists():
+        raise SystemExit(f"{args.run} holds no model.pt: train it first (probcalc train)")
+    agent = pc.rl.load(model)
     mean, std = pc.rl.evaluate(agent, n_episodes=args.episodes, deterministic=not args.stochastic,
                                seed=args.seed)  # fmt: skip
     print(
@@ -112,6 +115,8 @@ def plot(args: argparse.Namespace) -> None:
     except ImportError as error:
         raise SystemExit("probcalc plot needs matplotlib: pip install matplotlib") from error
     run = Path(args.run)
+    if not (run / "episodes.csv").exists():
+        raise SystemExit(f"{run} holds no episodes.csv: is it a run folder of probcalc train?")
     with (run / "episodes.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows:

@@ -87,6 +87,10 @@ def test_missing_step_budget_and_bad_flags_exit_with_a_message(tmp_path):
         cli.main(["train", "ppo", "--env", "probcalc/PointMass-v0", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="key=value"):
         cli.main(["train", "ppo", "--env", "Pendulum-v1", "--out", str(tmp_path), "--set", "x"])
+    with pytest.raises(SystemExit, match=r"model\.pt"):
+        cli.main(["evaluate", str(tmp_path / "nothing")])
+    with pytest.raises(SystemExit, match=r"episodes\.csv"):
+        cli.main(["plot", str(tmp_path / "nothing")])
     with pytest.raises(SystemExit, match="checkpoint"):
         cli.main(["train", "ppo", "--env", "Pendulum-v1", "--out", str(tmp_path / "none"),
                   "--steps", "10", "--resume"])  # fmt: skip
