@@ -7,9 +7,10 @@ from collections.abc import Callable
 import torch
 from torch.distributions import Distribution
 
+from ..core.distributed import Group, active_group, agree, rank_seed, share, sum_across, world_size
 from ..core.losses import score_function_surrogate
 from ..core.options import Option
-from ._sampling import Seed, check_distribution, check_n, evaluate, seeded
+from ._sampling import Seed, check_distribution, check_n, evaluate, integer_seed, seeded
 
 __all__ = ["Baseline", "pathwise_grad", "score_function_grad"]
 
@@ -19,6 +20,30 @@ class Baseline(Option):
 
     MEAN = "mean"  # subtract the sample mean of f: biased by a factor (n-1)/n
     LEAVE_ONE_OUT = "leave-one-out"  # subtract the mean of the other n-1: unbiased
+
+
+def _draw_and_evaluate(
+    f: Callable[[torch.Tensor], torch.Tensor], dist: Distribution, n: int, seed: Seed,
+    group: Group | bool, reparameterized: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """This rank's share of the n draws and f at them; a failure raises on every rank."""
+    device = dist.mean.device if dist.mean.numel() else torch.device("cpu")
+    if group is not False:
+        from .expectation import _common_seed
+
+        if n < 2 * world_size(group):
+            raise ValueError(f"n = {n} is too small to split over {world_size(group)} ranks")
+        seed = rank_seed(_common_seed(seed, group), group)
+    _, count = share(n, group)
+    samples, values, error = None, None, None
+    try:
+        with seeded(seed if group is False else integer_seed(seed), device):
+            samples = dist.rsample((count,)) if reparameterized else dist.sample((count,))
+        values = _values(f, samples)
+    except Exception as caught:
+        error = caught
+    agree(error, group)
+    return samples, values
 
 
 def _values(f: Callable[[torch.Tensor], torch.Tensor], samples: torch.Tensor) -> torch.Tensor:
@@ -35,6 +60,7 @@ def score_function_grad(
     *,
     baseline: str | Baseline | None = None,
     seed: Seed = None,
+    group: Group | bool = None,
 ) -> torch.Tensor:
     """A surrogate whose gradient is the score-function (REINFORCE) estimate of ∇_φ E_q[f].
 
@@ -50,6 +76,11 @@ def score_function_grad(
         baseline: None, "mean" or "leave-one-out" (each x_i's baseline is the mean of f over
             the others, which keeps the estimate unbiased).
         seed: an int or a torch.Generator.
+        group: a torch.distributed process group (default: the default group when
+            initialized; False: local). The n draws are split across the ranks with
+            per-rank streams; the baselines use the mean of f over every rank, and every
+            rank returns the same value. Gradients follow DistributedDataParallel's
+            convention: average the ranks' ``.grad``.
 
     Returns:
         A 0-d tensor whose value is the sample mean of f (an estimate of E[f]) and whose
@@ -63,19 +94,19 @@ def score_function_grad(
     dist = check_distribution(dist)
     n = check_n(n)
     baseline = None if baseline is None else Baseline.parse(baseline, name="baseline")
-    device = dist.mean.device if dist.mean.numel() else torch.device("cpu")
-    with seeded(seed, device):
-        samples = dist.sample((n,))
-    values = _values(f, samples)
+    group = active_group(group)
+    samples, values = _draw_and_evaluate(f, dist, n, seed, group, reparameterized=False)
     weights = values.detach()
+    mean = sum_across(weights.sum(), group) / n  # over every rank
     if baseline is Baseline.MEAN:
-        weights = weights - weights.mean()
+        weights = weights - mean
     elif baseline is Baseline.LEAVE_ONE_OUT:
-        weights = (weights - weights.mean()) * n / (n - 1)  # f_i - mean of the others
-    log_prob = dist.log_prob(samples).reshape(n, -1).sum(dim=1)
-    surrogate = score_function_surrogate(log_prob, weights)
+        weights = (weights - mean) * n / (n - 1)  # f_i - mean of the others
+    log_prob = dist.log_prob(samples).reshape(len(samples), -1).sum(dim=1)
+    surrogate = sum_across(score_function_surrogate(log_prob, weights, reduction="sum"),
+                           group) / n  # fmt: skip
     # value: the estimate of E[f]; gradient: the score term plus f's own dependence on φ
-    return values.mean() + (surrogate - surrogate.detach())
+    return sum_across(values.sum(), group) / n + (surrogate - surrogate.detach())
 
 
 def pathwise_grad(
@@ -84,11 +115,13 @@ def pathwise_grad(
     n: int,
     *,
     seed: Seed = None,
+    group: Group | bool = None,
 ) -> torch.Tensor:
     """The reparameterization (pathwise) estimate: ``mean_i f(x_i(φ, ε_i))`` with x = rsample.
 
     Its gradient is ``1/n Σ ∇_φ f(x_i)``, usually of far lower variance than the score
-    function's, for distributions with ``rsample``.
+    function's, for distributions with ``rsample``. ``group`` splits the draws across
+    processes as for :func:`score_function_grad`.
 
     Returns:
         A 0-d tensor: the sample mean of f, differentiable with respect to φ.
@@ -106,7 +139,6 @@ def pathwise_grad(
             f"pathwise_grad needs a reparameterized sampler, and {type(dist).__name__} has "
             f"none (has_rsample is False); use score_function_grad"
         )
-    device = dist.mean.device if dist.mean.numel() else torch.device("cpu")
-    with seeded(seed, device):
-        samples = dist.rsample((n,))
-    return _values(f, samples).mean()
+    group = active_group(group)
+    _, values = _draw_and_evaluate(f, dist, n, seed, group, reparameterized=True)
+    return sum_across(values.sum(), group) / n

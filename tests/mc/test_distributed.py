@@ -49,6 +49,14 @@ def _worker(rank, world, store, out):
             pc.mc.expectation(_fails_on_rank_one, normal, 1000, seed=5)
         except (FloatingPointError, RuntimeError) as error:
             results["failure"] = f"{type(error).__name__}: {error}"
+        for name, estimator in (("pathwise", pc.mc.pathwise_grad),
+                                ("score", pc.mc.score_function_grad)):  # fmt: skip
+            mu = torch.tensor(1.0, requires_grad=True)
+            estimate = estimator(_square, Normal(mu, torch.tensor(2.0)), 100_000, seed=7)
+            estimate.backward()
+            grad = mu.grad.clone()
+            dist.all_reduce(grad)  # DistributedDataParallel's convention: average the .grad
+            results[name] = (estimate.detach(), grad / world)
         proposal = Normal(torch.tensor(0.35), torch.tensor(1.2))
         for smoothing in ("none", "psis"):
             result = pc.mc.importance_sampling(_log_joint, proposal, 40_000, seed=11,
@@ -90,6 +98,15 @@ def test_two_ranks_match_one_process_and_the_closed_form(tmp_path):
     # group=False: rank 0 alone, the plain one-process result
     local = pc.mc.expectation(_square, normal, 1000, seed=5)
     assert torch.equal(ranks[0]["local"].value, local.value)
+    # gradient estimators: d/dμ E[X²] = 2μ = 2; the pathwise estimate mean(2X) has stderr
+    # 2σ/√n; both ranks hold the same value and, once averaged, the same gradient
+    value, grad = ranks[0]["pathwise"]
+    assert abs(float(grad) - 2.0) < 4 * 2 * 2.0 / math.sqrt(100_000)
+    assert abs(float(value) - 5.0) < 4 * math.sqrt(48 / 100_000)
+    for name in ("pathwise", "score"):
+        assert torch.equal(ranks[0][name][0], ranks[1][name][0])
+        assert torch.equal(ranks[0][name][1], ranks[1][name][1])
+    assert abs(float(ranks[0]["score"][1]) - 2.0) < 0.5  # a far noisier estimator
     # a failure on one rank raises on both, with no wait for the group's timeout
     assert ranks[1]["failure"] == "FloatingPointError: rank 1's integrand failed"
     assert ranks[0]["failure"].startswith("RuntimeError: rank 1 of the process group failed")
