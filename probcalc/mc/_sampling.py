@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.distributions import Distribution
 
+from ..core.distributed import Group, agree, rank_seed, share, world_size
 from ..core.evaluation import evaluate_batch
 
 Seed = int | torch.Generator | None
@@ -71,3 +72,54 @@ def evaluate(
     return evaluate_batch(
         f, samples, what=what, point_name="sample", allow_minus_inf=allow_minus_inf
     )
+
+
+def common_seed(seed: Seed, group: Group) -> int:
+    """One int seed on every rank of ``group``: rank 0's (the user's int, a draw from its
+    Generator, or a fresh draw for seed=None), broadcast to the others."""
+    import torch.distributed as torch_dist
+
+    value = integer_seed(seed)
+    if value is None:
+        value = int(torch.randint(0, 2**62, (1,)))
+    drawn = torch.tensor([value], dtype=torch.long)
+    source = 0 if group is None else torch_dist.get_global_rank(group, 0)
+    torch_dist.broadcast(drawn, src=source, group=group)
+    return int(drawn)
+
+
+def local_draws(
+    dist: Distribution,
+    n: int,
+    seed: Seed,
+    group: Group | bool,
+    compute: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    reparameterized: bool = False,
+    per_rank: int = 2,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's share of n draws from ``dist`` and ``compute`` at them.
+
+    One process (``group`` False) draws all n with ``seed``; across processes each rank
+    draws its share with its own stream (``rank_seed`` of the common seed). A failure on
+    any rank raises on every rank (:func:`probcalc.core.distributed.agree`).
+
+    Raises:
+        ValueError: across processes, fewer than ``per_rank`` draws for some rank.
+    """
+    device = dist.mean.device if dist.mean.numel() else torch.device("cpu")
+    if group is not False:
+        if n < per_rank * world_size(group):
+            raise ValueError(f"n = {n} is too small to split over {world_size(group)} ranks "
+                             f"(at least {per_rank} draws each)")  # fmt: skip
+        seed = rank_seed(common_seed(seed, group), group)
+    _, count = share(n, group)
+    samples, values, error = None, None, None
+    try:
+        with seeded(seed, device):
+            samples = dist.rsample((count,)) if reparameterized else dist.sample((count,))
+        values = compute(samples)
+    except Exception as caught:  # re-raised by agree, on every rank
+        error = caught
+    agree(error, group)
+    return samples, values

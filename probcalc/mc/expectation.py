@@ -31,7 +31,16 @@ from ..core.distributed import (
 )
 from ..core.options import Option
 from ..core.results import Estimate
-from ._sampling import Seed, check_distribution, check_n, draw, evaluate, integer_seed, seeded
+from ._sampling import (
+    Seed,
+    check_distribution,
+    check_n,
+    common_seed,
+    draw,
+    evaluate,
+    integer_seed,
+    seeded,
+)
 
 __all__ = ["MCMethod", "expectation"]
 
@@ -204,49 +213,27 @@ def expectation(
             raise ValueError(f"n = {n} is too small to split over {world_size(group)} ranks")
         if method is MCMethod.ANTITHETIC:
             raise ValueError("method='antithetic' does not run across processes; use 'mc'")
-        seed = _common_seed(seed, group)
-    if group is False:  # one process: as before any scale-out existed
-        with seeded(seed, device):
-            if method is MCMethod.MC:
-                moments = _Moments()
-                for start in range(0, n, batch_size):
-                    values, shape = evaluate(f, draw(dist, min(batch_size, n - start)))
+        seed = common_seed(seed, group)
+    if method is MCMethod.MC:
+        # across processes each rank draws its share with its own stream
+        moments, error = _Moments(), None
+        with seeded(seed if group is False else rank_seed(seed, group), device):
+            _, count = share(n, group)
+            try:
+                for start in range(0, count, batch_size):
+                    values, shape = evaluate(f, draw(dist, min(batch_size, count - start)))
                     moments.add(values)
-                value, stderr = moments.estimate()
-            elif method is MCMethod.ANTITHETIC:
+            except Exception as caught:  # re-raised by agree, on every rank
+                error = caught
+        agree(error, group)
+        value, stderr = moments.estimate(group)
+    else:
+        with seeded(seed, device):
+            if method is MCMethod.ANTITHETIC:
                 value, stderr, shape, n = _antithetic(f, dist, n, batch_size)
             else:
-                value, stderr, shape, n = _qmc(f, dist, n, batch_size, scrambles, seed)
-        return Estimate(value.reshape(shape), stderr.reshape(shape), n)
-    if method is MCMethod.QMC:
-        value, stderr, shape, n = _qmc(f, dist, n, batch_size, scrambles, seed, group)
-        return Estimate(value.reshape(shape), stderr.reshape(shape), n)
-    moments, error = _Moments(), None
-    with seeded(rank_seed(integer_seed(seed), group), device):
-        _, count = share(n, group)
-        try:
-            for start in range(0, count, batch_size):
-                values, shape = evaluate(f, draw(dist, min(batch_size, count - start)))
-                moments.add(values)
-        except Exception as caught:
-            error = caught
-    agree(error, group)
-    value, stderr = moments.estimate(group)
+                value, stderr, shape, n = _qmc(f, dist, n, batch_size, scrambles, seed, group)
     return Estimate(value.reshape(shape), stderr.reshape(shape), n)
-
-
-def _common_seed(seed: Seed, group: Group) -> int:
-    """One int seed on every rank: rank 0's (the user's int, a draw from its Generator, or a
-    fresh draw for seed=None), broadcast to the others."""
-    import torch.distributed as torch_dist
-
-    value = integer_seed(seed)
-    if value is None:
-        value = int(torch.randint(0, 2**62, (1,)))
-    drawn = torch.tensor([value], dtype=torch.long)
-    source = 0 if group is None else torch_dist.get_global_rank(group, 0)
-    torch_dist.broadcast(drawn, src=source, group=group)
-    return int(drawn)
 
 
 def _antithetic(

@@ -7,10 +7,10 @@ from collections.abc import Callable
 import torch
 from torch.distributions import Distribution
 
-from ..core.distributed import Group, active_group, agree, rank_seed, share, sum_across, world_size
+from ..core.distributed import Group, active_group, sum_across
 from ..core.losses import score_function_surrogate
 from ..core.options import Option
-from ._sampling import Seed, check_distribution, check_n, evaluate, integer_seed, seeded
+from ._sampling import Seed, check_distribution, check_n, evaluate, local_draws
 
 __all__ = ["Baseline", "pathwise_grad", "score_function_grad"]
 
@@ -20,30 +20,6 @@ class Baseline(Option):
 
     MEAN = "mean"  # subtract the sample mean of f: biased by a factor (n-1)/n
     LEAVE_ONE_OUT = "leave-one-out"  # subtract the mean of the other n-1: unbiased
-
-
-def _draw_and_evaluate(
-    f: Callable[[torch.Tensor], torch.Tensor], dist: Distribution, n: int, seed: Seed,
-    group: Group | bool, reparameterized: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """This rank's share of the n draws and f at them; a failure raises on every rank."""
-    device = dist.mean.device if dist.mean.numel() else torch.device("cpu")
-    if group is not False:
-        from .expectation import _common_seed
-
-        if n < 2 * world_size(group):
-            raise ValueError(f"n = {n} is too small to split over {world_size(group)} ranks")
-        seed = rank_seed(_common_seed(seed, group), group)
-    _, count = share(n, group)
-    samples, values, error = None, None, None
-    try:
-        with seeded(seed if group is False else integer_seed(seed), device):
-            samples = dist.rsample((count,)) if reparameterized else dist.sample((count,))
-        values = _values(f, samples)
-    except Exception as caught:
-        error = caught
-    agree(error, group)
-    return samples, values
 
 
 def _values(f: Callable[[torch.Tensor], torch.Tensor], samples: torch.Tensor) -> torch.Tensor:
@@ -95,7 +71,7 @@ def score_function_grad(
     n = check_n(n)
     baseline = None if baseline is None else Baseline.parse(baseline, name="baseline")
     group = active_group(group)
-    samples, values = _draw_and_evaluate(f, dist, n, seed, group, reparameterized=False)
+    samples, values = local_draws(dist, n, seed, group, lambda x: _values(f, x))
     weights = values.detach()
     mean = sum_across(weights.sum(), group) / n  # over every rank
     if baseline is Baseline.MEAN:
@@ -140,5 +116,5 @@ def pathwise_grad(
             f"none (has_rsample is False); use score_function_grad"
         )
     group = active_group(group)
-    _, values = _draw_and_evaluate(f, dist, n, seed, group, reparameterized=True)
+    _, values = local_draws(dist, n, seed, group, lambda x: _values(f, x), reparameterized=True)
     return sum_across(values.sum(), group) / n

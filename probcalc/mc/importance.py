@@ -11,20 +11,11 @@ import numpy as np
 import torch
 from torch.distributions import Distribution
 
-from ..core.distributed import (
-    Group,
-    active_group,
-    agree,
-    gather_moments,
-    rank,
-    rank_seed,
-    share,
-    sum_across,
-)
+from ..core.distributed import Group, active_group, gather_moments, rank, sum_across
 from ..core.errors import ConvergenceWarning
 from ..core.options import Option
 from ..core.results import Estimate
-from ._sampling import Seed, check_distribution, check_n, evaluate, integer_seed, seeded
+from ._sampling import Seed, check_distribution, check_n, evaluate, local_draws
 from .psis import KHAT_THRESHOLD, psis, smooth_tail, tail_size
 
 __all__ = ["ImportanceResult", "Smoothing", "importance_sampling"]
@@ -120,26 +111,14 @@ def importance_sampling(
     smoothing = Smoothing.parse(smoothing, name="smoothing")
     proposal = check_distribution(proposal)
     n = check_n(n, minimum=10)
-    device = proposal.mean.device if proposal.mean.numel() else torch.device("cpu")
     group = active_group(group)
-    if group is not False:
-        from .expectation import _common_seed
 
-        if n < 10 * max(1, int(torch.distributed.get_world_size(group))):
-            raise ValueError(f"n = {n} is too small to split: at least 10 draws per rank")
-        seed = rank_seed(_common_seed(seed, group), group)
-    _, count = share(n, group)
-    error = None
-    try:
-        with seeded(seed if group is False else integer_seed(seed), device):
-            samples = proposal.sample((count,))
-        log_p = _log_target_values(log_target, samples)
-        log_q = proposal.log_prob(samples)
-        log_q = log_q.reshape(count, -1).sum(dim=1)
-        log_weights = log_p - log_q
-    except Exception as caught:
-        error = caught
-    agree(error, group)
+    def log_weights_at(samples: torch.Tensor) -> torch.Tensor:
+        log_q = proposal.log_prob(samples).reshape(len(samples), -1).sum(dim=1)
+        return _log_target_values(log_target, samples) - log_q
+
+    samples, log_weights = local_draws(proposal, n, seed, group, log_weights_at, per_rank=10)
+    count = len(samples)
     detached = log_weights.detach()
     shift = _max_across(detached.max(), group)  # the largest log weight over all ranks
     if not torch.isfinite(shift):
