@@ -84,6 +84,12 @@ class ActorCritic(OnPolicyAgent):
             "returns": gae.returns.reshape(-1)[valid],
         }
 
+    def minibatch_generator(self) -> torch.Generator:
+        """The generator of this update's minibatch order: reproducible, and different for
+        every seed and every update (a function of the seed and the step count alone, so a
+        resumed run shuffles as the uninterrupted one)."""
+        return torch.Generator().manual_seed((self.seed or 0) * 1_000_003 + self.num_timesteps)
+
     def clip_gradients(self) -> float:
         """Clip the gradient norm of every trained parameter; returns the norm before."""
         parameters = [p for group in self.optimizer.param_groups for p in group["params"]]

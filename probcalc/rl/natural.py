@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..core.derivatives import functional_module, grad, hvp_operator
+from ..core.derivatives import FunctionalModule, functional_module, grad, hvp_operator
 from ..core.errors import NonFiniteError
 from ..core.optim import conjugate_gradient
 from .actor_critic import ActorCritic, explained_variance
@@ -45,6 +45,14 @@ def fisher_operator(
     observations (batch, obs_dim): the Hessian of the mean KL(π_current ‖ π_θ) at the
     current parameters. Vectors are flat over the policy's trainable parameters, in the
     order of ``probcalc.functional_module(policy)``."""
+    module, mean_kl = _kl_from_current(policy, obs)
+    return _damped_hessian(mean_kl, module.params, damping)
+
+
+def _kl_from_current(
+    policy: GaussianPolicy, obs: torch.Tensor
+) -> tuple[FunctionalModule, Callable[[torch.Tensor], torch.Tensor]]:
+    """The policy as a function of its flat parameters, and θ -> mean_s KL(π_current ‖ π_θ)."""
     module = functional_module(policy)
     with torch.no_grad():
         mean_old, log_std_old = policy(obs)
@@ -53,7 +61,13 @@ def fisher_operator(
         mean, log_std = module(theta, obs)
         return gaussian_kl(mean_old, log_std_old, mean, log_std).mean()
 
-    hessian_times = hvp_operator(mean_kl, module.params)
+    return module, mean_kl
+
+
+def _damped_hessian(
+    f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, damping: float
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    hessian_times = hvp_operator(f, x)
     return lambda v: (hessian_times(v) + damping * v).detach()
 
 
@@ -134,25 +148,19 @@ class NaturalPG(ActorCritic):
         advantages = flat["advantages"]
         if self.normalize_advantage and advantages.numel() > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        module = functional_module(self.policy)
-        theta = module.params
-        with torch.no_grad():
-            mean_old, log_std_old = self.policy(obs)
+        module, mean_kl = _kl_from_current(self.policy, obs)
+        theta = current = module.params
 
         def surrogate(params: torch.Tensor) -> torch.Tensor:
             mean, log_std = module(params, obs)
             log_prob = self.policy.log_prob_given(mean, log_std, actions)
             return (torch.exp(log_prob - old_log_prob) * advantages).mean()
 
-        def mean_kl(params: torch.Tensor) -> torch.Tensor:
-            mean, log_std = module(params, obs)
-            return gaussian_kl(mean_old, log_std_old, mean, log_std).mean()
-
         gradient = grad(surrogate)(theta).detach()
         max_kl = self.max_kl * self._kl_scale
         figures: dict[str, float] = {"cg_iterations": 0.0, "step_fraction": 0.0}
         if float(gradient.norm()) > 0 and max_kl > 0:
-            fisher = fisher_operator(self.policy, obs, self.cg_damping)
+            fisher = _damped_hessian(mean_kl, theta, self.cg_damping)
             solve = conjugate_gradient(fisher, gradient, max_iter=self.cg_iterations,
                                        truncated=True)  # fmt: skip
             direction = solve.x.detach()
@@ -164,12 +172,12 @@ class NaturalPG(ActorCritic):
             else:
                 step = self.step_size * self._kl_scale * direction
             with torch.no_grad():
-                new_theta, fraction = self._line_search(theta, step, surrogate, mean_kl, max_kl)
-            module.load_into_module(new_theta)
+                current, fraction = self._line_search(theta, step, surrogate, mean_kl, max_kl)
+            module.load_into_module(current)
             figures = {"cg_iterations": float(solve.nit), "step_fraction": fraction,
                        "expected_improvement": float(gradient @ step) * fraction}  # fmt: skip
         with torch.no_grad():
-            figures["kl"] = float(mean_kl(module.flatten(dict(self.policy.named_parameters()))))
+            figures["kl"] = float(mean_kl(current))
         figures["value_loss"] = self._fit_critic(flat)
         figures["explained_variance"] = explained_variance(flat["old_values"], flat["returns"])
         figures["std"] = float(self.policy.log_std.detach().exp().mean())
@@ -178,7 +186,7 @@ class NaturalPG(ActorCritic):
     def _fit_critic(self, flat: dict[str, torch.Tensor]) -> float:
         """Minibatch regression of V on the λ-returns; the mean loss of the last epoch."""
         n = flat["obs"].shape[0]
-        generator = torch.Generator().manual_seed((self.seed or 0) * 1_000_003 + self.num_timesteps)
+        generator = self.minibatch_generator()
         losses = []
         for _ in range(self.critic_epochs):
             order = torch.randperm(n, generator=generator)

@@ -56,8 +56,7 @@ class PPO(ActorCritic):
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         flat = self.flatten(batch)
         n = flat["obs"].shape[0]
-        # minibatch order: reproducible, and different for every seed and every update
-        generator = torch.Generator().manual_seed((self.seed or 0) * 1_000_003 + self.num_timesteps)
+        generator = self.minibatch_generator()
         # policy loss, value loss, entropy, clip fraction, approximate KL, minibatch count
         totals = torch.zeros(6)
         epochs, stopped = 0, False
