@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from rl_scoring import EpisodeLog, episode_returns
+from rl_scoring import episode_returns, timed_learn, timed_learn_sb3
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENV = "HalfCheetah-v5"
@@ -45,14 +44,7 @@ def run_probcalc(steps: int, seed: int) -> dict[str, object]:
     agent = pc.rl.PPO(ENV, n_envs=1, seed=seed, normalize_observations=True,
                       normalize_rewards=True, log_std_init=-2.0, ortho_init=False,
                       activation="relu", hidden=(256, 256), **PPO_SETTINGS)  # fmt: skip
-    episodes: list[tuple[int, float]] = []
-
-    def keep(agent: pc.rl.PPO, row: dict) -> None:
-        episodes.extend((step, value) for step, value, _ in agent.finished_episodes)
-
-    start = time.perf_counter()
-    agent.learn(steps, callback=keep)
-    wall = time.perf_counter() - start
+    wall, episodes = timed_learn(agent, steps)
     returns = score(lambda obs: agent.predict(obs[None])[0])
     return {"library": "probcalc PPO", "returns": returns, "wall": wall,
             "steps": agent.num_timesteps, "episodes": episodes}  # fmt: skip
@@ -69,14 +61,11 @@ def run_sb3(steps: int, seed: int) -> dict[str, object]:
     model = stable_baselines3.PPO("MlpPolicy", env, seed=seed, device="cpu",
                                   policy_kwargs=policy_kwargs, **PPO_SETTINGS)  # fmt: skip
 
-    log = EpisodeLog()
-    start = time.perf_counter()
-    model.learn(steps, callback=log)
-    wall = time.perf_counter() - start
+    wall, episodes = timed_learn_sb3(model, steps)
     env.training = False
     returns = score(lambda obs: model.predict(env.normalize_obs(obs), deterministic=True)[0])
     return {"library": "Stable-Baselines3 PPO", "returns": returns, "wall": wall,
-            "steps": model.num_timesteps, "episodes": log.episodes}  # fmt: skip
+            "steps": model.num_timesteps, "episodes": episodes}  # fmt: skip
 
 
 def report() -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ import numpy as np
 import sb3_contrib
 import stable_baselines3
 import torch
-from rl_scoring import EpisodeLog, episode_returns
+from rl_scoring import episode_returns, timed_learn, timed_learn_sb3
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -103,14 +102,7 @@ def run_probcalc(env_id: str, algorithm: str, settings: dict[str, Any], n_envs: 
                 for k, v in settings.items()}  # fmt: skip
     agent = make(env_id, n_envs=n_envs, seed=seed, normalize_observations=normalize,
                  normalize_rewards=normalize, **options, **settings)  # fmt: skip
-    episodes: list[tuple[int, float]] = []
-
-    def keep(agent: pc.rl.OnPolicyAgent, row: dict) -> None:
-        episodes.extend((step, value) for step, value, _ in agent.finished_episodes)
-
-    start = time.perf_counter()
-    agent.learn(steps, callback=keep)
-    wall = time.perf_counter() - start
+    wall, episodes = timed_learn(agent, steps)
     value = score(env_id, lambda obs: agent.predict(obs[None])[0])
     return {"return": value, "steps_per_second": agent.num_timesteps / wall,
             "episodes": episodes}  # fmt: skip
@@ -125,10 +117,7 @@ def run_sb3(env_id: str, algorithm: str, settings: dict[str, Any], n_envs: int,
         env = VecNormalize(env, gamma=settings.get("gamma", 0.99))
     model = make("MlpPolicy", env, seed=seed, device="cpu", verbose=0, policy_kwargs=options,
                  **settings)  # fmt: skip
-    log = EpisodeLog()
-    start = time.perf_counter()
-    model.learn(steps, callback=log)
-    wall = time.perf_counter() - start
+    wall, episodes = timed_learn_sb3(model, steps)
     if normalize:
         env.training = False
 
@@ -137,7 +126,7 @@ def run_sb3(env_id: str, algorithm: str, settings: dict[str, Any], n_envs: int,
         return model.predict(seen, deterministic=True)[0]
 
     return {"return": score(env_id, predict), "steps_per_second": model.num_timesteps / wall,
-            "episodes": log.episodes}  # fmt: skip
+            "episodes": episodes}  # fmt: skip
 
 
 def main() -> None:

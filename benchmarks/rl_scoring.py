@@ -1,9 +1,11 @@
-"""What the RL benchmarks share: one scoring routine for every library, and a
-Stable-Baselines3 callback that records each finished episode."""
+"""What the RL benchmarks share: one scoring routine for every library, and timed training
+runs that record each finished episode (step, return), for probcalc and Stable-Baselines3."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -41,3 +43,23 @@ class EpisodeLog(BaseCallback):
             if "episode" in info:
                 self.episodes.append((self.num_timesteps, float(info["episode"]["r"])))
         return True
+
+
+def timed_learn(agent: Any, steps: int) -> tuple[float, list[tuple[int, float]]]:
+    """Train a probcalc agent for ``steps``: (wall seconds of learn(), finished episodes)."""
+    episodes: list[tuple[int, float]] = []
+
+    def keep(agent: Any, row: dict) -> None:
+        episodes.extend((step, value) for step, value, _ in agent.finished_episodes)
+
+    start = time.perf_counter()
+    agent.learn(steps, callback=keep)
+    return time.perf_counter() - start, episodes
+
+
+def timed_learn_sb3(model: Any, steps: int) -> tuple[float, list[tuple[int, float]]]:
+    """The same for a Stable-Baselines3 (or sb3-contrib) model."""
+    log = EpisodeLog()
+    start = time.perf_counter()
+    model.learn(steps, callback=log)
+    return time.perf_counter() - start, log.episodes
