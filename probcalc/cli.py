@@ -10,13 +10,24 @@ settings for the task (probcalc.rl.TUNED; ``--no-tuned`` skips them), a TOML fil
 A run folder holds run.json (what was run), progress.csv, episodes.csv, checkpoint.pt and
 model.pt; ``--resume`` continues a stopped run from its checkpoint, with the settings and
 length recorded in run.json (other flags are ignored then).
+
+Data-parallel training: launched by torchrun, each process is a rank that steps its own
+environments (``n_envs`` each), and ``--steps`` counts the steps of all of them:
+
+    torchrun --nproc_per_node=2 -m probcalc train ppo --env Pendulum-v1 --steps 100000 \
+        --out runs/ddp
+
+The process group is gloo (the networks live on the CPU), with ``--timeout`` seconds for a
+collective; rank 0 alone writes the run folder and prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import json
+import os
 import sys
 import tomllib
 from pathlib import Path
@@ -60,7 +71,32 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def _join_process_group(timeout: float) -> bool:
+    """Under torchrun (WORLD_SIZE > 1 in the environment): join the process group, gloo
+    with a timeout on every collective. Whether this call started it."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return False
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout))
+    return True
+
+
 def train(args: argparse.Namespace) -> None:
+    started = _join_process_group(args.timeout)
+    try:
+        _train(args)
+    finally:
+        if started:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(args: argparse.Namespace) -> None:
+    import torch.distributed as dist
+
+    main = not dist.is_initialized() or dist.get_rank() == 0
     out = Path(args.out)
     algorithm = pc.rl.ALGORITHMS[args.algorithm]
     checkpoint = out / "checkpoint.pt"
@@ -77,15 +113,19 @@ def train(args: argparse.Namespace) -> None:
     else:
         settings = _settings(args)
         total_steps = int(settings.pop("total_steps"))
-        out.mkdir(parents=True, exist_ok=True)
-        (out / RUN_FILE).write_text(json.dumps({
-            "algorithm": args.algorithm, "env": args.env, "total_steps": total_steps,
-            "settings": settings, "command": " ".join(sys.argv),
-        }, indent=2))  # fmt: skip
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            world = dist.get_world_size() if dist.is_initialized() else 1
+            (out / RUN_FILE).write_text(json.dumps({
+                "algorithm": args.algorithm, "env": args.env, "total_steps": total_steps,
+                "settings": settings, "processes": world, "command": " ".join(sys.argv),
+            }, indent=2))  # fmt: skip
     agent = algorithm(args.env, **settings)
     checkpoint_every = args.checkpoint_every or max(total_steps // 10, 1)
     agent.learn(total_steps, progress_bar=not args.no_progress, log_dir=out,
                 checkpoint_every=checkpoint_every, resume_from=resume_from)  # fmt: skip
+    if not main:
+        return
     mean, std = pc.rl.evaluate(agent, n_episodes=args.eval_episodes, seed=10_000)
     print(
         f"{args.algorithm} on {args.env}: {agent.num_timesteps} steps, evaluation return "
@@ -169,6 +209,12 @@ def parser() -> argparse.ArgumentParser:
     )
     train_parser.add_argument("--eval-episodes", type=int, default=10)
     train_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train_parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds a collective may wait under torchrun before the job fails",
+    )
     train_parser.set_defaults(handler=train)
     evaluate_parser = commands.add_parser("evaluate", help="evaluate a trained run")
     evaluate_parser.add_argument("run")

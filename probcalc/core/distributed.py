@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["active_group", "agree", "gather_moments", "rank", "rank_seed", "share",
+__all__ = ["active_group", "agree", "all_sum", "any_across", "broadcast_module",
+           "gather_moments", "gather_objects", "gather_rows", "rank", "rank_seed", "share",
            "sum_across", "world_size"]  # fmt: skip
 
 Group = Any  # a torch.distributed ProcessGroup, or None for the default group
@@ -93,6 +94,57 @@ def sum_across(tensor: torch.Tensor, group: Group | bool = False) -> torch.Tenso
     return collectives.wait_tensor(reduced)
 
 
+def all_sum(tensors: list[torch.Tensor], group: Group | bool = False) -> list[torch.Tensor]:
+    """The sums over the ranks of a list of tensors, in one all_reduce of a flat buffer
+    (one message, as DistributedDataParallel's gradient buckets); no autograd graph.
+    A single process gets its tensors back unchanged."""
+    if group is False or not tensors:
+        return tensors
+    flat = torch.cat([t.detach().reshape(-1) for t in tensors])
+    dist.all_reduce(flat, group=group)
+    return [part.view_as(t) for part, t in zip(flat.split([t.numel() for t in tensors]),
+                                                tensors, strict=True)]  # fmt: skip
+
+
+def any_across(flag: bool, group: Group | bool = False) -> bool:
+    """Whether ``flag`` is true on any rank (so that every rank takes the same branch)."""
+    if group is False:
+        return flag
+    value = torch.tensor([int(flag)], dtype=torch.long)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=group)
+    return bool(value)
+
+
+def broadcast_module(module: torch.nn.Module, group: Group | bool = False) -> None:
+    """Copy rank 0's parameters and buffers into every rank's ``module`` (what
+    DistributedDataParallel does when it wraps a module)."""
+    if group is False:
+        return
+    source = dist.get_global_rank(group, 0) if group is not None else 0
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, source, group=group)
+
+
+def gather_rows(row: torch.Tensor, group: Group | bool = False) -> torch.Tensor:
+    """Every rank's 1-D ``row`` (the same length on every rank), stacked in rank order:
+    (world size, length)."""
+    if group is False:
+        return row[None]
+    parts = [torch.empty_like(row) for _ in range(world_size(group))]
+    dist.all_gather(parts, row.contiguous(), group=group)
+    return torch.stack(parts)
+
+
+def gather_objects(item: Any, group: Group | bool = False) -> list[Any]:
+    """Every rank's picklable ``item``, in rank order (torch's all_gather_object)."""
+    if group is False:
+        return [item]
+    items: list[Any] = [None] * world_size(group)
+    dist.all_gather_object(items, item, group=group)
+    return items
+
+
 def gather_moments(
     count: int, mean: torch.Tensor, m2: torch.Tensor, group: Group | bool = False
 ) -> tuple[int, torch.Tensor, torch.Tensor]:
@@ -106,8 +158,7 @@ def gather_moments(
     packed = torch.cat([torch.tensor([float(count)], dtype=torch.float64),
                         mean.detach().reshape(-1).double().cpu(),
                         m2.detach().reshape(-1).double().cpu()])  # fmt: skip
-    parts = [torch.empty_like(packed) for _ in range(world_size(group))]
-    dist.all_gather(parts, packed, group=group)
+    parts = gather_rows(packed, group)
     size = mean.numel()
     total_count = 0
     total_mean = torch.zeros(mean.shape, dtype=torch.float64)

@@ -49,29 +49,44 @@ class A2C(ActorCritic):
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The three terms of the loss on a rollout: policy_loss (the negated score-function
-        surrogate with the critic as baseline), value_loss, entropy; and the flat batch."""
-        flat = self.flatten(batch)
+        surrogate with the critic as baseline), value_loss, entropy; and the flat batch.
+        Across processes each term is this rank's share of the union's mean (its sum over
+        this rank's transitions divided by the union's count), so the ranks' terms add up
+        to the union's."""
+        return self.flat_losses(self.flatten(batch))
+
+    def flat_losses(self, flat: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """:meth:`losses` on the flat transitions of a rollout."""
         advantages = flat["advantages"]
-        if self.normalize_advantage and advantages.numel() > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        union = int(self.union_counts(advantages.shape[0]).sum())
+        if union == 0:
+            raise ValueError("the rollout holds no transition (only autoreset steps)")
+        if self.normalize_advantage and union > 1:
+            advantages = self.standardize(advantages, union)
         log_prob, entropy = self.policy.log_prob_and_entropy(flat["obs"], flat["actions"])
         # the score-function estimator of probcalc.mc, with the critic as its baseline
-        policy_loss = -score_function_surrogate(log_prob, advantages)
-        value_loss = ((self.value(flat["obs"]).squeeze(-1) - flat["returns"]) ** 2).mean()
+        policy_loss = -score_function_surrogate(log_prob, advantages, reduction="sum") / union
+        value_loss = ((self.value(flat["obs"]).squeeze(-1) - flat["returns"]) ** 2).sum() / union
         return {"policy_loss": policy_loss, "value_loss": value_loss,
-                "entropy": entropy.mean(), "flat": flat}  # fmt: skip
+                "entropy": entropy.sum() / union, "flat": flat}  # fmt: skip
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        terms = self.losses(batch)
+        return self.optimize(self.flatten(batch))
+
+    def optimize(self, flat: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One step on the flat transitions of a rollout (this rank's part of the union)."""
+        terms = self.flat_losses(flat)
         loss = terms["policy_loss"] + self.vf_coef * terms["value_loss"] \
             - self.ent_coef * terms["entropy"]  # fmt: skip
         self.optimizer.zero_grad()
         loss.backward()
+        self.reduce_gradients()
         grad_norm = self.clip_gradients()
         self.optimizer.step()
         flat = terms["flat"]
-        figures = {name: float(terms[name].detach())
-                   for name in ("policy_loss", "value_loss", "entropy")}  # fmt: skip
+        names = ("policy_loss", "value_loss", "entropy")
+        union_terms = self.sum_over_ranks(torch.stack([terms[name].detach() for name in names]))
+        figures = {name: float(value) for name, value in zip(names, union_terms, strict=True)}
         return {**figures, "grad_norm": grad_norm,
                 "explained_variance": explained_variance(flat["old_values"], flat["returns"]),
                 "std": float(self.policy.log_std.detach().exp().mean())}  # fmt: skip

@@ -53,7 +53,7 @@ class ActorCritic(OnPolicyAgent):
             gain = 1.0 if self.config["ortho_init"] else None
             activation = ACTIVATIONS[self.config["activation"]]
             self.value = mlp([obs_dim, *self.config["hidden"], 1], activation,
-                             output_gain=gain).float()  # fmt: skip
+                             output_gain=gain).to(self.dtype)  # fmt: skip
         self.networks["value"] = self.value
         self._build_optimizer()
 
@@ -84,11 +84,53 @@ class ActorCritic(OnPolicyAgent):
             "returns": gae.returns.reshape(-1)[valid],
         }
 
+    def minibatch_slices(self, count: int, batch_size: int) -> list[tuple[slice, int]]:
+        """This rank's minibatches of an epoch over its ``count`` transitions: consecutive
+        slices of ``batch_size``, each with the number of transitions in the union's
+        minibatch (the same slice of every rank). Every rank gets as many slices as the
+        rank with the most transitions needs; a rank with fewer gets empty ones, so the
+        ranks take their optimizer steps together."""
+        counts = self.union_counts(count)
+        longest = int(counts.max()) if len(counts) else 0
+        slices = []
+        for start in range(0, longest, batch_size):
+            union = int((counts - start).clamp(min=0, max=batch_size).sum())
+            slices.append((slice(start, start + batch_size), union))
+        return slices
+
+    def advantage_scales(
+        self, advantages: torch.Tensor, slices: list[tuple[slice, int]]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(mean, std) of the advantages of each union minibatch (the std with n - 1), for
+        standardizing them; across processes one all_reduce for all of them."""
+        if self.group is False:
+            one = torch.ones((), dtype=advantages.dtype)
+            return [(advantages[where].mean(), advantages[where].std()) if union > 1
+                    else (one - 1, one) for where, union in slices]  # fmt: skip
+        # float64 sums of A and A²: advantages' mean is within a few std of 0, so the
+        # cancellation in Σ A² - n mean² costs nothing here
+        wide = advantages.double()
+        sums = self.sum_over_ranks(torch.stack(
+            [torch.stack([wide[where].sum(), (wide[where] ** 2).sum()]) for where, _ in slices]
+        ))  # fmt: skip
+        scales = []
+        for (total, squares), (_, union) in zip(sums, slices, strict=True):
+            mean = total / union
+            std = ((squares - union * mean**2).clamp(min=0) / max(union - 1, 1)).sqrt()
+            scales.append((mean.to(advantages.dtype), std.to(advantages.dtype)))
+        return scales
+
+    def standardize(self, advantages: torch.Tensor, union_count: int) -> torch.Tensor:
+        """(A - mean) / (std + 1e-8), the mean and (n - 1) std over the union's advantages."""
+        ((mean, std),) = self.advantage_scales(advantages, [(slice(None), union_count)])
+        return (advantages - mean) / (std + 1e-8)
+
     def minibatch_generator(self) -> torch.Generator:
         """The generator of this update's minibatch order: reproducible, and different for
         every seed and every update (a function of the seed and the step count alone, so a
         resumed run shuffles as the uninterrupted one)."""
-        return torch.Generator().manual_seed((self.seed or 0) * 1_000_003 + self.num_timesteps)
+        seed = (self._noise_seed * 1_000_003 + self.num_timesteps) % 2**63
+        return torch.Generator().manual_seed(seed)
 
     def clip_gradients(self) -> float:
         """Clip the gradient norm of every trained parameter; returns the norm before."""

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..core import distributed
 from ..core.errors import NonFiniteError
 from .normalization import ObservationNormalizer, RewardNormalizer
 from .policies import GaussianPolicy, SquashedGaussianPolicy
@@ -31,6 +32,7 @@ __all__ = ["OnPolicyAgent", "load"]
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 RECENT_EPISODES = 100  # the window of the "recent mean return", as SB3's stats_window_size
 
 Callback = Callable[["OnPolicyAgent", dict[str, Any]], bool | None]
@@ -44,6 +46,18 @@ class OnPolicyAgent(ABC):
     to the environment (a squashed policy's actions in (-1, 1) are rescaled to the Box).
     Gymnasium 1.x vector environments spend the step after an episode's end on the reset;
     such steps are flagged ``reset_step`` and carry no transition.
+
+    **Data-parallel training.** Under an initialized torch.distributed process group (torchrun,
+    or ``init_process_group``) with more than one process, or with ``group=`` given, every
+    rank steps its own ``n_envs`` environments with its own seeds (numpy SeedSequence.spawn of
+    ``seed``), and the ranks' updates are those of the union of their rollouts: each rank's
+    loss is weighted by its share of the union's transitions and the gradients are summed
+    with all_reduce (TRPO's policy gradient and Fisher-vector products likewise), advantages
+    are standardized over the union, the normalization statistics are merged after every
+    rollout, and rank 0's parameters are broadcast when learn() starts, so every rank holds
+    the same parameters, bit for bit, after every update. ``num_timesteps`` and
+    ``total_steps`` count the steps of all ranks. Every rank must call collect, update,
+    learn and save alike; rank 0 alone writes logs, checkpoints and the progress bar.
 
     Args:
         env: a registered Gymnasium id or a gymnasium.Env instance, with Box observation
@@ -66,6 +80,9 @@ class OnPolicyAgent(ABC):
         env_kwargs: keywords for gymnasium.make when env is an id.
         seed: seeds the networks' initialization, the action noise, the minibatch order and
             the environments. The same seed gives the same parameters, bit for bit.
+        dtype: the networks' dtype, "float32" (as RL libraries) or "float64".
+        group: the torch.distributed group to train across (None: the default group when one
+            is initialized with several processes; False: this process alone).
 
     Raises:
         TypeError: env is not an id or an Env, or a space is not a Box.
@@ -99,7 +116,11 @@ class OnPolicyAgent(ABC):
         vectorization: str = "sync",
         env_kwargs: dict[str, Any] | None = None,
         seed: int | None = None,
+        dtype: str = "float32",
+        group: distributed.Group | bool = None,
     ) -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; valid: 'float32', 'float64'")
         if policy not in ("mlp", "linear"):
             raise ValueError(f"unknown policy {policy!r}; valid choices are 'mlp', 'linear'")
         if activation not in ACTIVATIONS:
@@ -118,8 +139,16 @@ class OnPolicyAgent(ABC):
             "log_std_init": log_std_init, "learn_std": learn_std,
             "normalize_observations": normalize_observations,
             "normalize_rewards": normalize_rewards, "vectorization": vectorization,
-            "env_kwargs": dict(env_kwargs or {}), "seed": seed,
+            "env_kwargs": dict(env_kwargs or {}), "seed": seed, "dtype": dtype,
         }  # fmt: skip
+        self.group = distributed.active_group(group)
+        self.rank = distributed.rank(self.group)
+        self.world_size = distributed.world_size(self.group)
+        # each rank's own streams: the user's seed itself in a single process
+        self._env_seed = distributed.rank_seed(seed, self.group)
+        self._noise_seed = distributed.rank_seed(0 if seed is None else seed, self.group)
+        self.dtype = DTYPES[dtype]
+        self._numpy_dtype = np.float32 if dtype == "float32" else np.float64
         self.env = env
         self.n_envs, self.n_steps, self.gamma, self.seed = n_envs, n_steps, gamma, seed
         self.learning_rate, self.lr_schedule = learning_rate, lr_schedule
@@ -134,25 +163,29 @@ class OnPolicyAgent(ABC):
             raise ValueError("squash=True needs an action Box with finite bounds")
         self.squash = squash
         obs_dim, act_dim = int(np.prod(observation_shape)), int(np.prod(action_space.shape))
-        self.generator = torch.Generator().manual_seed(0 if seed is None else seed)
+        self.generator = torch.Generator().manual_seed(self._noise_seed)
         policy_class = SquashedGaussianPolicy if squash else GaussianPolicy
         with torch.random.fork_rng():
             torch.manual_seed(0 if seed is None else seed)
-            # float32: the dtype of RL networks (DESIGN.md), whatever the default dtype
-            self.policy = policy_class(obs_dim, act_dim, hidden=tuple(hidden) if policy == "mlp"
-                                       else (), log_std_init=log_std_init, ortho_init=ortho_init,
-                                       activation=ACTIVATIONS[activation]).float()  # fmt: skip
+            # float32 by default, the dtype of RL networks (DESIGN.md), whatever the default
+            self.policy = policy_class(
+                obs_dim, act_dim, hidden=tuple(hidden) if policy == "mlp" else (),
+                log_std_init=log_std_init, ortho_init=ortho_init,
+                activation=ACTIVATIONS[activation],
+            ).to(self.dtype)  # fmt: skip
         self.policy.log_std.requires_grad_(learn_std)
         self.networks: dict[str, torch.nn.Module] = {"policy": self.policy}
-        self.obs_normalizer = ObservationNormalizer((obs_dim,)) if normalize_observations \
-            else None  # fmt: skip
-        self.reward_normalizer = RewardNormalizer(n_envs, gamma) if normalize_rewards else None
+        shared = self.group is not False
+        self.obs_normalizer = ObservationNormalizer((obs_dim,), shared=shared) \
+            if normalize_observations else None  # fmt: skip
+        self.reward_normalizer = RewardNormalizer(n_envs, gamma, shared=shared) \
+            if normalize_rewards else None  # fmt: skip
         self._build_optimizer()
         self.num_timesteps = 0
         self.recent_returns: collections.deque[float] = collections.deque(maxlen=RECENT_EPISODES)
         # (step, return, length) of the episodes finished in the latest rollout
         self.finished_episodes: list[tuple[int, float, int]] = []
-        self._reset_environments(seed)
+        self._reset_environments(self._env_seed)
 
     # ------------------------------------------------------------------ set-up
     def _reset_environments(self, seed: int | None, update_statistics: bool = True) -> None:
@@ -190,8 +223,8 @@ class OnPolicyAgent(ABC):
         """Observations as the networks see them: flattened, normalized, float32."""
         obs = np.asarray(obs).reshape(len(obs), -1)
         if self.obs_normalizer is not None:
-            return torch.from_numpy(self.obs_normalizer(obs))
-        return torch.from_numpy(obs.astype(np.float32, copy=False))
+            return torch.from_numpy(self.obs_normalizer(obs, self._numpy_dtype))
+        return torch.from_numpy(obs.astype(self._numpy_dtype, copy=False))
 
     def to_environment(self, actions: np.ndarray) -> np.ndarray:
         """The policy's actions as the environment takes them: rescaled from (-1, 1) for a
@@ -220,7 +253,31 @@ class OnPolicyAgent(ABC):
     def collect(self) -> dict[str, torch.Tensor]:
         """One rollout of n_steps in every environment: observations (as the policy saw
         them), actions (unclipped), rewards (normalized if asked), terminated, truncated and
-        reset_step flags, all (n_steps, n_envs, ...)."""
+        reset_step flags, all (n_steps, n_envs, ...). Across processes, each rank returns its
+        own rollout; the normalization statistics and the finished episodes are then merged
+        over the ranks, and an error on any rank raises on every rank.
+
+        Raises:
+            NonFiniteError: the environment returned a NaN or infinite reward or observation.
+        """
+        error, batch, episodes = None, {}, []
+        try:
+            batch = self._rollout(episodes)
+        except Exception as caught:  # every rank must hear of it before the next collective
+            error = caught
+        distributed.agree(error, self.group)
+        for normalizer in (self.obs_normalizer, self.reward_normalizer):
+            if normalizer is not None:
+                normalizer.stats.synchronize(self.group)
+        if self.group is not False:  # every rank's episodes, in the order of their end
+            parts = distributed.gather_objects(episodes, self.group)
+            episodes = sorted((e for part in parts for e in part), key=lambda e: e[0])
+        self.finished_episodes.extend(episodes)
+        self.recent_returns.extend(episode[1] for episode in episodes)
+        self.num_timesteps += self.n_steps * self.n_envs * self.world_size
+        return batch
+
+    def _rollout(self, episodes: list[tuple[int, float, int]]) -> dict[str, torch.Tensor]:
         observations, actions, rewards = [], [], []
         terminated, truncated, reset_step = [], [], []
         with torch.no_grad():
@@ -228,14 +285,17 @@ class OnPolicyAgent(ABC):
                 obs_t = self.policy_input(self._obs)
                 action = self.policy.sample(obs_t, generator=self.generator).numpy()
                 obs, reward, term, trunc, _ = self.envs.step(self.to_environment(action))
-                self._check_finite(obs, reward, f"step {self.num_timesteps // self.n_envs + step}")
+                where = f"step {self.num_timesteps // (self.n_envs * self.world_size) + step}"
+                if self.group is not False:
+                    where += f" on rank {self.rank}"
+                self._check_finite(obs, reward, where)
                 skip, done = self._last_done, term | trunc
-                self._record_episodes(reward, skip, done, step)
+                self._record_episodes(reward, skip, done, step, episodes)
                 if self.obs_normalizer is not None:
                     self.obs_normalizer.update(obs.reshape(self.n_envs, -1))
                 if self.reward_normalizer is not None:
                     self.reward_normalizer.update(reward, done, skip)
-                    reward = self.reward_normalizer(reward)
+                    reward = self.reward_normalizer(reward, self._numpy_dtype)
                 observations.append(obs_t)
                 actions.append(action)
                 rewards.append(reward)
@@ -243,28 +303,55 @@ class OnPolicyAgent(ABC):
                 truncated.append(trunc)
                 reset_step.append(skip)
                 self._obs, self._last_done = obs, done
-        self.num_timesteps += self.n_steps * self.n_envs
         return {
             "obs": torch.stack(observations),
             "actions": torch.from_numpy(np.stack(actions)),
-            "rewards": torch.from_numpy(np.stack(rewards).astype(np.float32)),
+            "rewards": torch.from_numpy(np.stack(rewards).astype(self._numpy_dtype)),
             "terminated": torch.from_numpy(np.stack(terminated)),
             "truncated": torch.from_numpy(np.stack(truncated)),
             "reset_step": torch.from_numpy(np.stack(reset_step)),
         }
 
     def _record_episodes(self, reward: np.ndarray, skip: np.ndarray, done: np.ndarray,
-                         step: int) -> None:  # fmt: skip
+                         step: int, episodes: list[tuple[int, float, int]]) -> None:  # fmt: skip
         live = ~skip
         self._episode_return[live] += reward[live]
         self._episode_length[live] += 1
-        at = self.num_timesteps + (step + 1) * self.n_envs
+        at = self.num_timesteps + (step + 1) * self.n_envs * self.world_size
         for i in np.flatnonzero(done):  # one pass per finished episode, not per sample
-            episode = (at, float(self._episode_return[i]), int(self._episode_length[i]))
-            self.finished_episodes.append(episode)
-            self.recent_returns.append(episode[1])
+            episodes.append((at, float(self._episode_return[i]), int(self._episode_length[i])))
         self._episode_return[done] = 0.0
         self._episode_length[done] = 0
+
+    # ------------------------------------------------------------------ across processes
+    def union_counts(self, count: int) -> torch.Tensor:
+        """Every rank's number of transitions, (world size,) int64, in rank order."""
+        return distributed.gather_rows(torch.tensor([count]), self.group)[:, 0]
+
+    def sum_over_ranks(self, values: torch.Tensor) -> torch.Tensor:
+        """The sum of ``values`` over the ranks (no graph; itself in a single process)."""
+        return distributed.all_sum([values], self.group)[0]
+
+    def reduce_gradients(self, extra: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Sum the ``.grad`` of the optimizer's parameters over the ranks, in one buffer,
+        with ``extra`` (a few figures to sum, returned summed) riding in the same message.
+        Each rank's loss is weighted by its share of the union's transitions, so the sum is
+        the gradient of the union's loss. Written here, not with DistributedDataParallel:
+        the losses reach the networks through their methods and torch.func calls, which
+        DDP's forward hook does not see, and these networks fit one bucket."""
+        if self.group is False:
+            return extra
+        parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        for p in parameters:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        grads = [p.grad for p in parameters]
+        if extra is not None:
+            grads.append(extra.to(grads[0].dtype))
+        summed = distributed.all_sum(grads, self.group)
+        for p, g in zip(parameters, summed, strict=False):
+            p.grad.copy_(g)
+        return summed[-1] if extra is not None else None
 
     # ------------------------------------------------------------------ learning
     @abstractmethod
@@ -325,13 +412,16 @@ class OnPolicyAgent(ABC):
         else:
             run_start = self.num_timesteps
         end = run_start + total_steps
+        for network in self.networks.values():  # as DistributedDataParallel: start alike
+            distributed.broadcast_module(network, self.group)
+        main = self.rank == 0  # rank 0 alone logs, checkpoints and draws the bar
         log = None
-        if log_dir is not None:
+        if log_dir is not None and main:
             log = TrainingLog(log_dir, resume_step=self.num_timesteps if resume_from else None)
-        rollout = self.n_steps * self.n_envs
+        rollout = self.n_steps * self.n_envs * self.world_size
         bar = tqdm(total=math.ceil(total_steps / rollout) * rollout,
-                   initial=self.num_timesteps - run_start, unit="step",
-                   unit_scale=True, disable=not progress_bar, dynamic_ncols=True)  # fmt: skip
+                   initial=self.num_timesteps - run_start, unit="step", unit_scale=True,
+                   disable=not (progress_bar and main), dynamic_ncols=True)  # fmt: skip
         clock, steps_at_start = time.perf_counter(), self.num_timesteps
         try:
             while self.num_timesteps < end:
@@ -356,7 +446,8 @@ class OnPolicyAgent(ABC):
                         previous // checkpoint_every:  # fmt: skip
                     self.save(Path(log_dir) / CHECKPOINT, environments=True, run_start=run_start,
                               run_steps=total_steps)  # fmt: skip
-                if callback is not None and callback(self, row) is False:
+                stop = callback is not None and callback(self, row) is False
+                if distributed.any_across(stop, self.group):  # all ranks stop together
                     break
         finally:
             bar.close()
@@ -371,20 +462,41 @@ class OnPolicyAgent(ABC):
              run_start: int | None = None, run_steps: int | None = None) -> None:  # fmt: skip
         """Write the agent to ``path``: configuration, networks, optimizer, normalization
         statistics, random state and step count; with ``environments`` also the vector
-        environment's state (sync only) and the episodes in progress, for resuming."""
+        environment's state (sync only) and the episodes in progress, for resuming.
+        Across processes every rank must call it: each rank's random state and environments
+        are gathered, and rank 0 writes the one file."""
+        parts = distributed.gather_objects(self._local_state(environments), self.group)
+        if self.rank != 0:
+            return
         state: dict[str, Any] = {
             "algorithm": type(self).__name__,
             "config": self.config,
             "networks": {name: net.state_dict() for name, net in self.networks.items()},
             "optimizer": self.optimizer.state_dict(),
             "num_timesteps": self.num_timesteps,
-            "generator": self.generator.get_state(),
+            "ranks": parts,  # what each rank alone holds: random state, environments
+            "recent_returns": list(self.recent_returns),
             "obs_normalizer": None if self.obs_normalizer is None
             else self.obs_normalizer.state_dict(),
             "reward_normalizer": None if self.reward_normalizer is None
             else self.reward_normalizer.state_dict(),
             "run_start": run_start,
             "run_steps": run_steps,
+        }  # fmt: skip
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        torch.save(state, partial)
+        os.replace(partial, path)  # a crash while writing never leaves a broken checkpoint
+
+    def _local_state(self, environments: bool) -> dict[str, Any]:
+        """What this rank alone holds: the action-noise generator, the discounted returns of
+        the reward normalizer and, with ``environments``, the environments."""
+        local: dict[str, Any] = {
+            "generator": self.generator.get_state(),
+            "reward_returns": None if self.reward_normalizer is None
+            else self.reward_normalizer.returns.copy(),
+            "environments": None,
         }  # fmt: skip
         if environments:
             vector_env = None
@@ -393,32 +505,36 @@ class OnPolicyAgent(ABC):
                     vector_env = cloudpickle.dumps(self.envs)
                 except Exception:
                     vector_env = None
-            state["environments"] = {
+            local["environments"] = {
                 "vector_env": vector_env, "obs": self._obs, "last_done": self._last_done,
                 "episode_return": self._episode_return, "episode_length": self._episode_length,
-                "recent_returns": list(self.recent_returns),
             }  # fmt: skip
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        torch.save(state, partial)
-        os.replace(partial, path)  # a crash while writing never leaves a broken checkpoint
+        return local
 
     def _load_state(self, state: dict[str, Any], environments: bool) -> None:
         for name, weights in state["networks"].items():
             self.networks[name].load_state_dict(weights)
         self.optimizer.load_state_dict(state["optimizer"])
         self.num_timesteps = int(state["num_timesteps"])
-        self.generator.set_state(state["generator"])
         for name in ("obs_normalizer", "reward_normalizer"):
             if state.get(name) is not None and getattr(self, name) is not None:
                 getattr(self, name).load_state_dict(state[name])
+        parts = state["ranks"]
+        # this rank's own part, when the file was written by as many processes as run now
+        local = parts[self.rank] if len(parts) == self.world_size else None
+        if local is not None:
+            self.generator.set_state(local["generator"])
+            if self.reward_normalizer is not None and local["reward_returns"] is not None:
+                self.reward_normalizer.load_state_dict(
+                    {"stats": self.reward_normalizer.stats.state_dict(),
+                     "returns": local["reward_returns"]})  # fmt: skip
+        else:  # another number of processes: fresh per-rank streams, still reproducible
+            self.generator.manual_seed((self._noise_seed + self.num_timesteps) % 2**63)
         if not environments:
             return
-        saved = state.get("environments")
-        if saved is not None:
-            self.recent_returns.clear()
-            self.recent_returns.extend(saved["recent_returns"])
+        self.recent_returns.clear()
+        self.recent_returns.extend(state["recent_returns"])
+        saved = None if local is None else local["environments"]
         if saved is not None and saved["vector_env"] is not None:
             self.envs.close()
             self.envs = cloudpickle.loads(saved["vector_env"])
@@ -426,14 +542,15 @@ class OnPolicyAgent(ABC):
             self._episode_return = saved["episode_return"]
             self._episode_length = saved["episode_length"]
         else:
+            why = (f"written by {len(parts)} processes, resumed by {self.world_size}"
+                   if local is None else "async or unpicklable environments")  # fmt: skip
             warnings.warn(
-                "the checkpoint holds no environment state (async or unpicklable "
-                "environments): the environments are reset and the episodes in progress "
-                "start over",
+                f"the checkpoint holds no environment state for this process ({why}): the "
+                "environments are reset and the episodes in progress start over",
                 UserWarning,
                 stacklevel=3,
             )
-            seed = None if self.seed is None else self.seed + self.num_timesteps
+            seed = None if self._env_seed is None else self._env_seed + self.num_timesteps
             self._reset_environments(seed, update_statistics=False)
 
     @classmethod

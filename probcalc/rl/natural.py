@@ -50,25 +50,32 @@ def fisher_operator(
 
 
 def _kl_from_current(
-    policy: GaussianPolicy, obs: torch.Tensor
+    policy: GaussianPolicy, obs: torch.Tensor, union_count: int | None = None
 ) -> tuple[FunctionalModule, Callable[[torch.Tensor], torch.Tensor]]:
-    """The policy as a function of its flat parameters, and θ -> mean_s KL(π_current ‖ π_θ)."""
+    """The policy as a function of its flat parameters, and θ -> Σ_s KL(π_current ‖ π_θ) / n,
+    n the number of observations (or ``union_count``, across processes: this rank's share
+    of the union's mean)."""
     module = functional_module(policy)
     with torch.no_grad():
         mean_old, log_std_old = policy(obs)
+    count = obs.shape[0] if union_count is None else union_count
 
     def mean_kl(theta: torch.Tensor) -> torch.Tensor:
         mean, log_std = module(theta, obs)
-        return gaussian_kl(mean_old, log_std_old, mean, log_std).mean()
+        return gaussian_kl(mean_old, log_std_old, mean, log_std).sum() / count
 
     return module, mean_kl
 
 
 def _damped_hessian(
-    f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, damping: float
+    f: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    damping: float,
+    reduce: Callable[[torch.Tensor], torch.Tensor] = lambda v: v,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """v -> reduce(∇²f(x) v) + damping v (reduce: the sum over the ranks' shares)."""
     hessian_times = hvp_operator(f, x)
-    return lambda v: (hessian_times(v) + damping * v).detach()
+    return lambda v: (reduce(hessian_times(v).detach()) + damping * v).detach()
 
 
 class NaturalPG(ActorCritic):
@@ -143,24 +150,39 @@ class NaturalPG(ActorCritic):
         return theta + step, 1.0
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        flat = self.flatten(batch)
+        return self.optimize(self.flatten(batch))
+
+    def optimize(self, flat: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One natural-gradient step and the critic's regression on the flat transitions of
+        a rollout (this rank's part of the union: across processes the policy gradient,
+        the Fisher-vector products, the KL and the surrogate are sums of the ranks' shares).
+        """
         obs, actions, old_log_prob = flat["obs"], flat["actions"], flat["old_log_prob"]
         advantages = flat["advantages"]
-        if self.normalize_advantage and advantages.numel() > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        module, mean_kl = _kl_from_current(self.policy, obs)
+        union = int(self.union_counts(advantages.shape[0]).sum())
+        if union == 0:
+            raise ValueError("the rollout holds no transition (only autoreset steps)")
+        if self.normalize_advantage and union > 1:
+            advantages = self.standardize(advantages, union)
+        module, local_kl = _kl_from_current(self.policy, obs, union)
         theta = current = module.params
 
-        def surrogate(params: torch.Tensor) -> torch.Tensor:
+        def local_surrogate(params: torch.Tensor) -> torch.Tensor:
             mean, log_std = module(params, obs)
             log_prob = self.policy.log_prob_given(mean, log_std, actions)
-            return (torch.exp(log_prob - old_log_prob) * advantages).mean()
+            return (torch.exp(log_prob - old_log_prob) * advantages).sum() / union
 
-        gradient = grad(surrogate)(theta).detach()
+        def surrogate(params: torch.Tensor) -> torch.Tensor:
+            return self.sum_over_ranks(local_surrogate(params))
+
+        def mean_kl(params: torch.Tensor) -> torch.Tensor:
+            return self.sum_over_ranks(local_kl(params))
+
+        gradient = self.sum_over_ranks(grad(local_surrogate)(theta).detach())
         max_kl = self.max_kl * self._kl_scale
         figures: dict[str, float] = {"cg_iterations": 0.0, "step_fraction": 0.0}
         if float(gradient.norm()) > 0 and max_kl > 0:
-            fisher = _damped_hessian(mean_kl, theta, self.cg_damping)
+            fisher = _damped_hessian(local_kl, theta, self.cg_damping, self.sum_over_ranks)
             solve = conjugate_gradient(fisher, gradient, max_iter=self.cg_iterations,
                                        truncated=True)  # fmt: skip
             direction = solve.x.detach()
@@ -187,21 +209,26 @@ class NaturalPG(ActorCritic):
         """Minibatch regression of V on the λ-returns; the mean loss of the last epoch."""
         n = flat["obs"].shape[0]
         generator = self.minibatch_generator()
+        slices = self.minibatch_slices(n, self.critic_batch_size)
         losses = []
         for _ in range(self.critic_epochs):
             order = torch.randperm(n, generator=generator)
             obs, returns = flat["obs"][order], flat["returns"][order]
             losses = []
-            for start in range(0, n, self.critic_batch_size):
-                predicted = self.value(obs[start : start + self.critic_batch_size]).squeeze(-1)
-                loss = ((predicted - returns[start : start + self.critic_batch_size]) ** 2).mean()
+            for where, union in slices:
+                predicted = self.value(obs[where]).squeeze(-1)
+                # this rank's share of the union minibatch's mean
+                loss = ((predicted - returns[where]) ** 2).sum() / union
                 self.optimizer.zero_grad()
                 loss.backward()
+                self.reduce_gradients()
                 if self.max_grad_norm is not None:
                     self.clip_gradients()
                 self.optimizer.step()
                 losses.append(loss.detach())
-        return float(torch.stack(losses).mean()) if losses else math.nan
+        if not losses:
+            return math.nan
+        return float(self.sum_over_ranks(torch.stack(losses)).mean())
 
 
 class TRPO(NaturalPG):

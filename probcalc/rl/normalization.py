@@ -8,12 +8,17 @@
 
 The statistics are float64 numpy arrays updated by Chan et al.'s parallel rule, so a batch
 update, or a merge of two sets of statistics, gives the mean and variance of the
-concatenated data exactly (up to rounding), as numpy would compute them.
+concatenated data exactly (up to rounding), as numpy would compute them. Across processes
+(torch.distributed), ``synchronize`` merges every rank's new data in rank order, so all
+ranks hold the statistics of all the data seen by any rank, bit for bit alike.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from ..core import distributed
 
 __all__ = ["ObservationNormalizer", "RewardNormalizer", "RunningMeanStd"]
 
@@ -23,12 +28,18 @@ class RunningMeanStd:
 
     Args:
         shape: the shape of one item.
+        shared: the statistics are shared across processes: ``synchronize`` merges the
+            ranks' new data (every rank must make the same calls).
     """
 
-    def __init__(self, shape: tuple[int, ...] = ()) -> None:
+    def __init__(self, shape: tuple[int, ...] = (), shared: bool = False) -> None:
         self.mean = np.zeros(shape, dtype=np.float64)
         self.var = np.ones(shape, dtype=np.float64)
         self.count = 0
+        # across processes: the statistics every rank agreed on at the last synchronize(),
+        # and this rank's data since (the rank-local view above is their merge)
+        self._agreed = RunningMeanStd(shape) if shared else None
+        self._pending = RunningMeanStd(shape) if shared else None
 
     def update(self, batch: np.ndarray) -> None:
         """Add a batch (n, *shape) of items."""
@@ -38,6 +49,32 @@ class RunningMeanStd:
         if batch.shape[0] == 0:
             return
         self.merge(batch.mean(axis=0), batch.var(axis=0), batch.shape[0])
+        if self._pending is not None:
+            self._pending.merge(batch.mean(axis=0), batch.var(axis=0), batch.shape[0])
+
+    def synchronize(self, group: distributed.Group | bool = False) -> None:
+        """Across processes: every rank's statistics become those of the data every rank
+        has added, merged in rank order onto the statistics agreed at the previous call.
+        One all_gather of (count, mean, var); nothing for unshared statistics."""
+        if group is False or self._agreed is None:
+            return
+        pending = self._pending
+        row = np.concatenate([[pending.count], pending.mean.reshape(-1), pending.var.reshape(-1)])
+        rows = distributed.gather_rows(torch.from_numpy(row), group).numpy()
+        size = self.mean.size
+        for part in rows:
+            count = int(part[0])
+            if count > 0:
+                self._agreed.merge(part[1 : 1 + size].reshape(self.mean.shape),
+                                   part[1 + size :].reshape(self.mean.shape), count)  # fmt: skip
+        self.mean, self.var = self._agreed.mean.copy(), self._agreed.var.copy()
+        self.count = self._agreed.count
+        self._pending = RunningMeanStd(self.mean.shape)
+
+    def _copy(self) -> RunningMeanStd:
+        copy = RunningMeanStd(self.mean.shape)
+        copy.load_state_dict(self.state_dict())
+        return copy
 
     def merge(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
         """Combine with the statistics (mean, population var, count) of other data."""
@@ -65,6 +102,8 @@ class RunningMeanStd:
         self.mean = np.array(state["mean"], dtype=np.float64)
         self.var = np.array(state["var"], dtype=np.float64)
         self.count = int(state["count"])
+        if self._agreed is not None:  # saved statistics are agreed ones: every rank loads them
+            self._agreed, self._pending = self._copy(), RunningMeanStd(self.mean.shape)
 
 
 class ObservationNormalizer:
@@ -74,10 +113,12 @@ class ObservationNormalizer:
         shape: the shape of one observation.
         clip: the bound of the normalized values (SB3's VecNormalize uses 10).
         eps: added to the variance.
+        shared: statistics shared across processes (see RunningMeanStd).
     """
 
-    def __init__(self, shape: tuple[int, ...], clip: float = 10.0, eps: float = 1e-8) -> None:
-        self.stats = RunningMeanStd(shape)
+    def __init__(self, shape: tuple[int, ...], clip: float = 10.0, eps: float = 1e-8,
+                 shared: bool = False) -> None:  # fmt: skip
+        self.stats = RunningMeanStd(shape, shared)
         self.clip, self.eps = clip, eps
 
     def update(self, observations: np.ndarray) -> None:
@@ -89,9 +130,9 @@ class ObservationNormalizer:
     def load_state_dict(self, state: dict[str, object]) -> None:
         self.stats.load_state_dict(state)
 
-    def __call__(self, observations: np.ndarray) -> np.ndarray:
+    def __call__(self, observations: np.ndarray, dtype: type = np.float32) -> np.ndarray:
         scaled = (observations - self.stats.mean) / np.sqrt(self.stats.usable_var() + self.eps)
-        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+        return np.clip(scaled, -self.clip, self.clip).astype(dtype)
 
 
 class RewardNormalizer:
@@ -100,11 +141,12 @@ class RewardNormalizer:
     Args:
         n_envs: the number of environments stepped together.
         gamma: the algorithm's discount.
-        clip, eps: as for :class:`ObservationNormalizer`.
+        clip, eps, shared: as for :class:`ObservationNormalizer`.
     """
 
-    def __init__(self, n_envs: int, gamma: float, clip: float = 10.0, eps: float = 1e-8) -> None:
-        self.stats = RunningMeanStd(())
+    def __init__(self, n_envs: int, gamma: float, clip: float = 10.0, eps: float = 1e-8,
+                 shared: bool = False) -> None:  # fmt: skip
+        self.stats = RunningMeanStd((), shared)
         self.returns = np.zeros(n_envs, dtype=np.float64)
         self.gamma, self.clip, self.eps = gamma, clip, eps
 
@@ -128,6 +170,6 @@ class RewardNormalizer:
             returns if returns.shape == self.returns.shape else np.zeros_like(self.returns)
         )
 
-    def __call__(self, rewards: np.ndarray) -> np.ndarray:
+    def __call__(self, rewards: np.ndarray, dtype: type = np.float32) -> np.ndarray:
         scaled = rewards / np.sqrt(self.stats.usable_var() + self.eps)
-        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+        return np.clip(scaled, -self.clip, self.clip).astype(dtype)

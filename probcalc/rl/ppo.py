@@ -54,51 +54,75 @@ class PPO(ActorCritic):
         self.clip_range_vf, self.target_kl = clip_range_vf, target_kl
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        flat = self.flatten(batch)
+        return self.optimize(self.flatten(batch))
+
+    def _too_far(self, approx_kl: torch.Tensor) -> bool:
+        return self.target_kl is not None and float(approx_kl) > 1.5 * self.target_kl
+
+    def optimize(self, flat: dict[str, torch.Tensor]) -> dict[str, float]:
+        """PPO's epochs on the flat transitions of a rollout (this rank's part of the union:
+        across processes each minibatch is the union of the ranks' same slice)."""
         n = flat["obs"].shape[0]
         generator = self.minibatch_generator()
+        slices = self.minibatch_slices(n, self.batch_size)
         # policy loss, value loss, entropy, clip fraction, approximate KL, minibatch count
-        totals = torch.zeros(6)
+        totals = torch.zeros(6, dtype=torch.float64)
         epochs, stopped = 0, False
         for _ in range(self.n_epochs):
             epochs += 1
             # one gather per epoch, then contiguous slices: cheaper than indexing each batch
             order = torch.randperm(n, generator=generator)
             shuffled = {name: tensor[order] for name, tensor in flat.items()}
-            for start in range(0, n, self.batch_size):
-                part = {name: t[start : start + self.batch_size] for name, t in shuffled.items()}
-                if part["obs"].shape[0] < 2:
+            if self.normalize_advantage:
+                scales = self.advantage_scales(shuffled["advantages"], slices)
+            for j, (where, union) in enumerate(slices):
+                if union < 2:
                     continue
+                part = {name: t[where] for name, t in shuffled.items()}
                 log_prob, entropy = self.policy.log_prob_and_entropy(part["obs"], part["actions"])
                 with torch.no_grad():
                     log_ratio = log_prob - part["old_log_prob"]
-                    approx_kl = ((log_ratio.exp() - 1) - log_ratio).mean()
-                    clipped = ((log_ratio.exp() - 1).abs() > self.clip_range).float().mean()
+                    kl_and_clipped = torch.stack([
+                        ((log_ratio.exp() - 1) - log_ratio).sum(),
+                        ((log_ratio.exp() - 1).abs() > self.clip_range).to(log_ratio.dtype).sum(),
+                    ]) / union  # fmt: skip
                 # as Stable-Baselines3: stop before a step from a policy already too far away
-                if self.target_kl is not None and float(approx_kl) > 1.5 * self.target_kl:
+                if self.group is False and self._too_far(kl_and_clipped[0]):
                     stopped = True
                     break
                 advantages = part["advantages"]
                 if self.normalize_advantage:
-                    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+                    mean, std = scales[j]
+                    advantages = (advantages - mean) / (std + 1e-8)
+                # sums over this rank's part / the union's count: summed over the ranks, the
+                # union's means (and in one process, bit for bit the means)
                 policy_loss = clipped_surrogate_loss(log_prob, part["old_log_prob"], advantages,
-                                                     clip_range=self.clip_range)  # fmt: skip
+                                                     clip_range=self.clip_range,
+                                                     reduction="sum") / union  # fmt: skip
                 predicted = self.value(part["obs"]).squeeze(-1)
                 if self.clip_range_vf is not None:
                     predicted = part["old_values"] + (predicted - part["old_values"]).clamp(
                         -self.clip_range_vf, self.clip_range_vf)  # fmt: skip
-                value_loss = ((predicted - part["returns"]) ** 2).mean()
-                entropy = entropy.mean()
+                value_loss = ((predicted - part["returns"]) ** 2).sum() / union
+                entropy = entropy.sum() / union
                 loss = policy_loss + self.vf_coef * value_loss - self.ent_coef * entropy
                 self.optimizer.zero_grad()
                 loss.backward()
+                # across processes the union's KL rides with the gradients (one all_reduce),
+                # and the ranks stop together, before stepping
+                kl_and_clipped = self.reduce_gradients(kl_and_clipped)
+                if self.group is not False and self._too_far(kl_and_clipped[0]):
+                    stopped = True
+                    break
+                approx_kl, clipped = kl_and_clipped
                 self.clip_gradients()
                 self.optimizer.step()
                 figures = [policy_loss.detach(), value_loss.detach(), entropy.detach(), clipped,
                            approx_kl, torch.ones(())]  # fmt: skip
-                totals += torch.stack(figures)
+                totals += torch.stack(figures).double()
             if stopped:
                 break
+        totals[:3] = self.sum_over_ranks(totals[:3])  # the union's losses
         mean = totals[:5] / totals[5].clamp(min=1)
         with torch.no_grad():
             explained = explained_variance(flat["old_values"], flat["returns"])

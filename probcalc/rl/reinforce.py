@@ -34,7 +34,12 @@ class REINFORCE(OnPolicyAgent):
     def surrogate(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The score-function surrogate whose gradient estimates ∇ E[return]; its negation
         is the loss. Returns-to-go are cut at the rollout's end (no bootstrap: REINFORCE
-        has no critic) and at episode ends; autoreset steps are left out."""
+        has no critic) and at episode ends; autoreset steps are left out. Across processes
+        it is this rank's share of the union's mean (the baselines stay within each rank).
+
+        Raises:
+            ValueError: no rank's rollout holds a transition (only autoreset steps).
+        """
         rewards = batch["rewards"].double()
         returns = generalized_advantages(
             rewards, torch.zeros_like(rewards), batch["terminated"] | batch["truncated"],
@@ -43,7 +48,8 @@ class REINFORCE(OnPolicyAgent):
             reset_step=batch["reset_step"], gamma=self.gamma, gae_lambda=1.0,
         )  # fmt: skip
         valid = returns.valid
-        if not bool(valid.any()):
+        union = int(self.union_counts(int(valid.sum())).sum())
+        if union == 0:
             raise ValueError("the rollout holds no transition (only autoreset steps)")
         # leave-one-out across environments: b = mean of the other environments' returns at
         # the same step (no baseline where no other environment has a transition)
@@ -52,15 +58,17 @@ class REINFORCE(OnPolicyAgent):
         baseline = (kept.sum(dim=1, keepdim=True) - kept) / others.clamp(min=1)
         weights = (returns.returns - torch.where(others > 0, baseline, 0.0))[valid]
         log_prob = self.policy.log_prob(batch["obs"][valid], batch["actions"][valid])
-        return score_function_surrogate(log_prob, weights.to(log_prob.dtype))
+        return score_function_surrogate(log_prob, weights.to(log_prob.dtype),
+                                        reduction="sum") / union  # fmt: skip
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One gradient step on the negated surrogate."""
         loss = -self.surrogate(batch)
         self.optimizer.zero_grad()
         loss.backward()
+        self.reduce_gradients()
         self.optimizer.step()
         return {
-            "loss": float(loss.detach()),
+            "loss": float(self.sum_over_ranks(loss.detach())),
             "std": float(self.policy.log_std.detach().exp().mean()),
         }
