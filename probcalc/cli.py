@@ -86,6 +86,10 @@ def train(args: argparse.Namespace) -> None:
     started = _join_process_group(args.timeout)
     try:
         _train(args)
+        if started:  # leave together: gloo aborts a process torn down while a peer works on
+            import torch.distributed as dist
+
+            dist.barrier()
     finally:
         if started:
             import torch.distributed as dist

@@ -65,7 +65,7 @@ def rank_seed(seed: int | None, group: Group | bool = False) -> int | None:
 def agree(error: BaseException | None, group: Group | bool = False) -> None:
     """Before a collective: every rank learns whether any rank failed, so none waits for a
     partner that has raised. The failing rank re-raises its own error; the others raise a
-    RuntimeError naming the first failed rank."""
+    RuntimeError naming a failed rank (the highest-numbered one, if several failed)."""
     if group is False:
         if error is not None:
             raise error

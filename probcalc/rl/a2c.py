@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..core.losses import score_function_surrogate
-from .actor_critic import ActorCritic, explained_variance
+from .actor_critic import ActorCritic
 
 __all__ = ["A2C"]
 
@@ -59,7 +59,7 @@ class A2C(ActorCritic):
         """:meth:`losses` on the flat transitions of a rollout."""
         advantages = flat["advantages"]
         union = int(self.union_counts(advantages.shape[0]).sum())
-        if union == 0:
+        if union == 0:  # optimize() skips such a rollout
             raise ValueError("the rollout holds no transition (only autoreset steps)")
         if self.normalize_advantage and union > 1:
             advantages = self.standardize(advantages, union)
@@ -74,7 +74,10 @@ class A2C(ActorCritic):
         return self.optimize(self.flatten(batch))
 
     def optimize(self, flat: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One step on the flat transitions of a rollout (this rank's part of the union)."""
+        """One step on the flat transitions of a rollout (this rank's part of the union); a
+        rollout of autoreset steps alone (no rank has a transition) gives no step."""
+        if int(self.union_counts(flat["obs"].shape[0]).sum()) == 0:
+            return {}
         terms = self.flat_losses(flat)
         loss = terms["policy_loss"] + self.vf_coef * terms["value_loss"] \
             - self.ent_coef * terms["entropy"]  # fmt: skip
@@ -88,5 +91,6 @@ class A2C(ActorCritic):
         union_terms = self.sum_over_ranks(torch.stack([terms[name].detach() for name in names]))
         figures = {name: float(value) for name, value in zip(names, union_terms, strict=True)}
         return {**figures, "grad_norm": grad_norm,
-                "explained_variance": explained_variance(flat["old_values"], flat["returns"]),
+                "explained_variance": self.union_explained_variance(flat["old_values"],
+                                                                    flat["returns"]),
                 "std": float(self.policy.log_std.detach().exp().mean())}  # fmt: skip

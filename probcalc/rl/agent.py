@@ -18,6 +18,7 @@ import cloudpickle
 import gymnasium
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from ..core import distributed
@@ -81,8 +82,9 @@ class OnPolicyAgent(ABC):
         seed: seeds the networks' initialization, the action noise, the minibatch order and
             the environments. The same seed gives the same parameters, bit for bit.
         dtype: the networks' dtype, "float32" (as RL libraries) or "float64".
-        group: the torch.distributed group to train across (None: the default group when one
-            is initialized with several processes; False: this process alone).
+        group: the torch.distributed group to train across, a gloo group (None: the default
+            group when one is initialized with several processes; False: this process
+            alone).
 
     Raises:
         TypeError: env is not an id or an Env, or a space is not a Box.
@@ -142,6 +144,12 @@ class OnPolicyAgent(ABC):
             "env_kwargs": dict(env_kwargs or {}), "seed": seed, "dtype": dtype,
         }  # fmt: skip
         self.group = distributed.active_group(group)
+        if self.group is not False and "gloo" not in str(dist.get_backend(self.group)):
+            raise ValueError(
+                f"probcalc.rl trains its networks on the CPU: it needs a gloo process group, "
+                f"not {dist.get_backend(self.group)!r} (dist.init_process_group('gloo'), or "
+                f"pass group=dist.new_group(backend='gloo'))"
+            )
         self.rank = distributed.rank(self.group)
         self.world_size = distributed.world_size(self.group)
         # each rank's own streams: the user's seed itself in a single process
@@ -220,7 +228,8 @@ class OnPolicyAgent(ABC):
 
     # ------------------------------------------------------------------ acting
     def policy_input(self, obs: np.ndarray) -> torch.Tensor:
-        """Observations as the networks see them: flattened, normalized, float32."""
+        """Observations as the networks see them: flattened, normalized, in the networks'
+        dtype."""
         obs = np.asarray(obs).reshape(len(obs), -1)
         if self.obs_normalizer is not None:
             return torch.from_numpy(self.obs_normalizer(obs, self._numpy_dtype))
@@ -325,7 +334,9 @@ class OnPolicyAgent(ABC):
 
     # ------------------------------------------------------------------ across processes
     def union_counts(self, count: int) -> torch.Tensor:
-        """Every rank's number of transitions, (world size,) int64, in rank order."""
+        """Every rank's number of transitions, (world size,) int64, in rank order (a
+        collective: across processes every rank must call it, as every method that uses
+        it: the algorithms' losses, surrogates and minibatch plans)."""
         return distributed.gather_rows(torch.tensor([count]), self.group)[:, 0]
 
     def sum_over_ranks(self, values: torch.Tensor) -> torch.Tensor:
@@ -400,24 +411,32 @@ class OnPolicyAgent(ABC):
             raise ValueError(f"total_steps must be at least 1, got {total_steps}")
         if checkpoint_every is not None and (log_dir is None or checkpoint_every < 1):
             raise ValueError("checkpoint_every needs a log_dir and a positive number of steps")
+        run_start, error = self.num_timesteps, None
         if resume_from is not None:
-            state = torch.load(resume_from, weights_only=False)
-            if state.get("run_steps") not in (None, total_steps):
-                raise ValueError(f"{resume_from} is a checkpoint of a run of "
-                                 f"{state['run_steps']} steps, not {total_steps}: pass the "
-                                 f"stopped run's total_steps")  # fmt: skip
-            self._load_state(state, environments=True)
-            run_start = int(state["run_start"] if state.get("run_start") is not None
-                            else self.num_timesteps)  # fmt: skip
-        else:
-            run_start = self.num_timesteps
+            try:
+                state = torch.load(resume_from, weights_only=False)
+                if state.get("run_steps") not in (None, total_steps):
+                    raise ValueError(f"{resume_from} is a checkpoint of a run of "
+                                     f"{state['run_steps']} steps, not {total_steps}: pass the "
+                                     f"stopped run's total_steps")  # fmt: skip
+                self._load_state(state, environments=True)
+                run_start = int(state["run_start"] if state.get("run_start") is not None
+                                else self.num_timesteps)  # fmt: skip
+            except Exception as caught:  # every rank hears of it (see collect)
+                error = caught
+        distributed.agree(error, self.group)
+        self._check_ranks_alike(total_steps, log_dir, checkpoint_every, resume_from)
         end = run_start + total_steps
         for network in self.networks.values():  # as DistributedDataParallel: start alike
             distributed.broadcast_module(network, self.group)
         main = self.rank == 0  # rank 0 alone logs, checkpoints and draws the bar
-        log = None
+        log, error = None, None
         if log_dir is not None and main:
-            log = TrainingLog(log_dir, resume_step=self.num_timesteps if resume_from else None)
+            try:
+                log = TrainingLog(log_dir, resume_step=self.num_timesteps if resume_from else None)
+            except Exception as caught:
+                error = caught
+        distributed.agree(error, self.group)
         rollout = self.n_steps * self.n_envs * self.world_size
         bar = tqdm(total=math.ceil(total_steps / rollout) * rollout,
                    initial=self.num_timesteps - run_start, unit="step", unit_scale=True,
@@ -435,27 +454,60 @@ class OnPolicyAgent(ABC):
                        "steps_per_second": (self.num_timesteps - steps_at_start) / elapsed,
                        "mean_return": mean_return, "episodes": len(self.finished_episodes),
                        "learning_rate": lr, **figures}  # fmt: skip
-                if log is not None:
-                    log.episodes(self.finished_episodes)
-                    log.progress(row)
-                bar.update(rollout)
-                if self.recent_returns:
-                    bar.set_postfix_str(f"mean return {mean_return:.4g}", refresh=False)
+                error = None
+                try:  # rank 0's files: an error there must reach the other ranks too
+                    if log is not None:
+                        log.episodes(self.finished_episodes)
+                        log.progress(row)
+                    bar.update(rollout)
+                    if self.recent_returns:
+                        bar.set_postfix_str(f"mean return {mean_return:.4g}", refresh=False)
+                except Exception as caught:
+                    error = caught
+                distributed.agree(error, self.group)
                 previous = self.num_timesteps - rollout
                 if checkpoint_every and self.num_timesteps // checkpoint_every > \
                         previous // checkpoint_every:  # fmt: skip
                     self.save(Path(log_dir) / CHECKPOINT, environments=True, run_start=run_start,
                               run_steps=total_steps)  # fmt: skip
-                stop = callback is not None and callback(self, row) is False
+                stop, error = False, None
+                try:
+                    stop = callback is not None and callback(self, row) is False
+                except Exception as caught:
+                    error = caught
+                distributed.agree(error, self.group)
                 if distributed.any_across(stop, self.group):  # all ranks stop together
                     break
         finally:
             bar.close()
             if log is not None:
                 log.close()
-        if log_dir is not None:
+        if log_dir is not None and main:
             self.save(Path(log_dir) / MODEL)
         return self
+
+    def _check_ranks_alike(self, total_steps: int, log_dir: str | Path | None,
+                           checkpoint_every: int | None,
+                           resume_from: str | Path | None) -> None:  # fmt: skip
+        """Across processes: every rank must enter learn() with the same agent and the same
+        call, or the ranks would make different collective calls and wait on each other."""
+        if self.group is False:
+            return
+        optimizer_steps = sum(float(state["step"]) for state in self.optimizer.state.values()
+                              if "step" in state)  # fmt: skip
+        statistics = [None if n is None else n.stats.count
+                      for n in (self.obs_normalizer, self.reward_normalizer)]  # fmt: skip
+        fingerprint = (self.config, self.num_timesteps, optimizer_steps, statistics, total_steps,
+                       checkpoint_every, log_dir is None, resume_from is None)  # fmt: skip
+        prints = distributed.gather_objects(fingerprint, self.group)
+        differing = [r for r, other in enumerate(prints) if other != prints[0]]
+        if differing:
+            raise ValueError(
+                f"rank(s) {differing} enter learn() with another agent or call than rank 0 "
+                "(configuration, step count, optimizer or normalizer state, total_steps, "
+                "log_dir, checkpoint_every or resume_from): every rank must build the same "
+                "agent, load the same files and make the same calls"
+            )
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, *, environments: bool = False,
@@ -463,10 +515,17 @@ class OnPolicyAgent(ABC):
         """Write the agent to ``path``: configuration, networks, optimizer, normalization
         statistics, random state and step count; with ``environments`` also the vector
         environment's state (sync only) and the episodes in progress, for resuming.
-        Across processes every rank must call it: each rank's random state and environments
-        are gathered, and rank 0 writes the one file."""
-        parts = distributed.gather_objects(self._local_state(environments), self.group)
-        if self.rank != 0:
+
+        Across processes: without ``environments`` this process writes the file alone (call
+        it on rank 0, as with DistributedDataParallel; the parameters are every rank's);
+        with ``environments`` (a checkpoint) every rank must call it: every rank's random
+        state and environments are gathered, and rank 0 writes the one file.
+        """
+        collective = environments and self.group is not False
+        parts = distributed.gather_objects(self._local_state(environments), self.group) \
+            if collective else [self._local_state(environments)]  # fmt: skip
+        if collective and self.rank != 0:
+            distributed.agree(None, self.group)  # rank 0's write succeeded, or raise
             return
         state: dict[str, Any] = {
             "algorithm": type(self).__name__,
@@ -483,11 +542,16 @@ class OnPolicyAgent(ABC):
             "run_start": run_start,
             "run_steps": run_steps,
         }  # fmt: skip
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        torch.save(state, partial)
-        os.replace(partial, path)  # a crash while writing never leaves a broken checkpoint
+        error = None
+        try:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+            torch.save(state, partial)
+            os.replace(partial, path)  # a crash while writing never leaves a broken checkpoint
+        except Exception as caught:
+            error = caught
+        distributed.agree(error, self.group if collective else False)
 
     def _local_state(self, environments: bool) -> dict[str, Any]:
         """What this rank alone holds: the action-noise generator, the discounted returns of
@@ -519,7 +583,10 @@ class OnPolicyAgent(ABC):
         for name in ("obs_normalizer", "reward_normalizer"):
             if state.get(name) is not None and getattr(self, name) is not None:
                 getattr(self, name).load_state_dict(state[name])
-        parts = state["ranks"]
+        parts = state.get("ranks") or [{  # a file written before probcalc ran across processes
+            "generator": state["generator"], "reward_returns": None,
+            "environments": state.get("environments"),
+        }]  # fmt: skip
         # this rank's own part, when the file was written by as many processes as run now
         local = parts[self.rank] if len(parts) == self.world_size else None
         if local is not None:
@@ -533,7 +600,10 @@ class OnPolicyAgent(ABC):
         if not environments:
             return
         self.recent_returns.clear()
-        self.recent_returns.extend(state["recent_returns"])
+        self.recent_returns.extend(
+            state.get("recent_returns")
+            or (state.get("environments") or {}).get("recent_returns", [])
+        )
         saved = None if local is None else local["environments"]
         if saved is not None and saved["vector_env"] is not None:
             self.envs.close()

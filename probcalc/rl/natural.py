@@ -21,7 +21,7 @@ import torch
 from ..core.derivatives import FunctionalModule, functional_module, grad, hvp_operator
 from ..core.errors import NonFiniteError
 from ..core.optim import conjugate_gradient
-from .actor_critic import ActorCritic, explained_variance
+from .actor_critic import ActorCritic
 from .policies import GaussianPolicy
 
 __all__ = ["TRPO", "NaturalPG", "fisher_operator", "gaussian_kl"]
@@ -160,8 +160,8 @@ class NaturalPG(ActorCritic):
         obs, actions, old_log_prob = flat["obs"], flat["actions"], flat["old_log_prob"]
         advantages = flat["advantages"]
         union = int(self.union_counts(advantages.shape[0]).sum())
-        if union == 0:
-            raise ValueError("the rollout holds no transition (only autoreset steps)")
+        if union == 0:  # autoreset steps alone: nothing to learn from
+            return {}
         if self.normalize_advantage and union > 1:
             advantages = self.standardize(advantages, union)
         module, local_kl = _kl_from_current(self.policy, obs, union)
@@ -201,7 +201,9 @@ class NaturalPG(ActorCritic):
         with torch.no_grad():
             figures["kl"] = float(mean_kl(current))
         figures["value_loss"] = self._fit_critic(flat)
-        figures["explained_variance"] = explained_variance(flat["old_values"], flat["returns"])
+        figures["explained_variance"] = self.union_explained_variance(
+            flat["old_values"], flat["returns"]
+        )
         figures["std"] = float(self.policy.log_std.detach().exp().mean())
         return figures
 

@@ -29,7 +29,8 @@ class RunningMeanStd:
     Args:
         shape: the shape of one item.
         shared: the statistics are shared across processes: ``synchronize`` merges the
-            ranks' new data (every rank must make the same calls).
+            ranks' data added by ``update`` since the previous call (every rank must make the
+            same calls; a ``merge`` into shared statistics is overwritten by it).
     """
 
     def __init__(self, shape: tuple[int, ...] = (), shared: bool = False) -> None:
@@ -102,7 +103,7 @@ class RunningMeanStd:
         self.mean = np.array(state["mean"], dtype=np.float64)
         self.var = np.array(state["var"], dtype=np.float64)
         self.count = int(state["count"])
-        if self._agreed is not None:  # saved statistics are agreed ones: every rank loads them
+        if self._agreed is not None:  # every rank loads the same state: it is the agreed one
             self._agreed, self._pending = self._copy(), RunningMeanStd(self.mean.shape)
 
 

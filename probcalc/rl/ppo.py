@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..core.losses import clipped_surrogate_loss
-from .actor_critic import ActorCritic, explained_variance
+from .actor_critic import ActorCritic
 
 __all__ = ["PPO"]
 
@@ -25,6 +25,8 @@ class PPO(ActorCritic):
     Stable-Baselines3 does); ``approx_kl`` in the figures is the mean over the minibatches.
 
     Defaults are Stable-Baselines3's (2048 transitions per update: 8 envs x 256 steps).
+    Across processes ``n_envs`` and ``batch_size`` are per rank: an update's minibatch is
+    the union of the ranks' minibatches, world size x batch_size transitions.
     Settings tuned per task are in probcalc.rl.tuned.
 
     Args:
@@ -125,7 +127,7 @@ class PPO(ActorCritic):
         totals[:3] = self.sum_over_ranks(totals[:3])  # the union's losses
         mean = totals[:5] / totals[5].clamp(min=1)
         with torch.no_grad():
-            explained = explained_variance(flat["old_values"], flat["returns"])
+            explained = self.union_explained_variance(flat["old_values"], flat["returns"])
         return {"policy_loss": float(mean[0]), "value_loss": float(mean[1]),
                 "entropy": float(mean[2]), "clip_fraction": float(mean[3]),
                 "approx_kl": float(mean[4]), "epochs": epochs,

@@ -6,6 +6,7 @@ probcalc.mc.score_function_grad uses. G_t is the discounted return-to-go within 
 rollout, and b_t the mean of the returns of the *other* environments at the same step: a
 leave-one-out baseline that is unbiased, because the other environments' trajectories do
 not depend on this environment's actions (the other returns of the same trajectory would).
+Across processes the other environments are those of every rank.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ class REINFORCE(OnPolicyAgent):
         """The score-function surrogate whose gradient estimates ∇ E[return]; its negation
         is the loss. Returns-to-go are cut at the rollout's end (no bootstrap: REINFORCE
         has no critic) and at episode ends; autoreset steps are left out. Across processes
-        it is this rank's share of the union's mean (the baselines stay within each rank).
+        (every rank must call it) it is this rank's share of the union's mean, and the
+        baselines are taken over the environments of every rank.
 
         Raises:
             ValueError: no rank's rollout holds a transition (only autoreset steps).
@@ -51,18 +53,23 @@ class REINFORCE(OnPolicyAgent):
         union = int(self.union_counts(int(valid.sum())).sum())
         if union == 0:
             raise ValueError("the rollout holds no transition (only autoreset steps)")
-        # leave-one-out across environments: b = mean of the other environments' returns at
-        # the same step (no baseline where no other environment has a transition)
+        # leave-one-out across environments (every rank's): b = mean of the other
+        # environments' returns at the same step (none where no other has a transition)
         kept = torch.where(valid, returns.returns, torch.zeros_like(returns.returns))
-        others = valid.sum(dim=1, keepdim=True) - valid.to(kept.dtype)
-        baseline = (kept.sum(dim=1, keepdim=True) - kept) / others.clamp(min=1)
+        step_sums, step_counts = self.sum_over_ranks(
+            torch.stack([kept.sum(dim=1), valid.sum(dim=1).to(kept.dtype)]))  # fmt: skip
+        others = step_counts[:, None] - valid.to(kept.dtype)
+        baseline = (step_sums[:, None] - kept) / others.clamp(min=1)
         weights = (returns.returns - torch.where(others > 0, baseline, 0.0))[valid]
         log_prob = self.policy.log_prob(batch["obs"][valid], batch["actions"][valid])
         return score_function_surrogate(log_prob, weights.to(log_prob.dtype),
                                         reduction="sum") / union  # fmt: skip
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One gradient step on the negated surrogate."""
+        """One gradient step on the negated surrogate (none when no rank's rollout holds a
+        transition: autoreset steps alone)."""
+        if int(self.union_counts(int((~batch["reset_step"]).sum())).sum()) == 0:
+            return {}
         loss = -self.surrogate(batch)
         self.optimizer.zero_grad()
         loss.backward()

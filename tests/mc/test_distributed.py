@@ -68,6 +68,7 @@ def _worker(rank, world, store, out):
             results[smoothing] = (result.log_evidence, result.stderr, result.ess, result.khat,
                                   torch.cat(everything), theta_mean)  # fmt: skip
         torch.save(results, f"{out}/rank{rank}.pt")
+        dist.barrier()  # leave together: gloo aborts a process torn down while a peer works
     finally:
         dist.destroy_process_group()
 

@@ -80,6 +80,32 @@ def _worker(rank, world, store, out, lqr_steps):
             results[name] = {"start": start, "flat": flat, "after": _trainable(agent),
                              "grad": _gradients(agent),
                              "obs_stats": agent.obs_normalizer.state_dict()}  # fmt: skip
+        # REINFORCE: the leave-one-out baseline over the environments of both ranks
+        agent = pc.rl.REINFORCE(LQR2, **COMMON)
+        start = {key: {k: v.clone() for k, v in net.state_dict().items()}
+                 for key, net in agent.networks.items()}  # fmt: skip
+        batch = agent.collect()
+        agent.update(batch)
+        results["REINFORCE"] = {"start": start, "batch": batch, "grad": _gradients(agent)}
+        # misuse: a rank that enters learn() differently, a callback failing on one rank,
+        # and save() called by rank 0 alone (as with DistributedDataParallel)
+        agent = pc.rl.PPO(LQR2, policy="linear", n_envs=2, n_steps=32, seed=1)
+        try:
+            agent.learn(total_steps=128 * (1 + rank))
+        except ValueError as error:
+            results["mismatch"] = str(error)
+
+        def fails_on_rank_one(agent, row):
+            if dist.get_rank() == 1:
+                raise KeyError("rank 1's callback failed")
+
+        try:
+            agent.learn(total_steps=256, callback=fails_on_rank_one)
+        except (KeyError, RuntimeError) as error:
+            results["callback"] = f"{type(error).__name__}: {error}"
+        if rank == 0:
+            agent.save(f"{out}/alone.pt")
+        dist.barrier()  # reached by both: save() alone made no collective call
         # shared normalization statistics: two rounds of rank-local data
         stats = RunningMeanStd((3,), shared=True)
         generator = np.random.default_rng(rank)
@@ -123,6 +149,7 @@ def _worker(rank, world, store, out, lqr_steps):
             gain = -env.action_scale * agent.policy.mean[0].weight.detach().double().numpy()
             results["lqr"] = (gain, _trainable(agent))
         torch.save(results, f"{out}/rank{rank}.pt")
+        dist.barrier()  # leave together: gloo aborts a process torn down while a peer works
     finally:
         dist.destroy_process_group()
 
@@ -164,6 +191,27 @@ def test_ppo_gradient_across_ranks_equals_the_union_gradient(ranks):
     # the two ranks saw different transitions (their own seeds), and hold the same gradient
     assert not torch.equal(ranks[0]["PPO"]["flat"]["actions"], ranks[1]["PPO"]["flat"]["actions"])
     assert torch.equal(ranks[0]["PPO"]["grad"], ranks[1]["PPO"]["grad"])
+
+
+def test_reinforce_gradient_uses_every_ranks_environments_as_baseline(ranks):
+    """REINFORCE's summed gradient equals one process's on the union rollout (the ranks'
+    environments side by side), whose leave-one-out baseline spans all four environments."""
+    single = pc.rl.REINFORCE(LQR2, **{**COMMON, "n_envs": 4}, group=False)
+    for key, net in single.networks.items():
+        net.load_state_dict(ranks[0]["REINFORCE"]["start"][key])
+    batches = [r["REINFORCE"]["batch"] for r in ranks]
+    single.update({key: torch.cat([b[key] for b in batches], dim=1) for key in batches[0]})
+    expected = _gradients(single)
+    assert expected.norm() > 0
+    for r in ranks:
+        torch.testing.assert_close(r["REINFORCE"]["grad"], expected, rtol=1e-9, atol=1e-12)
+
+
+def test_misuse_raises_on_every_rank_instead_of_hanging(ranks):
+    for r in ranks:  # rank 1 asked for another run length than rank 0
+        assert "rank(s) [1] enter learn() with another agent or call" in r["mismatch"]
+    assert ranks[1]["callback"] == 'KeyError: "rank 1\'s callback failed"'
+    assert ranks[0]["callback"] == "RuntimeError: rank 1 of the process group failed; see its error"
 
 
 @pytest.mark.parametrize("name", ["A2C", "NaturalPG"])

@@ -8,6 +8,7 @@ import gymnasium
 import numpy as np
 import pytest
 import torch
+from lqr2 import LQR2
 from probcalc.envs.lqr import LQREnv
 
 import probcalc as pc
@@ -225,3 +226,25 @@ def test_a_resume_with_another_run_length_is_refused(tmp_path):
     with pytest.raises(ValueError, match="100 steps"):
         pc.rl.A2C("probcalc/LQR-v0", n_envs=2, n_steps=10, seed=0).learn(
             200, log_dir=tmp_path, resume_from=tmp_path / "checkpoint.pt")  # fmt: skip
+
+
+def test_files_saved_before_the_per_rank_format_still_load(tmp_path):
+    """Files written before probcalc trained across processes kept the generator and the
+    environments at the top level; load() and resume still read them."""
+    agent = pc.rl.PPO(LQR2, policy="linear", n_envs=2, n_steps=32, seed=1)
+    agent.learn(total_steps=128)
+    agent.save(tmp_path / "new.pt", environments=True)
+    state = torch.load(tmp_path / "new.pt", weights_only=False)
+    (part,) = state.pop("ranks")
+    state["generator"] = part["generator"]
+    state["environments"] = {**part["environments"],
+                             "recent_returns": state.pop("recent_returns")}  # fmt: skip
+    torch.save(state, tmp_path / "old.pt")
+    loaded = pc.rl.load(tmp_path / "old.pt")
+    obs = np.array([[0.5, -0.2], [1.0, 0.3]])
+    np.testing.assert_array_equal(loaded.predict(obs), agent.predict(obs))
+    assert torch.equal(loaded.generator.get_state(), agent.generator.get_state())
+    resumed = pc.rl.PPO(LQR2, policy="linear", n_envs=2, n_steps=32, seed=1)
+    resumed._load_state(state, environments=True)
+    assert list(resumed.recent_returns) == list(agent.recent_returns)
+    np.testing.assert_array_equal(resumed._obs, agent._obs)
