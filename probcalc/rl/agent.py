@@ -57,8 +57,9 @@ class OnPolicyAgent(ABC):
     are standardized over the union, the normalization statistics are merged after every
     rollout, and rank 0's parameters are broadcast when learn() starts, so every rank holds
     the same parameters, bit for bit, after every update. ``num_timesteps`` and
-    ``total_steps`` count the steps of all ranks. Every rank must call collect, update,
-    learn and save alike; rank 0 alone writes logs, checkpoints and the progress bar.
+    ``total_steps`` count the steps of all ranks. Every rank must call collect, update and
+    learn alike (learn refuses ranks that differ); rank 0 alone writes logs, checkpoints and
+    the progress bar, and ``save`` is called on rank 0 alone.
 
     Args:
         env: a registered Gymnasium id or a gymnasium.Env instance, with Box observation
