@@ -83,21 +83,27 @@ def _join_process_group(timeout: float) -> bool:
 
 
 def train(args: argparse.Namespace) -> None:
+    import torch.distributed as dist
+
     started = _join_process_group(args.timeout)
     try:
-        _train(args)
+        agent = _train(args)
         if started:  # leave together: gloo aborts a process torn down while a peer works on
-            import torch.distributed as dist
-
             dist.barrier()
     finally:
         if started:
-            import torch.distributed as dist
-
             dist.destroy_process_group()
+    if agent.rank != 0:
+        return
+    # evaluation is local: rank 0 alone, after the group is gone (no collective waits on it)
+    mean, std = pc.rl.evaluate(agent, n_episodes=args.eval_episodes, seed=10_000)
+    print(
+        f"{args.algorithm} on {args.env}: {agent.num_timesteps} steps, evaluation return "
+        f"{mean:.2f} ± {std:.2f} over {args.eval_episodes} episodes; saved in {args.out}"
+    )
 
 
-def _train(args: argparse.Namespace) -> None:
+def _train(args: argparse.Namespace) -> pc.rl.OnPolicyAgent:
     import torch.distributed as dist
 
     main = not dist.is_initialized() or dist.get_rank() == 0
@@ -126,15 +132,8 @@ def _train(args: argparse.Namespace) -> None:
             }, indent=2))  # fmt: skip
     agent = algorithm(args.env, **settings)
     checkpoint_every = args.checkpoint_every or max(total_steps // 10, 1)
-    agent.learn(total_steps, progress_bar=not args.no_progress, log_dir=out,
-                checkpoint_every=checkpoint_every, resume_from=resume_from)  # fmt: skip
-    if not main:
-        return
-    mean, std = pc.rl.evaluate(agent, n_episodes=args.eval_episodes, seed=10_000)
-    print(
-        f"{args.algorithm} on {args.env}: {agent.num_timesteps} steps, evaluation return "
-        f"{mean:.2f} ± {std:.2f} over {args.eval_episodes} episodes; saved in {out}"
-    )
+    return agent.learn(total_steps, progress_bar=not args.no_progress, log_dir=out,
+                       checkpoint_every=checkpoint_every, resume_from=resume_from)  # fmt: skip
 
 
 def evaluate(args: argparse.Namespace) -> None:

@@ -136,13 +136,19 @@ def gather_rows(row: torch.Tensor, group: Group | bool = False) -> torch.Tensor:
     return torch.stack(parts)
 
 
-def gather_objects(item: Any, group: Group | bool = False) -> list[Any]:
-    """Every rank's picklable ``item``, in rank order (torch's all_gather_object)."""
+def gather_objects(item: Any, group: Group | bool = False,
+                   to_first: bool = False) -> list[Any] | None:  # fmt: skip
+    """Every rank's picklable ``item``, in rank order (torch's all_gather_object); with
+    ``to_first`` only rank 0 receives them (gather_object) and the others get None."""
     if group is False:
         return [item]
     items: list[Any] = [None] * world_size(group)
-    dist.all_gather_object(items, item, group=group)
-    return items
+    if not to_first:
+        dist.all_gather_object(items, item, group=group)
+        return items
+    first = dist.get_global_rank(group, 0) if group is not None else 0
+    dist.gather_object(item, items if rank(group) == 0 else None, dst=first, group=group)
+    return items if rank(group) == 0 else None
 
 
 def gather_moments(

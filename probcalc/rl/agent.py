@@ -5,6 +5,7 @@ resume), save/load and predict. Algorithms define ``update(batch)``."""
 from __future__ import annotations
 
 import collections
+import hashlib
 import math
 import os
 import time
@@ -59,7 +60,10 @@ class OnPolicyAgent(ABC):
     the same parameters, bit for bit, after every update. ``num_timesteps`` and
     ``total_steps`` count the steps of all ranks. Every rank must call collect, update and
     learn alike (learn refuses ranks that differ); rank 0 alone writes logs, checkpoints and
-    the progress bar, and ``save`` is called on rank 0 alone.
+    the progress bar; ``save`` is called on rank 0 alone (the checkpoints that learn writes,
+    with every rank's environments, are gathered from every rank). The ranks hold the same
+    parameters as long as they run the same arithmetic: the same CPU kind and thread count
+    (a checkpoint warns if they have drifted apart).
 
     Args:
         env: a registered Gymnasium id or a gymnasium.Env instance, with Box observation
@@ -145,12 +149,6 @@ class OnPolicyAgent(ABC):
             "env_kwargs": dict(env_kwargs or {}), "seed": seed, "dtype": dtype,
         }  # fmt: skip
         self.group = distributed.active_group(group)
-        if self.group is not False and "gloo" not in str(dist.get_backend(self.group)):
-            raise ValueError(
-                f"probcalc.rl trains its networks on the CPU: it needs a gloo process group, "
-                f"not {dist.get_backend(self.group)!r} (dist.init_process_group('gloo'), or "
-                f"pass group=dist.new_group(backend='gloo'))"
-            )
         self.rank = distributed.rank(self.group)
         self.world_size = distributed.world_size(self.group)
         # each rank's own streams: the user's seed itself in a single process
@@ -260,6 +258,16 @@ class OnPolicyAgent(ABC):
             raise NonFiniteError(f"the environment returned a non-finite reward or observation "
                                  f"at {where}")  # fmt: skip
 
+    def _require_gloo(self) -> None:
+        """Training across processes needs a gloo group (checked when training starts, so
+        that loading and predicting work under any group)."""
+        if self.group is not False and "gloo" not in str(dist.get_backend(self.group)):
+            raise ValueError(
+                f"probcalc.rl trains its networks on the CPU: it needs a gloo process group, "
+                f"not {dist.get_backend(self.group)!r} (dist.init_process_group('gloo'), or "
+                f"pass group=dist.new_group(backend='gloo')); group=False trains alone"
+            )
+
     def collect(self) -> dict[str, torch.Tensor]:
         """One rollout of n_steps in every environment: observations (as the policy saw
         them), actions (unclipped), rewards (normalized if asked), terminated, truncated and
@@ -270,6 +278,7 @@ class OnPolicyAgent(ABC):
         Raises:
             NonFiniteError: the environment returned a NaN or infinite reward or observation.
         """
+        self._require_gloo()
         error, batch, episodes = None, {}, []
         try:
             batch = self._rollout(episodes)
@@ -408,13 +417,15 @@ class OnPolicyAgent(ABC):
             ValueError: total_steps < 1, checkpoint_every without log_dir, or a checkpoint
                 of a run of another length.
         """
-        if total_steps < 1:
-            raise ValueError(f"total_steps must be at least 1, got {total_steps}")
-        if checkpoint_every is not None and (log_dir is None or checkpoint_every < 1):
-            raise ValueError("checkpoint_every needs a log_dir and a positive number of steps")
+        self._require_gloo()
         run_start, error = self.num_timesteps, None
-        if resume_from is not None:
-            try:
+        try:  # an error on one rank reaches every rank (see collect)
+            if total_steps < 1:
+                raise ValueError(f"total_steps must be at least 1, got {total_steps}")
+            if checkpoint_every is not None and (log_dir is None or checkpoint_every < 1):
+                raise ValueError("checkpoint_every needs a log_dir and a positive number of "
+                                 "steps")  # fmt: skip
+            if resume_from is not None:
                 state = torch.load(resume_from, weights_only=False)
                 if state.get("run_steps") not in (None, total_steps):
                     raise ValueError(f"{resume_from} is a checkpoint of a run of "
@@ -423,8 +434,8 @@ class OnPolicyAgent(ABC):
                 self._load_state(state, environments=True)
                 run_start = int(state["run_start"] if state.get("run_start") is not None
                                 else self.num_timesteps)  # fmt: skip
-            except Exception as caught:  # every rank hears of it (see collect)
-                error = caught
+        except Exception as caught:
+            error = caught
         distributed.agree(error, self.group)
         self._check_ranks_alike(total_steps, log_dir, checkpoint_every, resume_from)
         end = run_start + total_steps
@@ -483,8 +494,13 @@ class OnPolicyAgent(ABC):
             bar.close()
             if log is not None:
                 log.close()
+        error = None
         if log_dir is not None and main:
-            self.save(Path(log_dir) / MODEL)
+            try:
+                self.save(Path(log_dir) / MODEL)
+            except Exception as caught:
+                error = caught
+        distributed.agree(error, self.group)
         return self
 
     def _check_ranks_alike(self, total_steps: int, log_dir: str | Path | None,
@@ -496,10 +512,16 @@ class OnPolicyAgent(ABC):
             return
         optimizer_steps = sum(float(state["step"]) for state in self.optimizer.state.values()
                               if "step" in state)  # fmt: skip
-        statistics = [None if n is None else n.stats.count
+        # the statistics every rank agreed on (a failed rollout leaves local data pending)
+        statistics = [None if n is None else n.stats.agreed_count
                       for n in (self.obs_normalizer, self.reward_normalizer)]  # fmt: skip
-        fingerprint = (self.config, self.num_timesteps, optimizer_steps, statistics, total_steps,
-                       checkpoint_every, log_dir is None, resume_from is None)  # fmt: skip
+        try:  # a digest: compares NaNs, arrays and objects without __eq__ by their bytes
+            config = hashlib.sha256(cloudpickle.dumps(self.config)).hexdigest()
+        except Exception:
+            config = repr(self.config)
+        fingerprint = (type(self).__qualname__, config, self.num_timesteps, optimizer_steps,
+                       statistics, total_steps, checkpoint_every, log_dir is None,
+                       resume_from is None)  # fmt: skip
         prints = distributed.gather_objects(fingerprint, self.group)
         differing = [r for r, other in enumerate(prints) if other != prints[0]]
         if differing:
@@ -523,11 +545,19 @@ class OnPolicyAgent(ABC):
         state and environments are gathered, and rank 0 writes the one file.
         """
         collective = environments and self.group is not False
-        parts = distributed.gather_objects(self._local_state(environments), self.group) \
-            if collective else [self._local_state(environments)]  # fmt: skip
+        parts = distributed.gather_objects(self._local_state(environments), self.group,
+                                           to_first=True) if collective \
+            else [self._local_state(environments)]  # fmt: skip
         if collective and self.rank != 0:
             distributed.agree(None, self.group)  # rank 0's write succeeded, or raise
             return
+        if collective and len({part["parameters"] for part in parts}) > 1:
+            warnings.warn(
+                "the ranks' parameters differ (different CPUs or thread counts make the same "
+                "update round differently): the checkpoint holds rank 0's",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         state: dict[str, Any] = {
             "algorithm": type(self).__name__,
             "config": self.config,
@@ -543,21 +573,26 @@ class OnPolicyAgent(ABC):
             "run_start": run_start,
             "run_steps": run_steps,
         }  # fmt: skip
-        error = None
+        error, path = None, Path(path)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         try:
-            path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
             torch.save(state, partial)
             os.replace(partial, path)  # a crash while writing never leaves a broken checkpoint
         except Exception as caught:
             error = caught
+            partial.unlink(missing_ok=True)
         distributed.agree(error, self.group if collective else False)
 
     def _local_state(self, environments: bool) -> dict[str, Any]:
         """What this rank alone holds: the action-noise generator, the discounted returns of
         the reward normalizer and, with ``environments``, the environments."""
+        parameters = hashlib.sha256()  # to check at checkpoints that the ranks still agree
+        for network in self.networks.values():
+            for tensor in network.state_dict().values():
+                parameters.update(tensor.detach().cpu().numpy().tobytes())
         local: dict[str, Any] = {
+            "parameters": parameters.hexdigest(),
             "generator": self.generator.get_state(),
             "reward_returns": None if self.reward_normalizer is None
             else self.reward_normalizer.returns.copy(),
@@ -598,6 +633,8 @@ class OnPolicyAgent(ABC):
                      "returns": local["reward_returns"]})  # fmt: skip
         else:  # another number of processes: fresh per-rank streams, still reproducible
             self.generator.manual_seed((self._noise_seed + self.num_timesteps) % 2**63)
+            if self.reward_normalizer is not None:  # rank 0's episodes are not this rank's
+                self.reward_normalizer.returns[:] = 0.0
         if not environments:
             return
         self.recent_returns.clear()

@@ -72,6 +72,11 @@ class RunningMeanStd:
         self.count = self._agreed.count
         self._pending = RunningMeanStd(self.mean.shape)
 
+    @property
+    def agreed_count(self) -> int:
+        """The count every rank agreed on at the last synchronize (the count if unshared)."""
+        return self.count if self._agreed is None else self._agreed.count
+
     def _copy(self) -> RunningMeanStd:
         copy = RunningMeanStd(self.mean.shape)
         copy.load_state_dict(self.state_dict())

@@ -63,16 +63,24 @@ class _NaNOnRankOne(gymnasium.Env):
         return np.zeros(1, np.float32), math.nan if bad else 0.0, False, self.t >= 10, {}
 
 
+def _uneven(rank):
+    """LQR2 with episodes of 3 steps on rank 0 and 40 on rank 1: the autoreset steps after
+    them leave the ranks different numbers of transitions (and minibatch slices)."""
+    return gymnasium.make(LQR2, max_episode_steps=3 if rank == 0 else 40)
+
+
 def _worker(rank, world, store, out, lqr_steps):
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
                             timeout=TIMEOUT)  # fmt: skip
     torch.set_num_threads(1)
     results = {}
     try:
-        # one update from the same start: its gradient (PPO) or its result (A2C, NaturalPG)
+        # one update from the same start: its gradient (PPO) or its result (A2C, NaturalPG);
+        # the ranks hold different numbers of transitions, so the union's mean is not the
+        # mean of the ranks' means
         for name, options in EXACT.items():
             agent = pc.rl.ALGORITHMS[name.lower() if name != "NaturalPG" else "npg"](
-                LQR2, **COMMON, **options)  # fmt: skip
+                _uneven(rank), **COMMON, **options)  # fmt: skip
             start = {key: {k: v.clone() for k, v in net.state_dict().items()}
                      for key, net in agent.networks.items()}  # fmt: skip
             flat = agent.flatten(agent.collect())
@@ -81,7 +89,7 @@ def _worker(rank, world, store, out, lqr_steps):
                              "grad": _gradients(agent),
                              "obs_stats": agent.obs_normalizer.state_dict()}  # fmt: skip
         # REINFORCE: the leave-one-out baseline over the environments of both ranks
-        agent = pc.rl.REINFORCE(LQR2, **COMMON)
+        agent = pc.rl.REINFORCE(_uneven(rank), **COMMON)
         start = {key: {k: v.clone() for k, v in net.state_dict().items()}
                  for key, net in agent.networks.items()}  # fmt: skip
         batch = agent.collect()
@@ -118,15 +126,31 @@ def _worker(rank, world, store, out, lqr_steps):
             data.append(chunk)
         results["stats"] = (stats.mean, stats.var, stats.count, data)
         # every algorithm trains data-parallel: the same parameters on every rank
+        # (episodes of unequal lengths: PPO's minibatches of 20 give rank 0 3 slices of
+        # its ~48 transitions and rank 1 4 of its ~62, so rank 0 adds an empty one)
         trained = {}
         for name in ("reinforce", "a2c", "ppo", "trpo"):
-            agent = pc.rl.ALGORITHMS[name](LQR2, policy="linear", n_envs=2, n_steps=32, seed=1,
-                                           normalize_observations=True,
-                                           normalize_rewards=True)  # fmt: skip
-            agent.learn(total_steps=3 * 2 * 32 * world)
-            trained[name] = (_trainable(agent), agent.obs_normalizer.state_dict(),
-                             agent.reward_normalizer.stats.state_dict(), agent.num_timesteps,
-                             list(agent.recent_returns), agent._obs.copy())  # fmt: skip
+            options = {"batch_size": 20} if name == "ppo" else {}
+            agent = pc.rl.ALGORITHMS[name](_uneven(rank), policy="linear", n_envs=2, n_steps=32,
+                                           seed=1, normalize_observations=True,
+                                           normalize_rewards=True, **options)  # fmt: skip
+            before = _trainable(agent).clone()
+            policy_before = torch.cat([p.detach().reshape(-1) for p in agent.policy.parameters()])
+            episodes = []
+            agent.learn(
+                total_steps=4 * 2 * 32 * world,
+                callback=lambda agent, row, kept=episodes: kept.extend(agent.finished_episodes),
+            )
+            policy_after = torch.cat([p.detach().reshape(-1) for p in agent.policy.parameters()])
+            trained[name] = {
+                "parameters": _trainable(agent), "moved": not torch.equal(before,
+                                                                          _trainable(agent)),
+                "policy_moved": not torch.equal(policy_before, policy_after),
+                "obs_stats": agent.obs_normalizer.state_dict(),
+                "reward_stats": agent.reward_normalizer.stats.state_dict(),
+                "steps": agent.num_timesteps, "episodes": episodes,
+                "recent": list(agent.recent_returns), "obs": agent._obs.copy(),
+            }  # fmt: skip
         results["trained"] = trained
         # a rank whose environment fails stops both ranks, each with its own message
         try:
@@ -181,7 +205,8 @@ def test_ppo_gradient_across_ranks_equals_the_union_gradient(ranks):
     for key, net in single.networks.items():
         net.load_state_dict(ranks[0]["PPO"]["start"][key])
     union = _union(ranks, "PPO")
-    assert [r["PPO"]["flat"]["obs"].shape[0] for r in ranks] != [0, 0]
+    counts = [r["PPO"]["flat"]["obs"].shape[0] for r in ranks]
+    assert 0 < counts[0] < counts[1]  # unequal shares: the union's mean, not the ranks' mean
     single.optimize(union)
     expected = _gradients(single)
     assert expected.norm() > 0
@@ -243,15 +268,25 @@ def test_merged_normalization_statistics_equal_numpy_on_all_the_data(ranks):
 
 
 def test_every_algorithm_keeps_the_ranks_parameters_bit_identical(ranks):
+    """Four updates on ranks whose episodes have different lengths (3 and 40 steps): the
+    parameters moved and are bit-identical on both ranks, and so are the merged normalizer
+    statistics and the episodes gathered from both ranks."""
     for name in ("reinforce", "a2c", "ppo", "trpo"):
         first, second = (r["trained"][name] for r in ranks)
-        assert torch.equal(first[0], second[0]), name
-        for a, b in zip(first[1].values(), second[1].values(), strict=True):
-            assert np.array_equal(a, b), name  # observation statistics
-        assert first[2]["count"] == second[2]["count"] == 3 * 2 * 32 * 2, name
-        assert first[3] == second[3] == 3 * 2 * 32 * 2, name  # steps of both ranks
-        assert first[4] == second[4], name  # the episodes of both ranks, alike
-        assert not np.array_equal(first[5], second[5]), name  # each rank its own envs
+        assert first["moved"] and first["policy_moved"], name
+        assert torch.equal(first["parameters"], second["parameters"]), name
+        for statistics in ("obs_stats", "reward_stats"):
+            for a, b in zip(first[statistics].values(), second[statistics].values(),
+                            strict=True):  # fmt: skip
+                assert np.array_equal(a, b), (name, statistics)
+        # every observation of both ranks: 2 ranks x 2 envs x (the reset + 128 steps)
+        assert first["obs_stats"]["count"] == 2 * 2 * 129, name
+        assert first["steps"] == second["steps"] == 4 * 2 * 32 * 2, name  # both ranks' steps
+        # the episodes of both ranks (3 and 40 steps long), alike on both
+        assert first["episodes"] == second["episodes"], name
+        assert {length for _, _, length in first["episodes"]} == {3, 40}, name
+        assert first["recent"] == second["recent"], name
+        assert not np.array_equal(first["obs"], second["obs"]), name  # each rank its own envs
 
 
 def test_a_failing_rank_stops_both_with_its_error(ranks):
