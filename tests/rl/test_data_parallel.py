@@ -152,6 +152,23 @@ def _worker(rank, world, store, out, lqr_steps):
                 "recent": list(agent.recent_returns), "obs": agent._obs.copy(),
             }  # fmt: skip
         results["trained"] = trained
+        # a run stopped after a checkpoint (to resume in one process, in the test), its model
+        # loaded on every rank and trained on, and async environments under the group
+        agent = pc.rl.PPO(LQR2, policy="linear", n_envs=2, n_steps=32, seed=2,
+                          normalize_observations=True)  # fmt: skip
+        agent.learn(total_steps=512, log_dir=f"{out}/run", checkpoint_every=256,
+                    callback=lambda agent, row: agent.num_timesteps < 256)  # fmt: skip
+        if rank == 0:
+            agent.save(f"{out}/run/model.pt")
+        dist.barrier()
+        loaded = pc.rl.load(f"{out}/run/model.pt")
+        loaded.learn(total_steps=256)
+        asynchronous = pc.rl.PPO(LQR2, policy="linear", n_envs=2, n_steps=32, seed=2,
+                                 vectorization="async")  # fmt: skip
+        asynchronous.learn(total_steps=256)
+        asynchronous.envs.close()
+        results["continued"] = (loaded.num_timesteps, _trainable(loaded),
+                                _trainable(asynchronous))  # fmt: skip
         # a rank whose environment fails stops both ranks, each with its own message
         try:
             pc.rl.PPO(_NaNOnRankOne(), n_envs=1, n_steps=8, seed=0).collect()
@@ -172,6 +189,7 @@ def _worker(rank, world, store, out, lqr_steps):
             agent.learn(total_steps=lqr_steps)
             gain = -env.action_scale * agent.policy.mean[0].weight.detach().double().numpy()
             results["lqr"] = (gain, _trainable(agent))
+        results["checkpoint"] = Path(f"{out}/run/checkpoint.pt").read_bytes()
         torch.save(results, f"{out}/rank{rank}.pt")
         dist.barrier()  # leave together: gloo aborts a process torn down while a peer works
     finally:
@@ -287,6 +305,30 @@ def test_every_algorithm_keeps_the_ranks_parameters_bit_identical(ranks):
         assert {length for _, _, length in first["episodes"]} == {3, 40}, name
         assert first["recent"] == second["recent"], name
         assert not np.array_equal(first["obs"], second["obs"]), name  # each rank its own envs
+
+
+def test_a_model_loaded_on_every_rank_trains_on_alike_and_async_envs_work(ranks):
+    first, second = (r["continued"] for r in ranks)
+    assert first[0] == second[0] == 256 + 256
+    assert torch.equal(first[1], second[1])
+    assert torch.equal(first[2], second[2])
+
+
+def test_a_two_process_checkpoint_resumes_in_one_process_with_a_warning(ranks, tmp_path):
+    """Another number of processes cannot take the ranks' environments: they are reset with
+    fresh seeds, with a warning, and the run ends at its length."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "checkpoint.pt").write_bytes(ranks[0]["checkpoint"])
+    agent = pc.rl.PPO(LQR2, policy="linear", n_envs=2, n_steps=32, seed=2,
+                      normalize_observations=True, group=False)  # fmt: skip
+    with pytest.warns(UserWarning, match="written by 2 processes, resumed by 1"):
+        agent.learn(total_steps=512, resume_from=folder / "checkpoint.pt")
+    assert agent.num_timesteps == 512
+    assert torch.isfinite(_trainable(agent)).all()
+    # the merged statistics of both ranks came with it: 2 ranks x 2 envs x (reset + 64
+    # steps); then this process's 2 envs x 128 steps (the fallback reset is not counted)
+    assert agent.obs_normalizer.stats.count == 2 * 2 * 65 + 2 * 128
 
 
 def test_a_failing_rank_stops_both_with_its_error(ranks):
