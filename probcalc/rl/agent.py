@@ -399,7 +399,8 @@ class OnPolicyAgent(ABC):
         """Alternate rollouts and updates for total_steps environment steps.
 
         Args:
-            total_steps: the length of this run in environment steps (all environments).
+            total_steps: the length of this run in environment steps (all environments,
+                of every rank).
             progress_bar: a tqdm bar with steps per second and the recent mean return.
             callback: called after every update with (agent, figures); returning False
                 stops the run.
@@ -414,8 +415,10 @@ class OnPolicyAgent(ABC):
                 continues from its step, and ends where the uninterrupted run would have.
 
         Raises:
-            ValueError: total_steps < 1, checkpoint_every without log_dir, or a checkpoint
-                of a run of another length.
+            ValueError: total_steps < 1, checkpoint_every without log_dir, a checkpoint of a
+                run of another length; across processes, ranks that enter with another
+                agent or call, or a group that is not gloo.
+            RuntimeError: across processes, another rank failed (it raises its own error).
         """
         self._require_gloo()
         run_start, error = self.num_timesteps, None
