@@ -1,7 +1,11 @@
-"""A 2-state LQR (a double integrator) registered for the RL tests."""
+"""A 2-state LQR (a double integrator) registered for the RL tests, PPO's settings for it,
+and the linear policy's start (u = 0) and learned gain."""
+
+import math
 
 import gymnasium
 import numpy as np
+import torch
 
 LQR2 = "probcalc-test/LQR2-v0"
 A = np.array([[1.0, 0.1], [0.0, 1.0]])  # a double integrator, dt = 0.1
@@ -10,3 +14,22 @@ LQR2_SETTINGS = {"A": A, "B": B, "gamma": 0.95, "noise_std": 0.05, "action_scale
 if LQR2 not in gymnasium.registry:
     gymnasium.register(LQR2, entry_point="probcalc.envs.lqr:LQREnv", kwargs=LQR2_SETTINGS,
                        max_episode_steps=100)  # fmt: skip
+
+# PPO with a linear policy on LQR2 (tests/rl/test_ppo.py; test_data_parallel.py splits the
+# environments over two ranks)
+PPO_LQR2 = {"policy": "linear", "n_envs": 8, "n_steps": 128, "gamma": 0.95,
+            "learning_rate": 5e-3, "lr_schedule": "linear", "log_std_init": math.log(0.05),
+            "learn_std": False, "n_epochs": 10, "batch_size": 128, "max_grad_norm": 10.0,
+            "normalize_rewards": True}  # fmt: skip
+
+
+def start_at_zero_control(agent):
+    """Set the linear policy's mean to 0 (the control u = 0 in every state)."""
+    with torch.no_grad():
+        agent.policy.mean[0].weight.zero_()
+        agent.policy.mean[0].bias.zero_()
+
+
+def learned_gain(agent, env):
+    """The gain K of u = -K x: the action is a = W x + b and u = action_scale a."""
+    return -env.action_scale * agent.policy.mean[0].weight.detach().double().numpy()

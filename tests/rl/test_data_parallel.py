@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from lqr2 import LQR2
+from lqr2 import LQR2, PPO_LQR2, learned_gain, start_at_zero_control
 from lqr2 import LQR2_SETTINGS as SETTINGS
 from probcalc.envs.lqr import LQREnv
 
@@ -178,16 +178,10 @@ def _worker(rank, world, store, out, lqr_steps):
             env = LQREnv(**SETTINGS)
             # the single-process test's settings with its 8 environments split over two
             # ranks; minibatches of 128 on each rank (256 in the union: half as many steps)
-            agent = pc.rl.PPO(LQR2, policy="linear", n_envs=4, n_steps=128, gamma=0.95,
-                              learning_rate=5e-3, lr_schedule="linear",
-                              log_std_init=math.log(0.05), learn_std=False, n_epochs=10,
-                              batch_size=128, max_grad_norm=10.0, normalize_rewards=True,
-                              seed=0)  # fmt: skip
-            with torch.no_grad():  # start from u = 0
-                agent.policy.mean[0].weight.zero_()
-                agent.policy.mean[0].bias.zero_()
+            agent = pc.rl.PPO(LQR2, **{**PPO_LQR2, "n_envs": 4}, seed=0)
+            start_at_zero_control(agent)
             agent.learn(total_steps=lqr_steps)
-            gain = -env.action_scale * agent.policy.mean[0].weight.detach().double().numpy()
+            gain = learned_gain(agent, env)
             results["lqr"] = (gain, _trainable(agent))
         results["checkpoint"] = Path(f"{out}/run/checkpoint.pt").read_bytes()
         torch.save(results, f"{out}/rank{rank}.pt")

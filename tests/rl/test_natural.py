@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from lqr2 import LQR2, LQR2_SETTINGS
+from lqr2 import LQR2, LQR2_SETTINGS, learned_gain, start_at_zero_control
 from probcalc.envs.bandit import ContinuousBanditEnv
 from probcalc.envs.lqr import LQREnv
 from torch.distributions import Normal, kl_divergence
@@ -98,11 +98,9 @@ def test_natural_pg_on_the_double_integrator_lqr():
     agent = pc.rl.NaturalPG(LQR2, policy="linear", n_envs=8, n_steps=128, gamma=0.95,
                             log_std_init=math.log(0.05), learn_std=False,
                             normalize_rewards=True, lr_schedule="linear", seed=0)  # fmt: skip
-    with torch.no_grad():
-        agent.policy.mean[0].weight.zero_()
-        agent.policy.mean[0].bias.zero_()
+    start_at_zero_control(agent)
     agent.learn(100_000)
-    K = -env.action_scale * agent.policy.mean[0].weight.detach().double().numpy()
+    K = learned_gain(agent, env)
     ratio = env.policy_cost(K) / env.policy_cost(env.optimal_gain())
     gain_error = np.linalg.norm(K - env.optimal_gain()) / np.linalg.norm(env.optimal_gain())
     print(f"NaturalPG: cost / optimal cost = {ratio:.4f}, relative gain error {gain_error:.3f}")
@@ -132,14 +130,11 @@ def _steps_until_it_stays_within_one_percent(make, budget=150_000, **options):
     agent = make("probcalc/LQR-v0", env_kwargs=STABLE_CHAIN, policy="linear", n_envs=8,
                  n_steps=128, gamma=0.95, log_std_init=math.log(0.05), learn_std=False,
                  normalize_rewards=True, lr_schedule="linear", seed=0, **options)  # fmt: skip
-    with torch.no_grad():
-        agent.policy.mean[0].weight.zero_()
-        agent.policy.mean[0].bias.zero_()
+    start_at_zero_control(agent)
     trace = []
 
     def measure(agent, row):
-        gain = -env.action_scale * agent.policy.mean[0].weight.detach().double().numpy()
-        trace.append((agent.num_timesteps, env.policy_cost(gain) / best))
+        trace.append((agent.num_timesteps, env.policy_cost(learned_gain(agent, env)) / best))
 
     agent.learn(budget, callback=measure)
     settled = next((trace[i][0] for i in range(len(trace))

@@ -1,10 +1,8 @@
 """PPO on an LQR (state 2, action 1) against the Riccati solution."""
 
-import math
-
 import numpy as np
 import torch
-from lqr2 import LQR2
+from lqr2 import LQR2, PPO_LQR2, learned_gain, start_at_zero_control
 from lqr2 import LQR2_SETTINGS as SETTINGS
 from probcalc.envs.lqr import LQREnv
 
@@ -20,17 +18,10 @@ def test_ppo_with_a_linear_policy_reaches_the_optimal_lqr_cost_and_gain():
     errors of 1.8% to 8.5% with 2 torch threads)."""
     env = LQREnv(**SETTINGS)
     optimal = env.optimal_gain()
-    agent = pc.rl.PPO(LQR2, policy="linear", n_envs=8, n_steps=128,
-                      gamma=0.95, learning_rate=5e-3, lr_schedule="linear",
-                      log_std_init=math.log(0.05), learn_std=False, n_epochs=10,
-                      batch_size=128, max_grad_norm=10.0, normalize_rewards=True,
-                      seed=0)  # fmt: skip
-    with torch.no_grad():  # start from u = 0
-        agent.policy.mean[0].weight.zero_()
-        agent.policy.mean[0].bias.zero_()
+    agent = pc.rl.PPO(LQR2, **PPO_LQR2, seed=0)
+    start_at_zero_control(agent)
     agent.learn(total_steps=200_000)
-    # the action is a = W x + b and the control u = action_scale a, so K = -action_scale W
-    K = -env.action_scale * agent.policy.mean[0].weight.detach().double().numpy()
+    K = learned_gain(agent, env)
     ratio = env.policy_cost(K) / env.policy_cost(optimal)
     gain_error = np.linalg.norm(K - optimal) / np.linalg.norm(optimal)
     print(f"PPO: cost / optimal cost = {ratio:.4f}, relative gain error {gain_error:.3f}")

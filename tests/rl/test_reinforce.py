@@ -1,43 +1,24 @@
 """REINFORCE on ContinuousBandit-v0 against the closed-form policy gradient."""
 
-import math
-
 import gymnasium
 import numpy as np
 import pytest
 import torch
+from bandit import BANDIT, assert_gradient_matches_closed_form, bandit_agent
 from probcalc.envs.bandit import ContinuousBanditEnv
 
 import probcalc as pc
 
-BANDIT = "probcalc/ContinuousBandit-v0"
-STD = 0.2  # small enough that the environment almost never clips an action
-
 
 def _agent(seed, **options):
-    agent = pc.rl.REINFORCE(BANDIT, policy="linear", n_envs=64, n_steps=2,
-                            log_std_init=math.log(STD), seed=seed, **options)  # fmt: skip
-    with torch.no_grad():
-        agent.policy.mean[0].bias.zero_()  # the policy's mean is its bias (the observation is 0)
-    return agent
+    return bandit_agent(pc.rl.REINFORCE, seed, **options)
 
 
 def test_gradient_at_the_initial_policy_matches_the_closed_form():
     """d/d(bias) E[r] = -2W(bias - a*) = 2W a*, d/d(log std) = -2W std², within 4 stderr
     over 200 independent rollouts."""
-    env = ContinuousBanditEnv()
-    g_mean, g_std = env.expected_reward_gradient(np.zeros(2), np.full(2, STD))
-    exact = np.concatenate([g_mean, g_std * STD])  # chain rule: d/dlog σ = σ d/dσ
     agent = _agent(seed=0)
-    grads = []
-    for _ in range(200):
-        agent.policy.zero_grad()
-        agent.surrogate(agent.collect()).backward()
-        grads.append(np.concatenate([agent.policy.mean[0].bias.grad.numpy(),
-                                     agent.policy.log_std.grad.numpy()]))  # fmt: skip
-    grads = np.array(grads)
-    stderr = grads.std(axis=0, ddof=1) / math.sqrt(len(grads))
-    assert np.all(np.abs(grads.mean(axis=0) - exact) < 4 * stderr), (grads.mean(0), exact)
+    assert_gradient_matches_closed_form(agent, agent.surrogate)
 
 
 def test_training_reaches_the_optimum():
