@@ -8,13 +8,15 @@ function here describes a single process, so the same code runs either way.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["active_group", "agree", "all_sum", "any_across", "broadcast_module",
+__all__ = ["active_group", "agree", "agreed", "all_sum", "any_across", "broadcast_module",
            "gather_moments", "gather_objects", "gather_rows", "rank", "rank_seed", "share",
            "sum_across", "world_size"]  # fmt: skip
 
@@ -76,6 +78,19 @@ def agree(error: BaseException | None, group: Group | bool = False) -> None:
         raise error
     if int(flag) > 0:
         raise RuntimeError(f"rank {int(flag) - 1} of the process group failed; see its error")
+
+
+@contextlib.contextmanager
+def agreed(group: Group | bool = False) -> Iterator[None]:
+    """A block that may fail on some ranks only: on leaving it, every rank learns whether
+    any rank failed (:func:`agree`), so none goes on to a collective its partners will not
+    make. ``with agreed(group): ...`` on every rank; in one process errors pass through."""
+    error = None
+    try:
+        yield
+    except Exception as caught:
+        error = caught
+    agree(error, group)
 
 
 def sum_across(tensor: torch.Tensor, group: Group | bool = False) -> torch.Tensor:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.distributions import Distribution
 
-from ..core.distributed import Group, agree, rank_seed, share, world_size
+from ..core.distributed import Group, agreed, rank_seed, share, world_size
 from ..core.evaluation import evaluate_batch
 
 Seed = int | torch.Generator | None
@@ -102,7 +102,7 @@ def local_draws(
 
     One process (``group`` False) draws all n with ``seed``; across processes each rank
     draws its share with its own stream (``rank_seed`` of the common seed). A failure on
-    any rank raises on every rank (:func:`probcalc.core.distributed.agree`).
+    any rank raises on every rank (:func:`probcalc.core.distributed.agreed`).
 
     Raises:
         ValueError: across processes, fewer than ``per_rank`` draws for some rank.
@@ -114,12 +114,9 @@ def local_draws(
                              f"(at least {per_rank} draws each)")  # fmt: skip
         seed = rank_seed(common_seed(seed, group), group)
     _, count = share(n, group)
-    samples, values, error = None, None, None
-    try:
+    samples, values = None, None
+    with agreed(group):  # a failure raises on every rank
         with seeded(seed, device):
             samples = dist.rsample((count,)) if reparameterized else dist.sample((count,))
         values = compute(samples)
-    except Exception as caught:  # re-raised by agree, on every rank
-        error = caught
-    agree(error, group)
     return samples, values

@@ -22,7 +22,7 @@ from torch.func import vmap
 from ..core.distributed import (
     Group,
     active_group,
-    agree,
+    agreed,
     gather_moments,
     rank_seed,
     share,
@@ -216,16 +216,13 @@ def expectation(
         seed = common_seed(seed, group)
     if method is MCMethod.MC:
         # across processes each rank draws its share with its own stream
-        moments, error = _Moments(), None
+        moments = _Moments()
         with seeded(seed if group is False else rank_seed(seed, group), device):
             _, count = share(n, group)
-            try:
+            with agreed(group):  # a failure raises on every rank
                 for start in range(0, count, batch_size):
                     values, shape = evaluate(f, draw(dist, min(batch_size, count - start)))
                     moments.add(values)
-            except Exception as caught:  # re-raised by agree, on every rank
-                error = caught
-        agree(error, group)
         value, stderr = moments.estimate(group)
     else:
         with seeded(seed, device):
@@ -287,8 +284,8 @@ def _qmc(
         raise ValueError(f"method='qmc' over {ranks} ranks needs n >= {ranks * scrambles} "
                          f"({scrambles} scrambles), got {n}")  # fmt: skip
     offset, mine = share(per_scramble, group)
-    totals, error = [], None
-    try:
+    totals = []
+    with agreed(group):  # a failure raises on every rank
         for r in range(scrambles):
             engine = torch.quasirandom.SobolEngine(d, scramble=True, seed=base_seed + r)
             engine.fast_forward(offset)
@@ -299,9 +296,6 @@ def _qmc(
                 values, out_shape = evaluate(f, _from_uniform(dist, u))
                 total = values.sum(dim=0) if total is None else total + values.sum(dim=0)
             totals.append(total)
-    except Exception as caught:
-        error = caught
-    agree(error, group)
     stacked = sum_across(torch.stack(totals), group) / per_scramble  # (R, B) scramble means
     value = stacked.mean(dim=0)
     stderr = stacked.detach().std(dim=0) / math.sqrt(scrambles)

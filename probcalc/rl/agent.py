@@ -279,12 +279,9 @@ class OnPolicyAgent(ABC):
             NonFiniteError: the environment returned a NaN or infinite reward or observation.
         """
         self._require_gloo()
-        error, batch, episodes = None, {}, []
-        try:
+        episodes: list[tuple[int, float, int]] = []
+        with distributed.agreed(self.group):  # every rank hears of a failure before it goes on
             batch = self._rollout(episodes)
-        except Exception as caught:  # every rank must hear of it before the next collective
-            error = caught
-        distributed.agree(error, self.group)
         for normalizer in (self.obs_normalizer, self.reward_normalizer):
             if normalizer is not None:
                 normalizer.stats.synchronize(self.group)
@@ -421,8 +418,8 @@ class OnPolicyAgent(ABC):
             RuntimeError: across processes, another rank failed (it raises its own error).
         """
         self._require_gloo()
-        run_start, error = self.num_timesteps, None
-        try:  # an error on one rank reaches every rank (see collect)
+        run_start = self.num_timesteps
+        with distributed.agreed(self.group):  # an error on one rank reaches every rank
             if total_steps < 1:
                 raise ValueError(f"total_steps must be at least 1, got {total_steps}")
             if checkpoint_every is not None and (log_dir is None or checkpoint_every < 1):
@@ -437,21 +434,15 @@ class OnPolicyAgent(ABC):
                 self._load_state(state, environments=True)
                 run_start = int(state["run_start"] if state.get("run_start") is not None
                                 else self.num_timesteps)  # fmt: skip
-        except Exception as caught:
-            error = caught
-        distributed.agree(error, self.group)
         self._check_ranks_alike(total_steps, log_dir, checkpoint_every, resume_from)
         end = run_start + total_steps
         for network in self.networks.values():  # as DistributedDataParallel: start alike
             distributed.broadcast_module(network, self.group)
         main = self.rank == 0  # rank 0 alone logs, checkpoints and draws the bar
-        log, error = None, None
-        if log_dir is not None and main:
-            try:
+        log = None
+        with distributed.agreed(self.group):
+            if log_dir is not None and main:
                 log = TrainingLog(log_dir, resume_step=self.num_timesteps if resume_from else None)
-            except Exception as caught:
-                error = caught
-        distributed.agree(error, self.group)
         rollout = self.n_steps * self.n_envs * self.world_size
         bar = tqdm(total=math.ceil(total_steps / rollout) * rollout,
                    initial=self.num_timesteps - run_start, unit="step", unit_scale=True,
@@ -469,41 +460,29 @@ class OnPolicyAgent(ABC):
                        "steps_per_second": (self.num_timesteps - steps_at_start) / elapsed,
                        "mean_return": mean_return, "episodes": len(self.finished_episodes),
                        "learning_rate": lr, **figures}  # fmt: skip
-                error = None
-                try:  # rank 0's files: an error there must reach the other ranks too
+                with distributed.agreed(self.group):  # rank 0's files: errors reach all
                     if log is not None:
                         log.episodes(self.finished_episodes)
                         log.progress(row)
                     bar.update(rollout)
                     if self.recent_returns:
                         bar.set_postfix_str(f"mean return {mean_return:.4g}", refresh=False)
-                except Exception as caught:
-                    error = caught
-                distributed.agree(error, self.group)
                 previous = self.num_timesteps - rollout
                 if checkpoint_every and self.num_timesteps // checkpoint_every > \
                         previous // checkpoint_every:  # fmt: skip
                     self.save(Path(log_dir) / CHECKPOINT, environments=True, run_start=run_start,
                               run_steps=total_steps)  # fmt: skip
-                stop, error = False, None
-                try:
+                with distributed.agreed(self.group):
                     stop = callback is not None and callback(self, row) is False
-                except Exception as caught:
-                    error = caught
-                distributed.agree(error, self.group)
                 if distributed.any_across(stop, self.group):  # all ranks stop together
                     break
         finally:
             bar.close()
             if log is not None:
                 log.close()
-        error = None
-        if log_dir is not None and main:
-            try:
+        with distributed.agreed(self.group):
+            if log_dir is not None and main:
                 self.save(Path(log_dir) / MODEL)
-            except Exception as caught:
-                error = caught
-        distributed.agree(error, self.group)
         return self
 
     def _check_ranks_alike(self, total_steps: int, log_dir: str | Path | None,
@@ -576,16 +555,16 @@ class OnPolicyAgent(ABC):
             "run_start": run_start,
             "run_steps": run_steps,
         }  # fmt: skip
-        error, path = None, Path(path)
+        path = Path(path)
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(state, partial)
-            os.replace(partial, path)  # a crash while writing never leaves a broken checkpoint
-        except Exception as caught:
-            error = caught
-            partial.unlink(missing_ok=True)
-        distributed.agree(error, self.group if collective else False)
+        with distributed.agreed(self.group if collective else False):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(state, partial)
+                os.replace(partial, path)  # a crash while writing never leaves a broken file
+            except Exception:
+                partial.unlink(missing_ok=True)
+                raise
 
     def _local_state(self, environments: bool) -> dict[str, Any]:
         """What this rank alone holds: the action-noise generator, the discounted returns of
