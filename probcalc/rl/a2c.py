@@ -55,10 +55,14 @@ class A2C(ActorCritic):
         to the union's."""
         return self.flat_losses(self.flatten(batch))
 
-    def flat_losses(self, flat: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """:meth:`losses` on the flat transitions of a rollout."""
+    def flat_losses(
+        self, flat: dict[str, torch.Tensor], union: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`losses` on the flat transitions of a rollout; ``union``, the union's number
+        of transitions, when the caller has it already."""
         advantages = flat["advantages"]
-        union = int(self.union_counts(advantages.shape[0]).sum())
+        if union is None:
+            union = int(self.union_counts(advantages.shape[0]).sum())
         if union == 0:  # optimize() skips such a rollout
             raise ValueError("the rollout holds no transition (only autoreset steps)")
         if self.normalize_advantage and union > 1:
@@ -76,9 +80,10 @@ class A2C(ActorCritic):
     def optimize(self, flat: dict[str, torch.Tensor]) -> dict[str, float]:
         """One step on the flat transitions of a rollout (this rank's part of the union); a
         rollout of autoreset steps alone (no rank has a transition) gives no step."""
-        if int(self.union_counts(flat["obs"].shape[0]).sum()) == 0:
+        union = int(self.union_counts(flat["obs"].shape[0]).sum())
+        if union == 0:
             return {}
-        terms = self.flat_losses(flat)
+        terms = self.flat_losses(flat, union)
         loss = terms["policy_loss"] + self.vf_coef * terms["value_loss"] \
             - self.ent_coef * terms["entropy"]  # fmt: skip
         self.optimizer.zero_grad()

@@ -84,13 +84,12 @@ class ActorCritic(OnPolicyAgent):
             "returns": gae.returns.reshape(-1)[valid],
         }
 
-    def minibatch_slices(self, count: int, batch_size: int) -> list[tuple[slice, int]]:
-        """This rank's minibatches of an epoch over its ``count`` transitions: consecutive
-        slices of ``batch_size``, each with the number of transitions in the union's
-        minibatch (the same slice of every rank). Every rank gets as many slices as the
-        rank with the most transitions needs; a rank with fewer gets empty ones, so the
-        ranks take their optimizer steps together."""
-        counts = self.union_counts(count)
+    def minibatch_slices(self, counts: torch.Tensor, batch_size: int) -> list[tuple[slice, int]]:
+        """This rank's minibatches of an epoch over its transitions, given every rank's
+        number of them (``union_counts``): consecutive slices of ``batch_size``, each with
+        the number of transitions in the union's minibatch (the same slice of every rank).
+        Every rank gets as many slices as the rank with the most transitions needs; a rank
+        with fewer gets empty ones, so the ranks take their optimizer steps together."""
         longest = int(counts.max()) if len(counts) else 0
         slices = []
         for start in range(0, longest, batch_size):

@@ -159,7 +159,8 @@ class NaturalPG(ActorCritic):
         """
         obs, actions, old_log_prob = flat["obs"], flat["actions"], flat["old_log_prob"]
         advantages = flat["advantages"]
-        union = int(self.union_counts(advantages.shape[0]).sum())
+        counts = self.union_counts(advantages.shape[0])
+        union = int(counts.sum())
         if union == 0:  # autoreset steps alone: nothing to learn from
             return {}
         if self.normalize_advantage and union > 1:
@@ -200,18 +201,19 @@ class NaturalPG(ActorCritic):
                        "expected_improvement": float(gradient @ step) * fraction}  # fmt: skip
         with torch.no_grad():
             figures["kl"] = float(mean_kl(current))
-        figures["value_loss"] = self._fit_critic(flat)
+        figures["value_loss"] = self._fit_critic(flat, counts)
         figures["explained_variance"] = self.union_explained_variance(
             flat["old_values"], flat["returns"]
         )
         figures["std"] = float(self.policy.log_std.detach().exp().mean())
         return figures
 
-    def _fit_critic(self, flat: dict[str, torch.Tensor]) -> float:
-        """Minibatch regression of V on the λ-returns; the mean loss of the last epoch."""
+    def _fit_critic(self, flat: dict[str, torch.Tensor], counts: torch.Tensor) -> float:
+        """Minibatch regression of V on the λ-returns (``counts``: every rank's number of
+        transitions); the mean loss of the last epoch."""
         n = flat["obs"].shape[0]
         generator = self.minibatch_generator()
-        slices = self.minibatch_slices(n, self.critic_batch_size)
+        slices = self.minibatch_slices(counts, self.critic_batch_size)
         losses = []
         for _ in range(self.critic_epochs):
             order = torch.randperm(n, generator=generator)

@@ -66,7 +66,7 @@ class PPO(ActorCritic):
         across processes each minibatch is the union of the ranks' same slice)."""
         n = flat["obs"].shape[0]
         generator = self.minibatch_generator()
-        slices = self.minibatch_slices(n, self.batch_size)
+        slices = self.minibatch_slices(self.union_counts(n), self.batch_size)
         # policy loss, value loss, entropy, clip fraction, approximate KL, minibatch count
         totals = torch.zeros(6, dtype=torch.float64)
         epochs, stopped = 0, False

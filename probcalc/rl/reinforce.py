@@ -32,12 +32,13 @@ class REINFORCE(OnPolicyAgent):
     def __init__(self, env: Any, **options: Any) -> None:
         super().__init__(env, **{**self.defaults, **options})
 
-    def surrogate(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def surrogate(self, batch: dict[str, torch.Tensor], union: int | None = None) -> torch.Tensor:
         """The score-function surrogate whose gradient estimates ∇ E[return]; its negation
         is the loss. Returns-to-go are cut at the rollout's end (no bootstrap: REINFORCE
         has no critic) and at episode ends; autoreset steps are left out. Across processes
         (every rank must call it) it is this rank's share of the union's mean, and the
-        baselines are taken over the environments of every rank.
+        baselines are taken over the environments of every rank. ``union``: the union's
+        number of transitions, when the caller has it already.
 
         Raises:
             ValueError: no rank's rollout holds a transition (only autoreset steps).
@@ -50,7 +51,8 @@ class REINFORCE(OnPolicyAgent):
             reset_step=batch["reset_step"], gamma=self.gamma, gae_lambda=1.0,
         )  # fmt: skip
         valid = returns.valid
-        union = int(self.union_counts(int(valid.sum())).sum())
+        if union is None:
+            union = int(self.union_counts(int(valid.sum())).sum())
         if union == 0:
             raise ValueError("the rollout holds no transition (only autoreset steps)")
         # leave-one-out across environments (every rank's): b = mean of the other
@@ -68,9 +70,10 @@ class REINFORCE(OnPolicyAgent):
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One gradient step on the negated surrogate (none when no rank's rollout holds a
         transition: autoreset steps alone)."""
-        if int(self.union_counts(int((~batch["reset_step"]).sum())).sum()) == 0:
+        union = int(self.union_counts(int((~batch["reset_step"]).sum())).sum())
+        if union == 0:
             return {}
-        loss = -self.surrogate(batch)
+        loss = -self.surrogate(batch, union)
         self.optimizer.zero_grad()
         loss.backward()
         self.reduce_gradients()
