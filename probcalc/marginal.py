@@ -4,23 +4,29 @@ nested_laplace: Laplace over parameters inside quadrature over a few hyperparame
     log p(y) = log ∫ p(y, θ) dθ
 
 The methods share work: "mc" draws from a multivariate Student-t built from the Laplace
-fit, and "quadrature" integrates in the Laplace fit's whitened coordinates θ = θ* + L z.
+fit, and "quadrature" integrates in the Laplace fit's whitened coordinates φ = φ* + L z.
+Both integrate on the fit's scale: with ``constraints`` the fit lives on unconstrained
+coordinates φ, θ = T(φ), and the integrand is log p(y, T(φ)) + log|det T'(φ)|, so every
+method estimates the same p(y).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.func import vmap
 
 from .core.errors import NonFiniteError
+from .core.evaluation import vmap_points
 from .core.options import Option
 from .integrate import expect_normal, gauss_legendre, log_integral
 from .laplace import LaplaceApproximation, fit
+from .laplace.fit import Constraints
 from .mc import importance_sampling
 from .mc.proposals import MultivariateStudentT
 
@@ -79,6 +85,7 @@ def evidence(
     n: int | None = None,
     seed: int | None = None,
     laplace: LaplaceApproximation | None = None,
+    constraints: Constraints = None,
     proposal: torch.distributions.Distribution | None = None,
     df: float = 5.0,
     rtol: float = 1e-8,
@@ -89,17 +96,25 @@ def evidence(
         log_joint: log p(y, θ) of one point θ, shape (d,) -> 0-d (vmapped where a batch is
             needed, so it must be torch.func-traceable).
         method: "laplace", "quadrature" (d <= 6) or "mc".
-        theta0: where the Laplace fit starts (needed unless ``laplace`` or, for quadrature,
-            ``bounds`` are given).
-        bounds: for "quadrature", a box [(low, high)] * d to integrate over directly;
+        theta0: where the Laplace fit starts, on the scale of log_joint (needed unless
+            ``laplace`` or, for quadrature, ``bounds`` are given).
+        bounds: for "quadrature", a box [(low, high)] * d of θ to integrate over directly;
             without it the integral runs over all of R^d in the Laplace fit's whitened
-            coordinates θ = θ* + L z.
+            coordinates φ = φ* + L z.
         n: draws for "mc" (default 20,000).
         seed: for "mc".
-        laplace: a fitted LaplaceApproximation to reuse.
-        proposal: for "mc", a distribution with event shape (d,) instead of the default
-            multivariate Student-t (``df`` degrees of freedom) at the Laplace mode and
-            covariance.
+        laplace: a fitted LaplaceApproximation to reuse. Its scale is kept: with
+            constraints, "quadrature" and "mc" integrate log_joint(T(φ)) + log|det T'(φ)|
+            over the unconstrained φ; with a prior_precision, its Gaussian prior is added to
+            log_joint, as fit added it. log_joint must then be the function the fit was made
+            from: a different value at the fit's mode raises ValueError for "laplace" and
+            warns otherwise.
+        constraints: for the Laplace fit that evidence makes itself: per coordinate
+            None/"real", "positive" or "unit" (see :func:`probcalc.laplace.fit`); every
+            method then works on the unconstrained scale, as above.
+        proposal: for "mc", a distribution with event shape (d,) on the fit's scale (φ with
+            constraints) instead of the default multivariate Student-t (``df`` degrees of
+            freedom) at the Laplace mode and covariance.
         rtol: the tolerance of the quadrature.
 
     Returns:
@@ -107,12 +122,19 @@ def evidence(
 
     Raises:
         ValueError: an unknown method; quadrature with d > 6 (use "laplace" or "mc"); bounds
-            or a proposal of the wrong dimension; no theta0 where one is needed.
+            or a proposal of the wrong dimension; no theta0 where one is needed; constraints
+            together with laplace= or bounds=; for "laplace", a laplace= fit whose value at
+            its mode is not log_joint's.
         NonFiniteError: log_joint not finite at theta0.
         NotPositiveDefiniteError: from the Laplace fit, at a mode whose Hessian is not
             positive definite.
     """
     method = EvidenceMethod.parse(method, name="method")
+    if constraints is not None and (laplace is not None or bounds is not None):
+        raise ValueError(
+            "constraints= sets up the Laplace fit that evidence makes itself; a laplace= fit "
+            "keeps its own constraints, and bounds= integrates θ directly"
+        )
     if laplace is None and theta0 is None and not (method is EvidenceMethod.QUADRATURE and bounds):
         raise ValueError(f"method={method.value!r} needs theta0 (or a fitted laplace=)")
     if theta0 is not None:
@@ -133,13 +155,14 @@ def evidence(
                 raise ValueError(f"bounds must give {d} (low, high) pairs, got {len(bounds)}")
             lower = [float(low) for low, _ in bounds]
             upper = [float(high) for _, high in bounds]
-            result = log_integral(vmap(log_joint), lower, upper, rtol=rtol)
+            result = log_integral(vmap_points(log_joint), lower, upper, rtol=rtol)
             return Evidence(result.value, float(result.error), method.value,
                             {"n_evals": result.n_evals, "converged": result.converged})  # fmt: skip
-        laplace = laplace or fit(log_joint, theta0)
-        return _whitened_quadrature(log_joint, laplace, rtol)
+        laplace = laplace or fit(log_joint, theta0, constraints=constraints)
+        return _whitened_quadrature(_fitted_target(log_joint, laplace, method), laplace, rtol)
 
-    laplace = laplace or fit(log_joint, theta0)
+    laplace = laplace or fit(log_joint, theta0, constraints=constraints)
+    target = _fitted_target(log_joint, laplace, method)
     if method is EvidenceMethod.LAPLACE:
         return Evidence(laplace.log_evidence, None, method.value,
                         {"mode": laplace.mode, "repair": laplace.repair})  # fmt: skip
@@ -150,10 +173,32 @@ def evidence(
         raise ValueError(
             f"the proposal must have event shape ({d},), got {tuple(proposal.event_shape)}"
         )
-    result = importance_sampling(vmap(log_joint), proposal, 20_000 if n is None else n,
+    result = importance_sampling(vmap_points(target), proposal, 20_000 if n is None else n,
                                  seed=seed)  # fmt: skip
     return Evidence(result.log_evidence, float(result.stderr), method.value,
-                    {"khat": result.khat, "ess": result.ess})  # fmt: skip
+                    {"khat": result.khat, "ess": result.ess, "scale": laplace.scale})  # fmt: skip
+
+
+def _fitted_target(
+    log_joint: LogJoint, laplace: LaplaceApproximation, method: EvidenceMethod
+) -> LogJoint:
+    """log_joint on the fit's scale (see LaplaceApproximation.log_joint_on_fitted_scale),
+    checked against the value the fit recorded at its mode."""
+    target = laplace.log_joint_on_fitted_scale(log_joint)
+    mode = laplace.mode.detach()
+    with torch.no_grad():
+        here = float(target(mode))
+    recorded = float(laplace.log_joint_at_mode)
+    if not abs(here - recorded) <= 1e-8 * max(1.0, abs(recorded)):
+        message = (
+            f"the laplace= fit was not made from this log_joint: on the fit's scale "
+            f"({laplace.scale}) log_joint gives {here:.10g} at the fit's mode, the fit "
+            f"recorded {recorded:.10g}"
+        )
+        if method is EvidenceMethod.LAPLACE:
+            raise ValueError(message + "; its Laplace evidence is not this model's")
+        warnings.warn(message + "; it serves only as the proposal or coordinates", stacklevel=3)
+    return target
 
 
 # Up to this dimension the whitened integral runs on adaptive cubature over R^d; above it,
@@ -166,7 +211,8 @@ _ADAPTIVE_WHITENED_MAX_DIM = 2
 def _whitened_quadrature(
     log_joint: LogJoint, laplace: LaplaceApproximation, rtol: float
 ) -> Evidence:
-    """log ∫ p(y, θ) dθ with θ = θ* + L z (L L' = Σ, the Laplace covariance)."""
+    """log ∫ p(y, φ) dφ with φ = φ* + L z (L L' = Σ, the Laplace covariance), log_joint on
+    the fit's scale."""
     d = laplace.dim
     mode = laplace.mode.detach()
     factor = torch.linalg.cholesky(laplace.covariance.detach())
@@ -176,7 +222,10 @@ def _whitened_quadrature(
         def whitened(z: torch.Tensor) -> torch.Tensor:
             return log_joint(mode + factor @ z) + log_det
 
-        result = log_integral(vmap(whitened), [-math.inf] * d, [math.inf] * d, rtol=rtol)
+        try:
+            result = log_integral(vmap_points(whitened), [-math.inf] * d, [math.inf] * d, rtol=rtol)
+        except NonFiniteError as error:
+            raise _on_user_scale(error, laplace, factor) from error
         return Evidence(result.value, float(result.error), "quadrature",
                         {"n_evals": result.n_evals, "converged": result.converged,
                          "rule": "adaptive"})  # fmt: skip
@@ -185,13 +234,32 @@ def _whitened_quadrature(
     log_laplace = laplace.log_evidence.detach()
 
     def ratio(theta: torch.Tensor) -> torch.Tensor:
-        return torch.exp(vmap(log_joint)(theta) - gaussian.log_prob(theta) - log_laplace)
+        return torch.exp(vmap_points(log_joint)(theta) - gaussian.log_prob(theta) - log_laplace)
 
     result = expect_normal(ratio, mode, factor @ factor.T, rtol=rtol)
     value = log_laplace + torch.log(result.value)
     return Evidence(value, float(result.error / result.value.detach()), "quadrature",
                     {"n_evals": result.n_evals, "converged": result.converged,
                      "rule": "gauss-hermite"})  # fmt: skip
+
+
+def _on_user_scale(
+    error: NonFiniteError, laplace: LaplaceApproximation, factor: torch.Tensor
+) -> NonFiniteError:
+    """The integrand's non-finite value at a whitened node z, reported at θ = T(φ* + L z)."""
+    try:
+        z = torch.tensor(json.loads(error.where), dtype=factor.dtype, device=factor.device)
+    except (TypeError, ValueError):  # the node held a NaN or inf itself
+        return error
+    theta = laplace.to_constrained(laplace.mode.detach() + factor @ z.reshape(-1))
+    return NonFiniteError(
+        f"log_joint is {error.value} at θ = {theta.tolist()}, a node of the quadrature in the "
+        f"Laplace fit's whitened coordinates z = {z.tolist()}; a log density that is NaN "
+        f"far in the tails often comes from a float32 parameter (float32 overflows where "
+        f"float64 does not)",
+        value=error.value,
+        where=str(theta.tolist()),
+    )
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,46 @@ number of points, and a NaN or infinity is reported with the point where it appe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import torch
+from torch.func import vmap
 
 from .errors import NonFiniteError
 
-__all__ = ["evaluate_batch"]
+__all__ = ["evaluate_batch", "vmap_points", "without_distribution_validation"]
+
+
+@contextlib.contextmanager
+def without_distribution_validation() -> Iterator[None]:
+    """Switch torch.distributions' argument validation off, and back as it was on exit.
+
+    Validation tests its constraints with data-dependent Python branches (``.item()``),
+    which torch.func.vmap cannot trace; a log density written with torch.distributions would
+    otherwise fail under vmap. Out-of-support points still give NaN or -inf, which the
+    checked evaluation reports with the point.
+    """
+    before = torch.distributions.Distribution._validate_args
+    torch.distributions.Distribution.set_default_validate_args(False)
+    try:
+        yield
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(before)
+
+
+def vmap_points(
+    f: Callable[[torch.Tensor], torch.Tensor],
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function of one point, shape (d,), mapped over a batch (n, d) by torch.func.vmap,
+    with torch.distributions' validation off during the call (see above)."""
+    mapped = vmap(f)
+
+    def batched(points: torch.Tensor) -> torch.Tensor:
+        with without_distribution_validation():
+            return mapped(points)
+
+    return batched
 
 
 def evaluate_batch(

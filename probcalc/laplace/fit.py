@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from torch.func import vmap
 from ..core.derivatives import hessian as hessian_transform
 from ..core.derivatives import hvp_operator, jacobian
 from ..core.errors import ConvergenceWarning, NonFiniteError, NotPositiveDefiniteError
+from ..core.evaluation import vmap_points
 from ..core.optim import minimize
 from ..core.options import Option
 from ..core.results import OptimizeResult
@@ -39,6 +40,18 @@ from .structures import (
 __all__ = ["LaplaceApproximation", "Predictive", "PredictiveMethod", "Repair", "Structure", "fit"]
 
 LogJoint = Callable[[torch.Tensor], torch.Tensor]
+# per coordinate None/"real", "positive" or "unit", or one kind for every coordinate
+Constraints = str | Sequence[str | None] | None
+
+# How far the Laplace Gaussian may misjudge the posterior before fit warns: along a principal
+# axis at one standard deviation the Gaussian's log density drops by 1/2; fit warns when the
+# log joint drops by less than 1/2 / 10 (a flat top, or no maximum at all), by more than
+# 1/2 * 10 (curvature that grows fast away from a mode where it nearly vanishes, as for
+# exp(-t^4)), or is not finite there (support that ends within one standard deviation).
+_GAUSSIAN_DROP = 0.5
+_DROP_FACTOR = 10.0
+# The number of axes checked: all of them up to this many, else the flattest ones.
+_CHECKED_AXES = 16
 
 # Below this many parameters the diagonal is computed exactly from d Hessian-vector products
 # (vmapped); above it, estimated from Rademacher probes (Bekas, Kokiopoulou & Saad, 2007).
@@ -95,6 +108,13 @@ class LaplaceApproximation:
             PyMC do; :meth:`to_constrained` maps back).
         transform: θ = T(φ) coordinate-wise: exp for positive, sigmoid for unit-interval
             coordinates, the identity elsewhere.
+        prior_precision: the precision (d,) of the N(0, diag(1 / prior_precision)) prior that
+            fit added to log_joint on the fitted scale, or None.
+        log_density_drops: log p(y, θ* ± s v) - log p(y, θ*) on the fitted scale along up to
+            16 axes v (the flattest principal axes of H for "full", coordinate axes
+            otherwise), s = (v'∇²v)^(-1/2) one standard deviation along v, shape (2k,) (+s
+            first): a Gaussian falls by 1/2 along each. fit warns when one is above -0.05,
+            below -5 or not finite.
     """
 
     mode: torch.Tensor
@@ -106,6 +126,15 @@ class LaplaceApproximation:
     repair: str | None
     scale: str = "identity"
     transform: _CoordinateTransform | None = None
+    prior_precision: torch.Tensor | None = None
+    log_density_drops: torch.Tensor | None = None
+
+    def log_joint_on_fitted_scale(self, log_joint: LogJoint) -> LogJoint:
+        """The function this fit approximates, built from a log_joint on the user's scale:
+        φ ↦ log_joint(T(φ)) + log|det T'(φ)| (with ``constraints``), plus the Gaussian prior
+        (with ``prior_precision``). Its integral over φ is the integral of exp(log_joint)
+        over θ: evidence, importance sampling and MCMC started from the fit integrate it."""
+        return _on_fitted_scale(log_joint, self.transform, self.prior_precision)
 
     def to_constrained(self, phi: torch.Tensor) -> torch.Tensor:
         """θ = T(φ) for points on the fitted scale (the identity without constraints)."""
@@ -222,8 +251,19 @@ class _CoordinateTransform:
     def __call__(self, phi: torch.Tensor) -> torch.Tensor:
         theta = phi
         for kind, mask in self.masks.items():
-            theta = torch.where(mask, self.bijections[kind](phi), theta)
+            theta = torch.where(mask, self._inside(kind, self.bijections[kind](phi)), theta)
         return theta
+
+    @staticmethod
+    def _inside(kind: str, theta: torch.Tensor) -> torch.Tensor:
+        """T(φ) kept strictly inside the support where exp or sigmoid rounds onto its edge
+        (exp(-800) = 0, sigmoid(40) = 1 in float64): a log density at the edge is often NaN
+        (0 * log 0), while inside it is finite or -inf, as the integrand's far tail must be.
+        The identity wherever T(φ) is representable."""
+        info = torch.finfo(theta.dtype)
+        if kind == "positive":
+            return theta.clamp(min=info.tiny, max=info.max)
+        return theta.clamp(min=info.tiny, max=1 - info.eps / 2)
 
     def inverse(self, theta: torch.Tensor) -> torch.Tensor:
         phi = theta
@@ -246,6 +286,31 @@ class _CoordinateTransform:
             terms = bijection.log_abs_det_jacobian(phi, bijection(phi))
             total = total + torch.where(mask, terms, torch.zeros_like(terms)).sum()
         return total
+
+
+def _on_fitted_scale(
+    log_joint: LogJoint,
+    transform: _CoordinateTransform | None,
+    prior: torch.Tensor | None,
+) -> LogJoint:
+    """φ ↦ log_joint(T(φ)) + log|det T'(φ)| + log N(φ | 0, diag(1 / prior))."""
+    if transform is None and prior is None:
+        return log_joint
+
+    def on_fitted_scale(phi: torch.Tensor) -> torch.Tensor:
+        if transform is None:
+            value = log_joint(phi)
+        else:
+            value = log_joint(transform(phi)) + transform.log_abs_det_jacobian(phi)
+        if prior is not None:
+            d = phi.shape[-1]
+            value = value + (
+                -0.5 * (prior * phi * phi).sum()
+                + 0.5 * (torch.log(prior).sum() - d * math.log(2 * math.pi))
+            )
+        return value
+
+    return on_fitted_scale
 
 
 def _coordinate_kinds(constraints: Any, d: int) -> list[str | None] | None:
@@ -282,7 +347,7 @@ def fit(
     optimizer: str = "newton",
     prior_precision: float | torch.Tensor | None = None,
     repair: str | Repair | None = None,
-    constraints: str | list[str | None] | None = None,
+    constraints: Constraints = None,
     tol: float | None = None,
     max_iter: int | None = None,
     n_probes: int = 64,
@@ -335,23 +400,11 @@ def fit(
     kinds = _coordinate_kinds(constraints, d)
     transform = None if kinds is None else _CoordinateTransform(kinds, theta0)
     if transform is not None:
-        user_log_joint = log_joint
         theta0 = transform.inverse(theta0.detach())
-
-        def log_joint(phi: torch.Tensor) -> torch.Tensor:
-            return user_log_joint(transform(phi)) + transform.log_abs_det_jacobian(phi)
-
     if structure is Structure.LOWRANK and (rank is None or prior is None):
         raise ValueError("hessian='lowrank' needs rank= and prior_precision= (its diagonal)")
-
-    def log_prior(theta: torch.Tensor) -> torch.Tensor:
-        return -0.5 * (prior * theta * theta).sum() + 0.5 * (
-            torch.log(prior).sum() - d * math.log(2 * math.pi)
-        )
-
-    def total_log_joint(theta: torch.Tensor) -> torch.Tensor:
-        value = log_joint(theta)
-        return value if prior is None else value + log_prior(theta)
+    likelihood_on_fitted_scale = _on_fitted_scale(log_joint, transform, None)
+    total_log_joint = _on_fitted_scale(log_joint, transform, prior)
 
     start_value = total_log_joint(theta0.detach())
     if not bool(torch.isfinite(start_value)):
@@ -369,14 +422,80 @@ def fit(
         values = _diagonal(lambda t: -total_log_joint(t), mode, n_probes, seed)
         precision, note = _checked_diagonal(values, repair)
     else:
-        precision, note = _low_rank(lambda t: -log_joint(t), mode, int(rank), prior, repair)
+        precision, note = _low_rank(
+            lambda t: -likelihood_on_fitted_scale(t), mode, int(rank), prior, repair
+        )
     if note is not None:
         warnings.warn(ConvergenceWarning(f"laplace.fit: {note}"), stacklevel=2)
     at_mode = total_log_joint(mode)
     log_evidence = at_mode + gaussian_log_normalizer(precision, d)
+    drops = _log_density_drops(total_log_joint, mode.detach(), precision, at_mode.detach())
+    mismatch = _gaussian_mismatch(drops)
+    if mismatch is not None:
+        warnings.warn(ConvergenceWarning(f"laplace.fit: {mismatch}"), stacklevel=2)
     scale = "identity" if transform is None else "unconstrained"
     return LaplaceApproximation(mode, structure.value, precision, at_mode, log_evidence, result,
-                                note, scale, transform)  # fmt: skip
+                                note, scale, transform, prior, drops)  # fmt: skip
+
+
+def _checked_axes(precision: Precision, like: torch.Tensor) -> torch.Tensor:
+    """Up to _CHECKED_AXES unit directions (k, d): the principal axes of H for "full", the
+    coordinate axes elsewhere; the flattest (smallest v'Hv) when there are more."""
+    d = like.numel()
+    if isinstance(precision, FullPrecision):
+        vectors = torch.linalg.eigh(precision.matrix.detach()).eigenvectors  # ascending
+        return vectors[:, : min(d, _CHECKED_AXES)].T
+    if isinstance(precision, DiagonalPrecision):
+        curvature = precision.values.detach()
+    else:
+        curvature = precision.diagonal + (precision.vectors**2) @ precision.eigenvalues
+        curvature = curvature.detach()
+    flattest = torch.argsort(curvature)[: min(d, _CHECKED_AXES)]
+    axes = torch.zeros((flattest.numel(), d), dtype=like.dtype, device=like.device)
+    axes[torch.arange(flattest.numel(), device=like.device), flattest] = 1.0
+    return axes
+
+
+def _log_density_drops(
+    log_density: LogJoint, mode: torch.Tensor, precision: Precision, at_mode: torch.Tensor
+) -> torch.Tensor:
+    """log p(θ* ± s v) - log p(θ*) at one standard deviation s = (v'Hv)^(-1/2) along each
+    checked axis v, evaluated in one batch; shape (2k,)."""
+    axes = _checked_axes(precision, mode)
+    curvature = (axes * precision.matvec(axes.T).T).sum(dim=1).detach()
+    if not isinstance(precision, FullPrecision):
+        # "diag" and "lowrank" approximate H on purpose: step by the log joint's own
+        # curvature v'∇²v (one Hessian-vector product per axis) where it is positive
+        operator = hvp_operator(lambda t: -log_density(t), mode)
+        exact = (axes * vmap(operator)(axes)).sum(dim=1).detach()
+        curvature = torch.where(torch.isfinite(exact) & (exact > 0), exact, curvature)
+    steps = axes / torch.sqrt(curvature)[:, None]
+    points = torch.cat([mode + steps, mode - steps])
+    with torch.no_grad():
+        try:
+            values = vmap_points(log_density)(points)
+        except (RuntimeError, ValueError, TypeError):
+            # a log_joint that torch.func can differentiate but not vmap (rare): 2k calls
+            values = torch.stack([log_density(point) for point in points])
+    return values.detach() - at_mode
+
+
+def _gaussian_mismatch(drops: torch.Tensor) -> str | None:
+    """A message when the log joint does not fall like the fitted Gaussian, else None."""
+    flat, steep = _GAUSSIAN_DROP / _DROP_FACTOR, _GAUSSIAN_DROP * _DROP_FACTOR
+    bad = ~torch.isfinite(drops) | (drops > -flat) | (drops < -steep)
+    if not bool(bad.any()):
+        return None
+    worst = drops[bad]
+    shown = ", ".join(f"{float(v):.4g}" for v in worst[:4])
+    return (
+        f"the Gaussian does not fit the posterior: at one standard deviation from the mode "
+        f"along {int(bad.sum())} of {drops.numel()} checked directions the log joint changes by "
+        f"{shown} (a Gaussian falls by 0.5; outside [{-steep:g}, {-flat:g}] the Laplace "
+        f"evidence and covariance are unreliable: a mode where the curvature vanishes, a flat "
+        f"top, or a support that ends nearby). Try constraints= for bounded parameters, or "
+        f"evidence(method='quadrature' or 'mc')"
+    )
 
 
 def _floor(eigenvalues: torch.Tensor) -> float:
