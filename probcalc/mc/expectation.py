@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch.distributions import (
     Cauchy,
@@ -17,7 +18,6 @@ from torch.distributions import (
     StudentT,
     Uniform,
 )
-from torch.func import vmap
 
 from ..core.distributed import (
     Group,
@@ -29,6 +29,7 @@ from ..core.distributed import (
     sum_across,
     world_size,
 )
+from ..core.evaluation import vmap_points
 from ..core.options import Option
 from ..core.results import Estimate
 from ._sampling import (
@@ -47,14 +48,16 @@ __all__ = ["MCMethod", "expectation"]
 _DEFAULT_BATCH = 2**16
 _SYMMETRIC = (Normal, MultivariateNormal, LowRankMultivariateNormal, Uniform, Laplace, StudentT,
               Cauchy)  # fmt: skip
-_SOBOL_MAX_DIM = 21201
+_SOBOL_MAX_DIM = 21201  # torch.quasirandom.SobolEngine.MAXDIM
+_SOBOL_MAX_POINTS = 2**30  # SobolEngine.MAXBIT = 30: a sequence has 2^30 distinct points
+_QMC_BLOCKS = 8  # with one sequence, the stderr comes from its 8 consecutive blocks
 
 
 class MCMethod(Option):
     """The methods of :func:`expectation`."""
 
     MC = "mc"  # independent draws
-    QMC = "qmc"  # scrambled Sobol points through the inverse CDF; stderr over scrambles
+    QMC = "qmc"  # one scrambled Sobol sequence through the inverse CDF; stderr from its blocks
     ANTITHETIC = "antithetic"  # pairs (x, x') reflected about the centre, or u and 1 - u
 
 
@@ -143,7 +146,7 @@ def expectation(
     seed: Seed = None,
     batch_size: int | None = None,
     batched: bool = True,
-    scrambles: int = 16,
+    scrambles: int = 1,
     group: Group | bool = None,
 ) -> Estimate:
     """``E[f(X)]`` for ``X ~ dist`` by Monte Carlo, with its standard error.
@@ -152,10 +155,20 @@ def expectation(
     - "antithetic": n/2 pairs (x, x') with x' = 2c - x for distributions symmetric about c
       (Normal, MultivariateNormal, Uniform, Laplace, StudentT, Cauchy) or x' = F⁻¹(1 - u)
       for univariate families with an inverse CDF; stderr from the pair means.
-    - "qmc": randomized quasi-Monte Carlo: ``scrambles`` independently scrambled Sobol
-      sequences (torch.quasirandom.SobolEngine) of n/scrambles points each, through the
-      inverse CDF (or the Cholesky factor for a MultivariateNormal); stderr from the spread
-      of the scrambles' means.
+    - "qmc": randomized quasi-Monte Carlo: the mean of f over the first n points of one
+      scrambled Sobol sequence (torch.quasirandom.SobolEngine: linear matrix scramble and
+      digital shift) through the inverse CDF (or the Cholesky factor for a
+      MultivariateNormal); n must be a power of two, where the points are balanced.
+      stderr = sd(b_1, ..., b_8) / √8 with b_j the mean over the j-th of 8 consecutive
+      blocks of n/8 points. Its square has expectation Var(value) - c, c the blocks'
+      mean covariance: it is conservative whenever the whole sequence beats 8 independent
+      ones of n/8 points (c <= 0), which is QMC's gain on integrands it suits; measured
+      1.2-3.3x the RMSE on smooth and discontinuous integrands in 1-20 dimensions, with
+      |error| < 1.96 stderr for 97-100% of seeds. Integrands built on the sequence's own
+      dyadic structure can defeat it. ``scrambles`` = R > 1 averages R independently
+      scrambled sequences of n/R points instead: stderr from the spread of their R means
+      (unbiased; R - 1 degrees of freedom, so use Student's t), for an RMSE measured
+      1.7-3.3x one sequence's (R = 8, smooth integrands in 4-5 dimensions).
 
     Draws are reparameterized where ``dist`` allows (``rsample``), so the value is
     differentiable with respect to the distribution's parameters (a pathwise gradient)
@@ -167,19 +180,19 @@ def expectation(
             batched distribution) to ``(m,)`` or ``(m, *out)``; with ``batched=False``, a
             function of one sample, vmapped.
         dist: a torch.distributions.Distribution.
-        n: the number of evaluations of f (at least 2; even for "antithetic"; at least
-            2·scrambles for "qmc").
+        n: the number of evaluations of f (at least 2; even for "antithetic"; for "qmc",
+            ``scrambles`` times a power of two, at least 16 with one sequence).
         method: "mc", "qmc" or "antithetic".
         seed: an int or a torch.Generator; the same seed gives the same estimate. The
             caller's global random state is left untouched.
         batch_size: samples per evaluation of f (default 65,536).
-        scrambles: the independent Sobol scrambles for "qmc".
+        scrambles: the independently scrambled Sobol sequences for "qmc" (default 1).
         group: a torch.distributed process group; by default the default group when
             torch.distributed is initialized. The n evaluations are split across its ranks
             ("mc": each rank draws its own stream, seeded from ``seed`` by
-            numpy.random.SeedSequence.spawn; "qmc": each rank takes a consecutive block of
-            the same scrambled Sobol sequences, so the estimate equals the one-process
-            estimate over the same n points), and every rank returns the same Estimate.
+            numpy.random.SeedSequence.spawn; "qmc": each rank takes a consecutive stretch of
+            each scrambled Sobol sequence, so the estimate and its stderr equal the
+            one-process ones over the same n points), and every rank returns the same Estimate.
             Under an initialized group every rank must call it; ``group=False`` computes
             locally. A failure on one rank raises on every rank. Gradients follow
             DistributedDataParallel's convention: average the ranks' ``.grad``.
@@ -189,8 +202,9 @@ def expectation(
 
     Raises:
         ValueError: n < 2 (or too small for the method), an unknown method, a bad batch size,
-            or an output of f whose leading dimension is not the number of samples; under a
-            process group, n smaller than twice the number of ranks, or "antithetic".
+            or an output of f whose leading dimension is not the number of samples; for
+            "qmc", n / scrambles not a power of two (up to 2^30); under a process group,
+            n smaller than twice the number of ranks, or "antithetic".
         TypeError: ``dist`` is not a Distribution, or the method cannot map uniforms into it.
         NonFiniteError: f is NaN or infinite at a sample (the message names it).
 
@@ -205,7 +219,7 @@ def expectation(
     dist = check_distribution(dist)
     n = check_n(n)
     batch_size = _DEFAULT_BATCH if batch_size is None else check_n(batch_size, minimum=1)
-    f = f if batched else vmap(f)
+    f = f if batched else vmap_points(f)
     device = dist.mean.device if dist.mean.numel() else torch.device("cpu")
     group = active_group(group)
     if group is not False:
@@ -266,37 +280,65 @@ def _qmc(
     f: Callable, dist: Distribution, n: int, batch_size: int, scrambles: int, seed: Seed,
     group: Group | bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Size, int]:  # fmt: skip
-    scrambles = check_n(scrambles)
-    per_scramble = n // scrambles
-    if per_scramble < 2:
-        raise ValueError(f"method='qmc' needs n >= 2 * scrambles = {2 * scrambles}, got {n}")
+    """The mean of f over ``scrambles`` scrambled Sobol sequences of n / scrambles points,
+    and the stderr from the spread of the means of 8 consecutive blocks of one sequence, or
+    of the sequences' means when there are several."""
+    if isinstance(scrambles, bool) or int(scrambles) != scrambles or scrambles < 1:
+        raise ValueError(f"scrambles must be an integer >= 1, got {scrambles!r}")
+    scrambles = int(scrambles)
+    length = n // scrambles  # points of each sequence
+    if n % scrambles or length & (length - 1) or length > _SOBOL_MAX_POINTS:
+        power = min(max(length, 1).bit_length() - 1, 30)
+        valid = [scrambles * 2**k for k in (power, power + 1) if k <= 30]
+        raise ValueError(
+            f"method='qmc' needs n = scrambles × a power of two up to 2^30 (a scrambled "
+            f"Sobol sequence is balanced, and beats 1/√n, only at powers of two); got "
+            f"n = {n} with scrambles = {scrambles}: use n = {' or '.join(map(str, valid))}"
+        )
+    blocks = _QMC_BLOCKS if scrambles == 1 else 1  # per sequence
+    if length < 2 * blocks:
+        raise ValueError(
+            f"method='qmc' needs n >= {2 * blocks * scrambles} "
+            + ("(8 blocks of 2 points for its stderr)" if blocks > 1 else "(2 points a scramble)")
+            + f", got {n}"
+        )
     d = _dimension(dist, MCMethod.QMC)
     if d > _SOBOL_MAX_DIM:
         raise ValueError(f"Sobol sequences go up to {_SOBOL_MAX_DIM} dimensions, got {d}")
     base_seed = integer_seed(seed)
     if base_seed is None:
-        base_seed = int(torch.randint(0, 2**31 - 1, (1,)))
+        base_seed = int(torch.randint(0, 2**62, (1,)))
+    # an independent seed a scramble (seed + r would share scrambles between nearby seeds);
+    # 32 bits, all that torch's CPU generator keeps of a seed
+    seeds = np.random.SeedSequence(base_seed % 2**64).generate_state(scrambles, np.uint32)
     dtype, device = dist.mean.dtype, dist.mean.device
     tiny = torch.finfo(dtype).eps
-    # under a process group each rank takes a consecutive block of every scrambled sequence
-    if per_scramble < world_size(group):
+    # under a process group each rank takes a consecutive stretch of every sequence
+    if length < world_size(group):
         ranks = world_size(group)
         raise ValueError(f"method='qmc' over {ranks} ranks needs n >= {ranks * scrambles} "
                          f"({scrambles} scrambles), got {n}")  # fmt: skip
-    offset, mine = share(per_scramble, group)
-    totals = []
+    offset, mine = share(length, group)
+    block_size = length // blocks
+    sums: list = [0.0] * (scrambles * blocks)  # this rank's sum of f over each block
     with agreed(group):  # a failure raises on every rank
         for r in range(scrambles):
-            engine = torch.quasirandom.SobolEngine(d, scramble=True, seed=base_seed + r)
+            engine = torch.quasirandom.SobolEngine(d, scramble=True, seed=int(seeds[r]))
             engine.fast_forward(offset)
-            total = None
-            for start in range(0, mine, batch_size):
-                count = min(batch_size, mine - start)
+            for start in range(offset, offset + mine, batch_size):
+                count = min(batch_size, offset + mine - start)
                 u = engine.draw(count, dtype=dtype).to(device).clamp(tiny, 1 - tiny)
                 values, out_shape = evaluate(f, _from_uniform(dist, u))
-                total = values.sum(dim=0) if total is None else total + values.sum(dim=0)
-            totals.append(total)
-    stacked = sum_across(torch.stack(totals), group) / per_scramble  # (R, B) scramble means
-    value = stacked.mean(dim=0)
-    stderr = stacked.detach().std(dim=0) / math.sqrt(scrambles)
-    return value, stderr, out_shape, per_scramble * scrambles
+                # points start, ..., start + count - 1, cut where a block ends (sums, not
+                # index_add, whose CUDA kernel adds in no fixed order)
+                first = start
+                while first < start + count:
+                    last = min(start + count, (first // block_size + 1) * block_size)
+                    segment = values[first - start : last - start].sum(dim=0)
+                    sums[r * blocks + first // block_size] += segment
+                    first = last
+    zero = values.new_zeros(values.shape[1:])  # a block this rank has no point of
+    means = sum_across(torch.stack([zero + s for s in sums]), group) / block_size  # (groups, B)
+    value = means.mean(dim=0)  # the mean over all n points
+    stderr = means.detach().std(dim=0) / math.sqrt(means.shape[0])
+    return value, stderr, out_shape, n

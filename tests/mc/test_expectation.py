@@ -42,9 +42,11 @@ def test_closed_form_moments_within_four_standard_errors_over_20_seeds(name):
         assert abs(float(estimate.value) - exact) < 4 * float(estimate.stderr), (seed, estimate)
 
 
-@pytest.mark.parametrize("method", ["mc", "antithetic", "qmc"])
+@pytest.mark.parametrize("method", ["mc", "antithetic"])
 def test_standard_errors_are_calibrated_over_200_seeds(method):
-    """The fraction of |error| < 2 stderr is near 0.954 for a calibrated stderr."""
+    """The fraction of |error| < 2 stderr is near 0.954 for a calibrated stderr ("qmc",
+    whose stderr is unbiased with several scrambles and conservative with one, has its
+    own coverage tests in test_qmc.py)."""
     dist = Normal(torch.tensor(1.0), torch.tensor(2.0))
     exact = 5.0 + math.sin(1.0) * math.exp(-2.0)  # E[x² + sin x]
     hits = 0
