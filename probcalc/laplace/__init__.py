@@ -9,7 +9,15 @@ evidence-based prior precision and noise.
 """
 
 from .fit import LaplaceApproximation, Predictive, PredictiveMethod, Repair, Structure, fit
-from .module import Curvature, Likelihood, ModuleLaplace, ModuleStructure, fit_module
+from .module import (
+    Curvature,
+    Likelihood,
+    LinkApprox,
+    ModuleLaplace,
+    ModuleStructure,
+    expected_softmax,
+    fit_module,
+)
 from .structures import DiagonalPrecision, FullPrecision, LowRankPrecision
 
 __all__ = [
@@ -18,6 +26,7 @@ __all__ = [
     "FullPrecision",
     "LaplaceApproximation",
     "Likelihood",
+    "LinkApprox",
     "LowRankPrecision",
     "ModuleLaplace",
     "ModuleStructure",
@@ -25,6 +34,7 @@ __all__ = [
     "PredictiveMethod",
     "Repair",
     "Structure",
+    "expected_softmax",
     "fit",
     "fit_module",
 ]
