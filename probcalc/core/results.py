@@ -53,6 +53,8 @@ class ConjugateGradientResult:
         converged: True when ``residual_norm <= max(rtol * ||b||, atol)``.
         negative_curvature: True when a direction ``p`` with ``p'Ap <= 0`` stopped the
             iteration (only with ``stop_on_negative_curvature=True``; otherwise it raises).
+        curvature: that direction's Rayleigh quotient ``p'Ap / p'p`` (an upper bound on A's
+            smallest eigenvalue); None when no such direction was met.
     """
 
     x: torch.Tensor
@@ -60,6 +62,7 @@ class ConjugateGradientResult:
     nit: int
     converged: bool
     negative_curvature: bool = False
+    curvature: float | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ class Estimate:
     Attributes:
         value: the estimate, a tensor of the integrand's batch shape, with its autograd graph.
         stderr: its standard error (detached, same shape): the standard deviation of the
-            estimator, estimated from the samples (or from independent QMC scrambles).
+            estimator, estimated from the samples (for QMC: from the blocks of one sequence,
+            or from independent scrambles).
         n: the number of evaluations of the integrand.
     """
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -14,6 +15,31 @@ from ..core.evaluation import evaluate_batch
 from ..core.results import IntegrationResult
 
 Integrand = Callable[[torch.Tensor], torch.Tensor]
+# Breakpoints of one interval: numbers, or a 1-D tensor; None for none.
+Breakpoints = Sequence[float] | torch.Tensor | None
+
+
+def check_breakpoints(
+    points: Sequence[float] | torch.Tensor,
+    low: float | torch.Tensor,
+    high: float | torch.Tensor,
+    what: str,
+) -> list[float]:
+    """The breakpoints strictly inside (low, high), sorted, without repeats; ValueError for
+    points that are not numbers, not finite, or outside [low, high] (low <= high)."""
+    low, high = (float(torch.as_tensor(end).detach()) for end in (low, high))
+    try:
+        values = torch.as_tensor(points, dtype=torch.float64).detach().reshape(-1).tolist()
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{what} must be a sequence of numbers, got {points!r}") from None
+    if torch.as_tensor(points).dim() > 1:
+        raise ValueError(f"{what} must be a flat sequence of numbers, got {points!r}")
+    for value in values:
+        if not math.isfinite(value):
+            raise ValueError(f"{what} must be finite, got {value}")
+        if not low <= value <= high:
+            raise ValueError(f"{what}: {value} lies outside the interval [{low}, {high}]")
+    return sorted({value for value in values if low < value < high})
 
 
 def check_tolerances(rtol: float, atol: float, max_evals: int, dtype: torch.dtype) -> None:

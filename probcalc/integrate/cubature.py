@@ -3,8 +3,9 @@
 Four rules, one loop each, every round ONE call of the integrand:
 
 - "adaptive" (d <= 6): globally adaptive tensor-product Gauss-Kronrod (G10-K21 in 1-D,
-  G7-K15 for d = 2..5, G4-K9 for d = 6), splitting each region along its worst axis
-  (adaptive.py).
+  G7-K15 for d = 2..5, G4-K9 for d = 6), splitting each region along its worst axis, with
+  a test for jumps and kinks between the nodes (adaptive.py); ``points`` cuts the box at
+  known ones first.
 - "gauss-legendre": tensor-product Gauss-Legendre of growing order n (x1.5 a round);
   the error is the change from the previous order.
 - "sparse" (d up to about 12): Smolyak sparse grids built on Gauss-Legendre rules of
@@ -26,7 +27,15 @@ import torch
 
 from ..core.options import Option
 from ..core.results import IntegrationResult
-from ._checks import Integrand, as_batched, check_tolerances, evaluate_checked, finish
+from ._checks import (
+    Breakpoints,
+    Integrand,
+    as_batched,
+    check_breakpoints,
+    check_tolerances,
+    evaluate_checked,
+    finish,
+)
 from ._checks import resolve_dtype_device as _resolve
 from .adaptive import ProductKronrodRule, default_gauss_order, finite_or_zero, integrate_adaptive
 from .rules import gauss_legendre
@@ -64,6 +73,9 @@ class _BoxMap:
 
     def __call__(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (N, d) and the Jacobian determinant (N,) at reference points z (N, d)."""
+        if not bool((self.low_inf | self.up_inf).any()):  # a finite box: one affine map
+            width = self.upper - self.lower
+            return self.lower + width * z, width.prod().expand(z.shape[0])
         lo = torch.where(self.low_inf, torch.zeros_like(self.lower), self.lower)
         hi = torch.where(self.up_inf, torch.zeros_like(self.upper), self.upper)
         finite_x, finite_j = lo + (hi - lo) * z, (hi - lo).expand_as(z)
@@ -81,6 +93,51 @@ class _BoxMap:
             torch.where(self.up_inf, upper_j, torch.where(self.low_inf, lower_j, finite_j)),
         )
         return x, jacobian.prod(dim=1)
+
+    def reference(self, axis: int, x: list[float]) -> list[float]:
+        """The reference coordinates z of the points x on one axis (the inverse map)."""
+        lo, hi = float(self.lower[axis]), float(self.upper[axis])
+        if self.both[axis]:  # x = z / (1 - z²)
+            return [2 * v / (1 + math.sqrt(1 + 4 * v * v)) for v in x]
+        if self.up_inf[axis]:  # x = lo + z / (1 - z)
+            return [(v - lo) / (1 + v - lo) for v in x]
+        if self.low_inf[axis]:  # x = hi - (1 - z) / z
+            return [1 / (1 + hi - v) for v in x]
+        return [(v - lo) / (hi - lo) for v in x]
+
+    def initial_boxes(
+        self, points: Sequence[Breakpoints] | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The reference box cut at the breakpoints: lower, upper (P, d) of the P boxes of
+        the grid, and the coordinates of the cuts and faces per axis (d, E), NaN-padded."""
+        d = self.lower.numel()
+        if points is None:
+            points = [None] * d
+        elif isinstance(points, torch.Tensor) or len(points) != d:
+            raise ValueError(
+                f"points must be a sequence of d = {d} sequences of breakpoints (None or "
+                f"[] for an axis without), got {points!r}"
+            )
+        edges = []
+        for axis, axis_points in enumerate(points):
+            inner = check_breakpoints(
+                [] if axis_points is None else axis_points,
+                self.lower[axis],
+                self.upper[axis],
+                f"points[{axis}]",
+            )
+            z = [float(self.z_lower[axis]), *self.reference(axis, inner), 1.0]
+            edges.append(z)
+        dtype, device = self.lower.dtype, self.lower.device
+        lows = [torch.tensor(z[:-1], dtype=dtype, device=device) for z in edges]
+        highs = [torch.tensor(z[1:], dtype=dtype, device=device) for z in edges]
+        grid_low = torch.cartesian_prod(*lows).reshape(-1, d)
+        grid_high = torch.cartesian_prod(*highs).reshape(-1, d)
+        width = max(len(z) for z in edges)
+        faces = torch.full((d, width), math.nan, dtype=dtype, device=device)
+        for axis, z in enumerate(edges):
+            faces[axis, : len(z)] = torch.tensor(z, dtype=dtype, device=device)
+        return grid_low, grid_high, faces
 
 
 def _prepare(
@@ -137,9 +194,13 @@ def _run(
     device: torch.device | str | None,
     log_space: bool,
     name: str,
+    points: Sequence[Breakpoints] | None = None,
 ) -> IntegrationResult:
     rule = CubatureRule.parse(rule, name="rule")
     box, dtype, device = _prepare(lower, upper, rtol, atol, max_evals, device)
+    if points is not None and rule is not CubatureRule.ADAPTIVE:
+        raise ValueError(f"points needs rule='adaptive', got rule={rule.value!r}")
+    start_lower, start_upper, faces = box.initial_boxes(points)
     if log_space:
         if box.sign < 0:
             raise ValueError("log_integral needs lower < upper on every axis")
@@ -157,13 +218,14 @@ def _run(
         outcome = integrate_adaptive(
             lambda z, _pieces: (evaluator(z), z.shape[0]),
             product,
-            lower=box.z_lower[None, :],
-            upper=box.z_upper[None, :],
-            pieces=torch.zeros(1, dtype=torch.long, device=device),
+            lower=start_lower,
+            upper=start_upper,
+            pieces=torch.zeros(len(start_lower), dtype=torch.long, device=device),
             rtol=rtol,
             atol=atol,
             max_evals=max_evals,
             log_space=log_space,
+            edges=faces,
         )
         total, error, n_evals = outcome.value, outcome.error, outcome.n_evals
         converged, message, shift = outcome.converged, outcome.message, outcome.log_shift
@@ -307,6 +369,7 @@ def cubature(
     batched: bool = True,
     seed: int | None = None,
     device: torch.device | str | None = None,
+    points: Sequence[Breakpoints] | None = None,
 ) -> IntegrationResult:
     """``∫_box f(x) dx`` over ``[lower_1, upper_1] x ... x [lower_d, upper_d]``, differentiably.
 
@@ -325,15 +388,29 @@ def cubature(
         batched: whether ``f`` takes a batch of points (default) or one point.
         seed: the scrambling seed for "qmc".
         device: where new tensors go (default: the limits' device, else the CPU).
+        points: per axis, the breakpoints where ``f`` jumps, has a kink or a singularity
+            across the hyperplane x_k = p (a sequence of d sequences, None or [] for an
+            axis without): the box is cut into the grid of sub-boxes between them, so such
+            a jump costs nothing. Finite numbers inside the limits; "adaptive" only.
 
     Returns:
         IntegrationResult(value, error, n_evals, converged, message), ``value`` of the batch
         shape with its autograd graph.
 
+    With "adaptive" the error is an estimate, not a bound: no rule that samples finitely
+    many points sees a jump or kink closer to a face of a box than its outermost node (0.2 %
+    of the width in 1-D, 0.4 % for d = 2..5, 1.2 % for d = 6), and the box to start from is
+    the whole domain (give ``points`` for features you know of). Where the values are rough
+    (a jump or kink between nodes), the estimate is at least a bound that holds for a jump
+    or kink anywhere between the nodes, and a split whose children both miss the roughness
+    their parent saw is done again elsewhere.
+
     Raises:
         ValueError: when lower and upper differ in shape or are not 1-D, for NaN limits,
             bad tolerances, an unknown rule (the valid ones are listed), d > 6 with
-            "adaptive", or an output of ``f`` whose leading dimension is not n.
+            "adaptive", or an output of ``f`` whose leading dimension is not n; for
+            ``points`` that are not d sequences of finite numbers inside the limits, or with
+            a rule other than "adaptive".
         NonFiniteError: when ``f`` is NaN or infinite at a point (the message names it).
 
     Example:
@@ -344,7 +421,7 @@ def cubature(
     """
     return _run(
         f, lower, upper, rtol=rtol, atol=atol, max_evals=max_evals, rule=rule, batched=batched,
-        seed=seed, device=device, log_space=False, name="cubature",
+        seed=seed, device=device, log_space=False, name="cubature", points=points,
     )  # fmt: skip
 
 
@@ -360,10 +437,12 @@ def log_cubature(
     batched: bool = True,
     seed: int | None = None,
     device: torch.device | str | None = None,
+    points: Sequence[Breakpoints] | None = None,
 ) -> IntegrationResult:
     """``log ∫_box exp(log_f(x)) dx``, without overflow or underflow: the box form of
     :func:`probcalc.integrate.log_integral` (arguments as for :func:`cubature`)."""
     return _run(
         log_f, lower, upper, rtol=rtol, atol=atol, max_evals=max_evals, rule=rule,
         batched=batched, seed=seed, device=device, log_space=True, name="log_integral",
+        points=points,
     )  # fmt: skip

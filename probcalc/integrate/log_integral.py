@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from ..core.results import IntegrationResult
-from ._checks import Integrand
+from ._checks import Breakpoints, Integrand
 from .cubature import CubatureRule, log_cubature
 from .quad import log_quad
 
@@ -26,6 +26,7 @@ def log_integral(
     batched: bool = True,
     seed: int | None = None,
     device: torch.device | str | None = None,
+    points: Breakpoints | Sequence[Breakpoints] = None,
 ) -> IntegrationResult:
     """``log ∫ exp(log_f(x)) dx`` over an interval (scalar limits) or a box (limits (d,)).
 
@@ -44,13 +45,16 @@ def log_integral(
             on its log); the larger of the two applies.
         max_evals: the most points (default 100,000 on an interval, 5 x 10^7 on a box).
         rule, batched, seed, device: as for :func:`cubature` (rule applies to boxes).
+        points: breakpoints: on an interval as for :func:`probcalc.integrate.quad`, on a
+            box one sequence per axis as for :func:`cubature`.
 
     Returns:
         IntegrationResult whose ``value`` is the log of the integral and ``error`` the
         estimated error of that log.
 
     Raises:
-        ValueError: for lower >= upper, limits of different shapes, bad tolerances.
+        ValueError: for lower >= upper, limits of different shapes, bad tolerances, bad
+            points.
         NonFiniteError: when log_f is NaN or +inf at a point.
 
     Example:
@@ -67,9 +71,10 @@ def log_integral(
         return log_quad(
             log_f, lower, upper, rtol=rtol, atol=atol,
             max_evals=100_000 if max_evals is None else max_evals, batched=batched, device=device,
+            points=points,
         )  # fmt: skip
     return log_cubature(
         log_f, lower, upper, rtol=rtol, atol=atol,
         max_evals=50_000_000 if max_evals is None else max_evals, rule=rule, batched=batched,
-        seed=seed, device=device,
+        seed=seed, device=device, points=points,
     )  # fmt: skip

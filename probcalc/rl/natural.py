@@ -1,30 +1,44 @@
 """Second-order policy optimization: the natural policy gradient and TRPO, on the core's
-Hessian-vector products and conjugate gradient (the same ones the Laplace fit uses).
+conjugate gradient (the one the Laplace fit and newton-cg use).
 
-The Fisher information of the policy, F = E_s E_(a~π) [∇log π ∇log πᵀ], is the Hessian at
-θ_old of the mean KL divergence KL(π_old(·|s) ‖ π_θ(·|s)), so F v is ``probcalc.hvp_operator``
-of that KL (one reverse pass per product, its graph recorded once per update), and the
-natural gradient F⁻¹ g is ``probcalc.conjugate_gradient`` on those products, damped:
-(F + λ I) x = g. The step s = sqrt(2 δ / xᵀ(F + λI)x) x has KL ≈ δ under the quadratic
-model. NaturalPG takes it; TRPO backtracks along it until the true mean KL is at most δ and
-the surrogate E[π_θ/π_old A] improves.
+The Fisher information of the policy, F = E_s E_(a~π) [∇log π ∇log πᵀ], is computed in its
+Gauss-Newton form F = E_s [J_sᵀ M J_s]: J_s the Jacobian of the policy's outputs (mean,
+log std) at state s with respect to the parameters, M = diag(1/σ², 2) the Fisher of a
+Gaussian in (mean, log std). F equals the Hessian at θ_old of the mean KL divergence
+KL(π_old(·|s) ‖ π_θ(·|s)), but each product F v = Jᵀ(M (J v)) (two reverse passes through
+graphs recorded once per update, in float64 whatever the networks' dtype) is positive
+semi-definite by construction, where products of the KL's Hessian in float32 lose
+definiteness to rounding once observations are large. The natural gradient F⁻¹ g is
+``probcalc.conjugate_gradient`` on those products, damped: (F + λ I) x = g, stopped at the
+first direction of non-positive curvature (which only rounding at extreme observations can
+produce), where it warns and keeps the iterate so far. The step s = sqrt(2 δ / xᵀ(F + λI)x) x
+has KL ≈ δ under the quadratic model. NaturalPG takes it; TRPO backtracks along it until the
+true mean KL is at most δ and the surrogate E[π_θ/π_old A] improves. A solve that yields no
+usable step (a non-finite gradient or product, no positive curvature) leaves the policy
+unchanged for that update and warns (ConvergenceWarning) with the figure that failed.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 
-from ..core.derivatives import FunctionalModule, functional_module, grad, hvp_operator
-from ..core.errors import NonFiniteError
+from ..core.derivatives import FunctionalModule, functional_module, grad
+from ..core.errors import ConvergenceWarning, NonFiniteError
 from ..core.optim import conjugate_gradient
 from .actor_critic import ActorCritic
 from .policies import GaussianPolicy
 
 __all__ = ["TRPO", "NaturalPG", "fisher_operator", "gaussian_kl"]
+
+# The precision of the Fisher-vector products and the conjugate-gradient solve: a product's
+# rounding error is about eps ‖F‖ ‖v‖, and ‖F‖ grows as |obs|² / σ², so float32 products
+# lose the damping λ = 0.1 to rounding from |obs| ≈ 50 at σ = 0.05; float64 from ≈ 10⁶.
+_SOLVE_DTYPE = torch.float64
 
 
 def gaussian_kl(
@@ -41,12 +55,72 @@ def gaussian_kl(
 def fisher_operator(
     policy: GaussianPolicy, obs: torch.Tensor, damping: float = 0.0
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """v -> (F + damping I) v, F the Fisher information of ``policy`` averaged over the
-    observations (batch, obs_dim): the Hessian of the mean KL(π_current ‖ π_θ) at the
-    current parameters. Vectors are flat over the policy's trainable parameters, in the
-    order of ``probcalc.functional_module(policy)``."""
-    module, mean_kl = _kl_from_current(policy, obs)
-    return _damped_hessian(mean_kl, module.params, damping)
+    """v -> (F + damping I) v with F = (1/n) Σ_s J_sᵀ M_s J_s, the Fisher information of
+    ``policy`` averaged over the n observations ``obs`` (n, obs_dim): J_s the Jacobian of the
+    policy's (mean, log std) at s with respect to its trainable parameters, M_s =
+    diag(1/σ², 2) the Fisher of the Gaussian in (mean, log std). This equals the Hessian of
+    the mean KL(π_current ‖ π_θ) at the current parameters and is positive semi-definite by
+    construction. Vectors v are flat, shape (d,), over the policy's trainable parameters in
+    the order of ``probcalc.functional_module(policy)``; the product is computed in float64
+    and returned in v's dtype.
+
+    Raises:
+        ValueError: when ``obs`` holds no observation, or v is not of shape (d,).
+    """
+    if obs.ndim != 2 or obs.shape[0] == 0:
+        raise ValueError(f"obs must be (n, obs_dim) with n >= 1, got {tuple(obs.shape)}")
+    share = _fisher_share(policy, obs, obs.shape[0])
+
+    def product(v: torch.Tensor) -> torch.Tensor:
+        wide = v.to(_SOLVE_DTYPE)
+        return (share(wide) + damping * wide).to(v.dtype)
+
+    return product
+
+
+def _fisher_share(
+    policy: GaussianPolicy, obs: torch.Tensor, union_count: int
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """v -> Σ_s J_sᵀ M_s J_s v / union_count over these observations, in float64, at the
+    policy's current parameters (across processes: this rank's share of the union's mean,
+    ``union_count`` the union's number of observations).
+
+    The graphs are recorded once: u -> Jᵀu (a reverse pass kept differentiable in u), so that
+    J v is the reverse pass of that map (linear in u, its vector-Jacobian product with v is
+    J v), and Jᵀ(M J v) a second reverse pass. Two reverse passes per product measured half
+    the time of a forward-mode jvp (which re-runs the forward) and a reverse pass.
+    """
+    module = functional_module(policy)
+    theta = module.params.to(_SOLVE_DTYPE).requires_grad_(True)
+    states = obs.to(_SOLVE_DTYPE)
+    with torch.enable_grad():
+        mean, log_std = module(theta, states)  # log_std: float32 if frozen in a float32 policy
+        log_std = log_std.to(_SOLVE_DTYPE).expand_as(mean)
+        weights = [torch.exp(-2 * log_std.detach()) / union_count,  # 1/σ²: the mean's Fisher
+                   torch.full_like(log_std, 2.0 / union_count)]  # 2: log σ's Fisher  # fmt: skip
+        # only outputs that depend on θ (a frozen log std does not)
+        outputs = [(out, w) for out, w in zip((mean, log_std), weights, strict=True)
+                   if out.requires_grad]  # fmt: skip
+        probes = [torch.zeros_like(out, requires_grad=True) for out, _ in outputs]
+        (pulled,) = torch.autograd.grad([out for out, _ in outputs], theta, probes,
+                                        create_graph=True, allow_unused=True,
+                                        materialize_grads=True)  # fmt: skip
+
+    def product(v: torch.Tensor) -> torch.Tensor:
+        if v.shape != theta.shape:
+            raise ValueError(f"v must have shape {tuple(theta.shape)}, got {tuple(v.shape)}")
+        if not pulled.requires_grad:  # no observations on this rank
+            return torch.zeros_like(v)
+        tangents = torch.autograd.grad(pulled, probes, v, retain_graph=True, allow_unused=True,
+                                       materialize_grads=True)  # J v, per output  # fmt: skip
+        (result,) = torch.autograd.grad(
+            [out for out, _ in outputs], theta,
+            [w * tangent for (_, w), tangent in zip(outputs, tangents, strict=True)],
+            retain_graph=True, allow_unused=True, materialize_grads=True,
+        )  # fmt: skip
+        return result
+
+    return product
 
 
 def _kl_from_current(
@@ -65,17 +139,6 @@ def _kl_from_current(
         return gaussian_kl(mean_old, log_std_old, mean, log_std).sum() / count
 
     return module, mean_kl
-
-
-def _damped_hessian(
-    f: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    damping: float,
-    reduce: Callable[[torch.Tensor], torch.Tensor] = lambda v: v,
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """v -> reduce(∇²f(x) v) + damping v (reduce: the sum over the ranks' shares)."""
-    hessian_times = hvp_operator(f, x)
-    return lambda v: (reduce(hessian_times(v).detach()) + damping * v).detach()
 
 
 class NaturalPG(ActorCritic):
@@ -181,24 +244,18 @@ class NaturalPG(ActorCritic):
 
         gradient = self.sum_over_ranks(grad(local_surrogate)(theta).detach())
         max_kl = self.max_kl * self._kl_scale
-        figures: dict[str, float] = {"cg_iterations": 0.0, "step_fraction": 0.0}
-        if float(gradient.norm()) > 0 and max_kl > 0:
-            fisher = _damped_hessian(local_kl, theta, self.cg_damping, self.sum_over_ranks)
-            solve = conjugate_gradient(fisher, gradient, max_iter=self.cg_iterations,
-                                       truncated=True)  # fmt: skip
-            direction = solve.x.detach()
-            curvature = float(direction @ fisher(direction))
-            if not math.isfinite(curvature) or curvature <= 0:
-                raise NonFiniteError(f"the natural-gradient step's curvature x'Fx = {curvature}")
-            if self.step_size is None:  # KL-normalized: ½ sᵀ(F + λI)s = δ
-                step = math.sqrt(2 * max_kl / curvature) * direction
-            else:
-                step = self.step_size * self._kl_scale * direction
-            with torch.no_grad():
-                current, fraction = self._line_search(theta, step, surrogate, mean_kl, max_kl)
-            module.load_into_module(current)
-            figures = {"cg_iterations": float(solve.nit), "step_fraction": fraction,
-                       "expected_improvement": float(gradient @ step) * fraction}  # fmt: skip
+        figures = {"cg_iterations": 0.0, "step_fraction": 0.0, "expected_improvement": 0.0}
+        if max_kl > 0 and bool(gradient.any()):
+            step, cg_iterations = self._natural_step(obs, union, gradient, max_kl)
+            figures["cg_iterations"] = float(cg_iterations)
+            if step is not None:
+                step = step.to(theta.dtype)
+                with torch.no_grad():
+                    current, fraction = self._line_search(theta, step, surrogate, mean_kl,
+                                                          max_kl)  # fmt: skip
+                module.load_into_module(current)
+                figures["step_fraction"] = fraction
+                figures["expected_improvement"] = float(gradient @ step) * fraction
         with torch.no_grad():
             figures["kl"] = float(mean_kl(current))
         figures["value_loss"] = self._fit_critic(flat, counts)
@@ -207,6 +264,65 @@ class NaturalPG(ActorCritic):
         )
         figures["std"] = float(self.policy.log_std.detach().exp().mean())
         return figures
+
+    def _natural_step(
+        self, obs: torch.Tensor, union: int, gradient: torch.Tensor, max_kl: float
+    ) -> tuple[torch.Tensor | None, int]:
+        """The natural-gradient step (float64) from the summed policy gradient, and the
+        number of CG iterations; None for the step, with a ConvergenceWarning naming the
+        figure, when the solve gives no usable one (every rank decides alike: the products
+        and the gradient are sums over the ranks)."""
+        share = _fisher_share(self.policy, obs, union)
+        damping = self.cg_damping
+
+        def fisher(v: torch.Tensor) -> torch.Tensor:
+            return self.sum_over_ranks(share(v)) + damping * v
+
+        def warn(found: str, outcome: str) -> None:
+            largest = float(obs.abs().max()) if obs.numel() else 0.0
+            warnings.warn(
+                ConvergenceWarning(
+                    f"{type(self).__name__}: {found} (largest |observation| {largest:.3g}); "
+                    f"{outcome}"
+                ),
+                stacklevel=4,
+            )
+
+        unchanged = "the policy is left unchanged in this update"
+        g = gradient.to(_SOLVE_DTYPE)
+        if not bool(torch.isfinite(g).all()):
+            warn("the policy gradient is not finite", unchanged)
+            return None, 0
+        try:
+            solve = conjugate_gradient(fisher, g, max_iter=self.cg_iterations, truncated=True,
+                                       stop_on_negative_curvature=True)  # fmt: skip
+        except NonFiniteError as error:  # a product, p'Ap or a residual that is not finite
+            warn(f"conjugate gradient on the damped Fisher stopped: {error}", unchanged)
+            return None, 0
+        if solve.negative_curvature:
+            found = (
+                f"conjugate gradient on the damped Fisher met p'(F + λI)p / p'p = "
+                f"{solve.curvature:.3g} at iteration {solve.nit}, where exact arithmetic gives "
+                f"at least λ = {damping:g}"
+            )
+            if solve.nit == 0:
+                warn(found, unchanged)
+                return None, 0
+            warn(found, f"the step follows the iterate of iteration {solve.nit}")
+        direction = solve.x
+        curvature = float(direction @ fisher(direction))
+        if not math.isfinite(curvature) or curvature <= 0:
+            warn(f"the step's curvature x'(F + λI)x = {curvature:.3g} is not positive", unchanged)
+            return None, solve.nit
+        if self.step_size is None:  # KL-normalized: ½ sᵀ(F + λI)s = δ
+            step = math.sqrt(2 * max_kl / curvature) * direction
+        else:
+            step = self.step_size * self._kl_scale * direction
+        if not bool(torch.isfinite(step.to(gradient.dtype)).all()):
+            warn(f"the step is not finite in {gradient.dtype} (x'(F + λI)x = {curvature:.3g})",
+                 unchanged)  # fmt: skip
+            return None, solve.nit
+        return step, solve.nit
 
     def _fit_critic(self, flat: dict[str, torch.Tensor], counts: torch.Tensor) -> float:
         """Minibatch regression of V on the λ-returns (``counts``: every rank's number of
