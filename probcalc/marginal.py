@@ -188,7 +188,7 @@ def _fitted_target(
     mode = laplace.mode.detach()
     with torch.no_grad():
         here = float(target(mode))
-    recorded = float(laplace.log_joint_at_mode)
+    recorded = float(laplace.log_joint_at_mode.detach())
     if not abs(here - recorded) <= 1e-8 * max(1.0, abs(recorded)):
         message = (
             f"the laplace= fit was not made from this log_joint: on the fit's scale "
