@@ -1,6 +1,6 @@
 """Gymnasium environments of probcalc, installed as ``probcalc.envs``.
 
-This package imports only gymnasium and numpy/scipy (see DESIGN.md). The environments are
+This package imports only gymnasium and numpy/scipy, nothing of probcalc. The environments are
 registered by string entry point when ``probcalc`` is imported, so a module here is loaded
 only when ``gymnasium.make("probcalc/...")`` asks for it.
 

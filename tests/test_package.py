@@ -1,4 +1,4 @@
-"""The public surface: names from DESIGN.md, type hints, result and error types."""
+"""The public surface: the documented public names, type hints, result and error types."""
 
 import dataclasses
 import inspect

@@ -174,7 +174,7 @@ class OnPolicyAgent(ABC):
         policy_class = SquashedGaussianPolicy if squash else GaussianPolicy
         with torch.random.fork_rng():
             torch.manual_seed(0 if seed is None else seed)
-            # float32 by default, the dtype of RL networks (DESIGN.md), whatever the default
+            # float32 by default, the dtype of RL networks, whatever the default
             self.policy = policy_class(
                 obs_dim, act_dim, hidden=tuple(hidden) if policy == "mlp" else (),
                 log_std_init=log_std_init, ortho_init=ortho_init,

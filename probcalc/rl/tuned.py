@@ -16,7 +16,7 @@ __all__ = ["TUNED", "tuned", "tuned_steps"]
 TUNED: dict[str, dict[str, dict[str, Any]]] = {
     "ppo": {
         # rl-zoo3, hyperparams/ppo.yml, Pendulum-v1 (rl-zoo3 adds gSDE, which probcalc does
-        # not have; these are the settings of issue 7's benchmark against Stable-Baselines3)
+        # not have; these are the settings of the README's benchmark against Stable-Baselines3)
         "Pendulum-v1": {
             "n_envs": 4,
             "n_steps": 1024,
