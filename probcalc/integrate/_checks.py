@@ -8,10 +8,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch.func import vmap
 
 from ..core.errors import ConvergenceWarning
-from ..core.evaluation import evaluate_batch
+from ..core.evaluation import evaluate_batch, vmap_points
 from ..core.results import IntegrationResult
 
 Integrand = Callable[[torch.Tensor], torch.Tensor]
@@ -72,8 +71,9 @@ def resolve_dtype_device(
 
 
 def as_batched(f: Integrand, batched: bool) -> Integrand:
-    """``f`` itself when it takes a batch of points; otherwise ``f`` vmapped over dim 0."""
-    return f if batched else vmap(f)
+    """``f`` itself when it takes a batch of points; otherwise ``f`` vmapped over dim 0 (with
+    torch.distributions' validation off during the call, see core.evaluation)."""
+    return f if batched else vmap_points(f)
 
 
 def evaluate_checked(

@@ -471,12 +471,8 @@ def _log_density_drops(
         curvature = torch.where(torch.isfinite(exact) & (exact > 0), exact, curvature)
     steps = axes / torch.sqrt(curvature)[:, None]
     points = torch.cat([mode + steps, mode - steps])
-    with torch.no_grad():
-        try:
-            values = vmap_points(log_density)(points)
-        except (RuntimeError, ValueError, TypeError):
-            # a log_joint that torch.func can differentiate but not vmap (rare): 2k calls
-            values = torch.stack([log_density(point) for point in points])
+    with torch.no_grad():  # vmappable: fit took its Hessian (jacfwd) or HVPs under vmap
+        values = vmap_points(log_density)(points)
     return values.detach() - at_mode
 
 

@@ -177,3 +177,12 @@ def test_bad_input_is_a_value_error():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         quad(torch.sin, 0, 1)  # no warning on a clean run
+
+
+def test_a_one_point_integrand_written_with_torch_distributions_is_vmapped():
+    """Validation in torch.distributions calls .item(), which vmap cannot trace; the
+    integrators switch it off while they evaluate. ∫ N(x | 0, 1) over (-1, 1) = erf(1/√2)."""
+    normal = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), 1.0)
+    result = quad(lambda x: normal.log_prob(x).exp(), -1.0, 1.0, batched=False)
+    assert abs(float(result.value) - math.erf(1 / math.sqrt(2))) < 1e-12
+    assert torch.distributions.Distribution._validate_args  # restored afterwards
