@@ -94,6 +94,14 @@ def train(args: argparse.Namespace) -> None:
         if started:
             dist.destroy_process_group()
     if agent.rank != 0:
+        if started:
+            # This worker's part is done (rank 0 writes every file). Leaving through the
+            # interpreter's normal shutdown sometimes aborted it ("terminate called without
+            # an active exception", SIGABRT from a C++ thread still joinable at exit), which
+            # torchrun reports as a failed job; exit at once instead.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
         return
     # evaluation is local: rank 0 alone, after the group is gone (no collective waits on it)
     mean, std = pc.rl.evaluate(agent, n_episodes=args.eval_episodes, seed=10_000)
