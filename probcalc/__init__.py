@@ -11,6 +11,7 @@ tensor([ 2., -4.])
 
 from . import core, envs, integrate, laplace, mc, rl
 from .core import (
+    CheckpointError,
     ConjugateGradientResult,
     ConvergenceError,
     ConvergenceWarning,
@@ -34,6 +35,7 @@ from .marginal import Evidence, NestedLaplaceResult, evidence, nested_laplace
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError",
     "ConjugateGradientResult",
     "ConvergenceError",
     "ConvergenceWarning",

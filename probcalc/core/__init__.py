@@ -21,6 +21,7 @@ from .derivatives import (
     value_and_grad,
 )
 from .errors import (
+    CheckpointError,
     ConvergenceError,
     ConvergenceWarning,
     NonFiniteError,
@@ -41,6 +42,7 @@ from .options import Option
 from .results import ConjugateGradientResult, Estimate, IntegrationResult, OptimizeResult
 
 __all__ = [
+    "CheckpointError",
     "ConjugateGradientResult",
     "ConvergenceError",
     "ConvergenceWarning",

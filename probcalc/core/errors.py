@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 __all__ = [
+    "CheckpointError",
     "ConvergenceError",
     "ConvergenceWarning",
     "NonFiniteError",
@@ -60,6 +61,19 @@ class ConvergenceError(ProbcalcError, RuntimeError):
     def __init__(self, message: str, *, figure: float | None = None) -> None:
         super().__init__(message)
         self.figure = figure
+
+
+class CheckpointError(ProbcalcError, ValueError):
+    """A saved agent or checkpoint cannot be read: truncated, corrupted, written by another
+    program, or holding another algorithm.
+
+    Attributes:
+        path: the file that failed to load.
+    """
+
+    def __init__(self, message: str, *, path: object = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class ConvergenceWarning(UserWarning):
