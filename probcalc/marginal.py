@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,11 +23,11 @@ from typing import Any
 import torch
 
 from .core.errors import NonFiniteError
-from .core.evaluation import vmap_points
+from .core.evaluation import check_callable, check_scalar_output, vmap_points
 from .core.options import Option
 from .integrate import expect_normal, gauss_legendre, log_integral
 from .laplace import LaplaceApproximation, fit
-from .laplace.fit import Constraints
+from .laplace.fit import Constraints, as_start_point, describe_point, start_value
 from .mc import importance_sampling
 from .mc.proposals import MultivariateStudentT
 
@@ -66,14 +67,35 @@ class Evidence:
 
 
 def _check_start(log_joint: LogJoint, theta0: torch.Tensor) -> None:
-    value = log_joint(theta0)
+    """log_joint at theta0: one finite number (see :func:`probcalc.laplace.fit.start_value`)."""
+    value = start_value(log_joint, theta0, theta0)
     if not bool(torch.isfinite(value)):
         raise NonFiniteError(
-            f"log_joint is {float(value)} at theta0 = {theta0.tolist()}; pass a theta0 where "
-            f"it is finite",
+            f"log_joint is {float(value)} at theta0 = {describe_point(theta0)}; pass a theta0 "
+            f"where it is finite",
             value=float(value),
             where="theta0",
         )
+
+
+def _check_bounds(bounds: Any, name: str, *, finite: bool) -> list[tuple[float, float]]:
+    """bounds as a list of (low, high) floats with low < high (finite ones, with
+    ``finite``); TypeError or ValueError naming ``name`` otherwise."""
+    pairs = []
+    if isinstance(bounds, str) or not isinstance(bounds, Sequence | torch.Tensor):
+        raise TypeError(f"{name} must be a sequence of (low, high) pairs, got {bounds!r}")
+    for pair in bounds:
+        try:
+            low, high = (float(end) for end in pair)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"{name} must be a sequence of (low, high) pairs of numbers, got {bounds!r}"
+            ) from None
+        if not low < high or (finite and not math.isfinite(low - high)):
+            kind = "finite numbers with low < high" if finite else "low < high (±inf allowed)"
+            raise ValueError(f"{name} must be pairs of {kind}, got {list(bounds)!r}")
+        pairs.append((low, high))
+    return pairs
 
 
 def evidence(
@@ -88,7 +110,7 @@ def evidence(
     constraints: Constraints = None,
     proposal: torch.distributions.Distribution | None = None,
     df: float = 5.0,
-    rtol: float = 1e-8,
+    rtol: float | None = None,
 ) -> Evidence:
     """log p(y) = log ∫ p(y, θ) dθ by quadrature, importance sampling or Laplace.
 
@@ -115,21 +137,42 @@ def evidence(
         proposal: for "mc", a distribution with event shape (d,) on the fit's scale (φ with
             constraints) instead of the default multivariate Student-t (``df`` degrees of
             freedom) at the Laplace mode and covariance.
-        rtol: the tolerance of the quadrature.
+        rtol: the tolerance of the quadrature; by default the integrators' for the dtype
+            (1e-8 in float64, 1.2e-4 in float32: the dtype of theta0 or of the fit).
 
     Returns:
         Evidence(log_value, error, method, diagnostics).
 
     Raises:
         ValueError: an unknown method; quadrature with d > 6 (use "laplace" or "mc"); bounds
-            or a proposal of the wrong dimension; no theta0 where one is needed; constraints
-            together with laplace= or bounds=; for "laplace", a laplace= fit whose value at
-            its mode is not log_joint's.
+            or a proposal of the wrong dimension, bounds that are NaN or have low >= high;
+            no theta0 where one is needed, a theta0 not of shape (d,) or not finite;
+            constraints together with laplace= or bounds=; a df that is not positive; for
+            "laplace", a laplace= fit whose value at its mode is not log_joint's; log_joint
+            returning other than one number (a 0-d tensor) per point, at its first call; a
+            distribution in log_joint rejecting theta0 (torch's message included).
+        TypeError: log_joint not callable; theta0 complex, float16 or bfloat16; laplace=
+            not a LaplaceApproximation, proposal= not a torch Distribution, bounds not
+            (low, high) pairs of numbers.
         NonFiniteError: log_joint not finite at theta0.
         NotPositiveDefiniteError: from the Laplace fit, at a mode whose Hessian is not
             positive definite.
     """
+    check_callable(log_joint, "log_joint")
     method = EvidenceMethod.parse(method, name="method")
+    if laplace is not None and not isinstance(laplace, LaplaceApproximation):
+        raise TypeError(
+            f"laplace must be a LaplaceApproximation (from probcalc.laplace.fit), got "
+            f"{type(laplace).__name__}"
+        )
+    if proposal is not None and not isinstance(proposal, torch.distributions.Distribution):
+        raise TypeError(
+            f"proposal must be a torch.distributions.Distribution, got {type(proposal).__name__}"
+        )
+    if isinstance(df, bool) or not isinstance(df, numbers.Real) or not 0 < df < math.inf:
+        raise ValueError(f"df must be a positive finite number, got {df!r}")
+    if bounds is not None:
+        bounds = _check_bounds(bounds, "bounds", finite=False)
     if constraints is not None and (laplace is not None or bounds is not None):
         raise ValueError(
             "constraints= sets up the Laplace fit that evidence makes itself; a laplace= fit "
@@ -138,10 +181,12 @@ def evidence(
     if laplace is None and theta0 is None and not (method is EvidenceMethod.QUADRATURE and bounds):
         raise ValueError(f"method={method.value!r} needs theta0 (or a fitted laplace=)")
     if theta0 is not None:
-        theta0 = torch.as_tensor(theta0)
-        theta0 = theta0 if theta0.is_floating_point() else theta0.to(torch.float64)
+        theta0 = as_start_point(theta0)
         _check_start(log_joint, theta0)
     d = laplace.dim if laplace is not None else (len(bounds) if theta0 is None else theta0.numel())
+    # the dtype the integrals run in: the fit's or theta0's, else (bounds alone) float64
+    dtype = (laplace.mode.dtype if laplace is not None else theta0.dtype
+             if theta0 is not None else torch.float64)  # fmt: skip
 
     if method is EvidenceMethod.QUADRATURE:
         if d > _QUADRATURE_MAX_DIM:
@@ -153,9 +198,11 @@ def evidence(
         if bounds is not None:
             if len(bounds) != d:
                 raise ValueError(f"bounds must give {d} (low, high) pairs, got {len(bounds)}")
-            lower = [float(low) for low, _ in bounds]
-            upper = [float(high) for _, high in bounds]
-            result = log_integral(vmap_points(log_joint), lower, upper, rtol=rtol)
+            device = theta0.device if theta0 is not None else None
+            lower = torch.tensor([low for low, _ in bounds], dtype=dtype, device=device)
+            upper = torch.tensor([high for _, high in bounds], dtype=dtype, device=device)
+            integrand = vmap_points(log_joint, scalar="log_joint")
+            result = log_integral(integrand, lower, upper, rtol=rtol)
             return Evidence(result.value, float(result.error), method.value,
                             {"n_evals": result.n_evals, "converged": result.converged})  # fmt: skip
         laplace = laplace or fit(log_joint, theta0, constraints=constraints)
@@ -173,8 +220,8 @@ def evidence(
         raise ValueError(
             f"the proposal must have event shape ({d},), got {tuple(proposal.event_shape)}"
         )
-    result = importance_sampling(vmap_points(target), proposal, 20_000 if n is None else n,
-                                 seed=seed)  # fmt: skip
+    result = importance_sampling(vmap_points(target, scalar="log_joint"), proposal,
+                                 20_000 if n is None else n, seed=seed)  # fmt: skip
     return Evidence(result.log_evidence, float(result.stderr), method.value,
                     {"khat": result.khat, "ess": result.ess, "scale": laplace.scale})  # fmt: skip
 
@@ -187,9 +234,13 @@ def _fitted_target(
     target = laplace.log_joint_on_fitted_scale(log_joint)
     mode = laplace.mode.detach()
     with torch.no_grad():
-        here = float(target(mode))
+        value = check_scalar_output(target(mode), what="log_joint", where="the fit's mode")
+        here = float(value)
     recorded = float(laplace.log_joint_at_mode.detach())
-    if not abs(here - recorded) <= 1e-8 * max(1.0, abs(recorded)):
+    # sqrt(eps) relative: 1.5e-8 in float64; a function computed another way (vmapped,
+    # summed in another order) agrees to far better, a different model to far worse
+    agreement = math.sqrt(torch.finfo(mode.dtype).eps)
+    if not abs(here - recorded) <= agreement * max(1.0, abs(recorded)):
         message = (
             f"the laplace= fit was not made from this log_joint: on the fit's scale "
             f"({laplace.scale}) log_joint gives {here:.10g} at the fit's mode, the fit "
@@ -209,7 +260,7 @@ _ADAPTIVE_WHITENED_MAX_DIM = 2
 
 
 def _whitened_quadrature(
-    log_joint: LogJoint, laplace: LaplaceApproximation, rtol: float
+    log_joint: LogJoint, laplace: LaplaceApproximation, rtol: float | None
 ) -> Evidence:
     """log ∫ p(y, φ) dφ with φ = φ* + L z (L L' = Σ, the Laplace covariance), log_joint on
     the fit's scale."""
@@ -222,8 +273,10 @@ def _whitened_quadrature(
         def whitened(z: torch.Tensor) -> torch.Tensor:
             return log_joint(mode + factor @ z) + log_det
 
+        infinite = torch.full((d,), math.inf, dtype=mode.dtype, device=mode.device)
+        integrand = vmap_points(whitened, scalar="log_joint")
         try:
-            result = log_integral(vmap_points(whitened), [-math.inf] * d, [math.inf] * d, rtol=rtol)
+            result = log_integral(integrand, -infinite, infinite, rtol=rtol)
         except NonFiniteError as error:
             raise _on_user_scale(error, laplace, factor) from error
         return Evidence(result.value, float(result.error), "quadrature",
@@ -233,8 +286,10 @@ def _whitened_quadrature(
     gaussian = torch.distributions.MultivariateNormal(mode, scale_tril=factor)
     log_laplace = laplace.log_evidence.detach()
 
+    batched = vmap_points(log_joint, scalar="log_joint")
+
     def ratio(theta: torch.Tensor) -> torch.Tensor:
-        return torch.exp(vmap_points(log_joint)(theta) - gaussian.log_prob(theta) - log_laplace)
+        return torch.exp(batched(theta) - gaussian.log_prob(theta) - log_laplace)
 
     result = expect_normal(ratio, mode, factor @ factor.T, rtol=rtol)
     value = log_laplace + torch.log(result.value)
@@ -309,15 +364,23 @@ def nested_laplace(
         n_nodes: nodes per hyperparameter (default 40, 16, 10 for d_h = 1, 2, 3).
 
     Raises:
-        ValueError: d_h not in 1..3, or bounds with low >= high.
+        ValueError: d_h not in 1..3; bounds that are not finite or have low >= high;
+            n_nodes not a positive integer; theta0 not of shape (d,) or not finite;
+            log_joint returning other than one number (a 0-d tensor) at (theta0, h).
+        TypeError: log_joint not callable, hyper_bounds not (low, high) pairs of numbers,
+            theta0 complex.
     """
+    check_callable(log_joint, "log_joint")
+    hyper_bounds = _check_bounds(hyper_bounds, "hyper_bounds", finite=True)
     d_h = len(hyper_bounds)
     if not 1 <= d_h <= 3:
         raise ValueError(f"nested_laplace handles 1 to 3 hyperparameters, got {d_h}")
-    if any(not low < high for low, high in hyper_bounds):
-        raise ValueError(f"hyper_bounds must have low < high, got {list(hyper_bounds)}")
+    if n_nodes is not None and (
+        isinstance(n_nodes, bool) or not isinstance(n_nodes, numbers.Integral) or n_nodes < 1
+    ):
+        raise ValueError(f"n_nodes must be a positive integer or None, got {n_nodes!r}")
     n_nodes = n_nodes or {1: 40, 2: 16, 3: 10}[d_h]
-    theta0 = torch.as_tensor(theta0, dtype=torch.float64)
+    theta0 = as_start_point(theta0).to(torch.float64)
     dtype = theta0.dtype
     nodes_1d, weights_1d = gauss_legendre(n_nodes, dtype=dtype)
     grids, weight_axes = [], []

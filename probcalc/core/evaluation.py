@@ -15,7 +15,63 @@ from torch.func import vmap
 
 from .errors import NonFiniteError
 
-__all__ = ["evaluate_batch", "vmap_points", "without_distribution_validation"]
+__all__ = [
+    "check_callable",
+    "check_scalar_output",
+    "evaluate_batch",
+    "is_support_error",
+    "vmap_points",
+    "without_distribution_validation",
+]
+
+# The messages torch.distributions' argument validation starts its ValueErrors with: a
+# parameter outside its constraint, or a value outside the support.
+_VALIDATION_MESSAGES = ("Expected parameter", "Expected value argument")
+
+
+def check_callable(f: object, name: str) -> None:
+    """TypeError naming ``name`` when ``f`` is not callable."""
+    if not callable(f):
+        raise TypeError(f"{name} must be a function, got {type(f).__name__} {f!r:.80}")
+
+
+def check_scalar_output(value: object, *, what: str, where: str) -> torch.Tensor:
+    """``value`` when it is a 0-d real tensor: the one number a log density, log joint or
+    objective returns for one point.
+
+    Raises:
+        ValueError: a tensor of another shape (a vector of per-observation terms, say),
+            naming the shape received and the () expected.
+        TypeError: not a tensor (a Python float cannot carry a gradient), or complex.
+    """
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"{what} must return a 0-d tensor, got {type(value).__name__} at {where}; build "
+            f"it from torch operations on its argument"
+        )
+    if value.dim() != 0:
+        raise ValueError(
+            f"{what} must return one number per point, a tensor of shape (), got shape "
+            f"{tuple(value.shape)} at {where}; sum the terms (e.g. log_prob(y).sum())"
+        )
+    if value.is_complex():
+        raise TypeError(f"{what} must return a real number, got {value.dtype} at {where}")
+    return value
+
+
+def is_support_error(error: BaseException) -> bool:
+    """Whether ``error`` is the ValueError that torch.distributions' argument validation
+    raises at a point outside a distribution's domain: a parameter that breaks its
+    constraint (a negative scale) or a value outside the support (log_prob of a negative
+    number under a Gamma). There the log density is -inf; optimizers treat the point as
+    they treat an infinite value (a rejected step)."""
+    if not isinstance(error, ValueError) or not str(error).startswith(_VALIDATION_MESSAGES):
+        return False
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    module = "" if frame is None else frame.tb_frame.f_globals.get("__name__", "")
+    return module.startswith("torch.distributions")
 
 
 @contextlib.contextmanager
@@ -36,15 +92,23 @@ def without_distribution_validation() -> Iterator[None]:
 
 
 def vmap_points(
-    f: Callable[[torch.Tensor], torch.Tensor],
+    f: Callable[[torch.Tensor], torch.Tensor], *, scalar: str | None = None
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function of one point, shape (d,), mapped over a batch (n, d) by torch.func.vmap,
-    with torch.distributions' validation off during the call (see above)."""
+    with torch.distributions' validation off during the call (see above).
+
+    With ``scalar`` (how messages name ``f``, e.g. "log_joint") each point must give one
+    number: the first call raises ValueError when ``f`` returns another shape per point
+    (see :func:`check_scalar_output`) instead of passing a batch of vectors on."""
     mapped = vmap(f)
 
     def batched(points: torch.Tensor) -> torch.Tensor:
         with without_distribution_validation():
-            return mapped(points)
+            out = mapped(points)
+        if scalar is not None and isinstance(out, torch.Tensor) and out.dim() != 1:
+            check_scalar_output(out[0] if out.dim() else out, what=scalar,
+                                where=f"the point {points[0].detach().tolist()}")  # fmt: skip
+        return out
 
     return batched
 
@@ -70,6 +134,7 @@ def evaluate_batch(
 
     Raises:
         ValueError: when the output's leading dimension is not N (a 0-d output included).
+        TypeError: when the output is complex.
         NonFiniteError: at the first NaN or infinite value (+inf only, with
             ``allow_minus_inf``), naming the point.
     """
@@ -81,6 +146,8 @@ def evaluate_batch(
             f"{what} must map {n} points to a tensor of shape ({n},) or ({n}, *batch), "
             f"got {shape}{hint}"
         )
+    if out.is_complex():
+        raise TypeError(f"{what} must return real values, got {out.dtype}")
     flat = out.reshape(n, -1)
     bad = torch.isnan(flat) | (flat == torch.inf if allow_minus_inf else torch.isinf(flat))
     if bool(bad.any()):

@@ -17,7 +17,9 @@ gradient's rounding floor when the Newton step there is within 100 eps of x (see
 
 from __future__ import annotations
 
+import inspect
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -27,6 +29,7 @@ import torch
 
 from .derivatives import hessian, hvp_operator, value_and_grad
 from .errors import ConvergenceWarning, NonFiniteError, NotPositiveDefiniteError
+from .evaluation import check_callable
 from .options import Option
 from .results import ConjugateGradientResult, OptimizeResult
 
@@ -107,7 +110,11 @@ def conjugate_gradient(
         there was asked for).
 
     Raises:
-        ValueError: when ``matvec`` changes the shape, or tolerances are negative.
+        ValueError: when ``matvec`` or ``preconditioner`` changes the shape, tolerances are
+            negative or NaN, ``b`` is not floating point, or max_iter is not a non-negative
+            integer.
+        TypeError: ``matvec`` or ``preconditioner`` not callable, ``b`` or ``x0`` not a
+            tensor.
         NotPositiveDefiniteError: on a direction with ``p'Ap <= 0``; ``min_eigenvalue`` is the
             Rayleigh quotient ``p'Ap / p'p``, an upper bound on A's smallest eigenvalue.
         NonFiniteError: when ``b``, a product with ``A``, ``p'Ap`` or a residual norm is not
@@ -147,11 +154,20 @@ def _conjugate_gradient(
     stop_on_negative_curvature: bool,
 ) -> ConjugateGradientResult:
     """Preconditioned CG (Hestenes & Stiefel), without the warning: callers decide."""
-    if rtol < 0 or atol < 0:
-        raise ValueError(f"rtol and atol must be non-negative, got rtol={rtol}, atol={atol}")
+    check_callable(matvec, "matvec")
+    if preconditioner is not None:
+        check_callable(preconditioner, "preconditioner")
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        _check_number(value, name)
+        if not value >= 0:
+            raise ValueError(f"{name} must be non-negative, got {name}={value}")
+    if not isinstance(b, torch.Tensor):
+        raise TypeError(f"b must be a tensor, got {type(b).__name__}")
     if not b.is_floating_point():
         raise ValueError(f"b must be floating point, got {b.dtype}")
-    max_iter = 10 * b.numel() if max_iter is None else int(max_iter)
+    if x0 is not None and not isinstance(x0, torch.Tensor):
+        raise TypeError(f"x0 must be a tensor or None, got {type(x0).__name__}")
+    max_iter = 10 * b.numel() if max_iter is None else _count(max_iter, "max_iter", 0)
     b_norm = float(torch.linalg.vector_norm(b))
     if not math.isfinite(b_norm):
         raise NonFiniteError(
@@ -171,7 +187,7 @@ def _conjugate_gradient(
     if residual_norm <= threshold:
         return ConjugateGradientResult(x, residual_norm, 0, True)
 
-    z = preconditioner(r) if preconditioner is not None else r
+    z = _preconditioned(preconditioner, r)
     p = z.clone()
     rz = _dot(r, z)
     for iteration in range(max_iter):
@@ -202,11 +218,24 @@ def _conjugate_gradient(
             )
         if residual_norm <= threshold:
             return ConjugateGradientResult(x, residual_norm, iteration + 1, True)
-        z = preconditioner(r) if preconditioner is not None else r
+        z = _preconditioned(preconditioner, r)
         rz_next = _dot(r, z)
         p = z + (rz_next / rz) * p
         rz = rz_next
     return ConjugateGradientResult(x, residual_norm, max_iter, False)
+
+
+def _preconditioned(
+    preconditioner: Callable[[torch.Tensor], torch.Tensor] | None, r: torch.Tensor
+) -> torch.Tensor:
+    """M⁻¹ r, checked to keep the shape of r (r itself without a preconditioner)."""
+    if preconditioner is None:
+        return r
+    out = preconditioner(r)
+    if not isinstance(out, torch.Tensor) or out.shape != r.shape:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"preconditioner must return the shape of b {tuple(r.shape)}, got {shape}")
+    return out
 
 
 def _checked_matvec(
@@ -269,8 +298,14 @@ def minimize(
 
     Raises:
         ValueError: for an unknown method (the message lists the valid ones), an ``x0`` that
-            is not of shape ``(d,)`` or not finite, ``fun`` not returning a scalar, or
-            unknown options.
+            is not of shape ``(d,)`` or not finite, ``fun`` not returning a scalar, a
+            negative or NaN tol, a max_iter or cg_max_iter that is not a non-negative
+            (positive) integer, or unknown options (the message lists the valid options of
+            that method: for "lbfgs", "adam" and "sgd" the keywords of the torch.optim
+            constructor minimize does not set itself).
+        TypeError: ``fun`` or ``callback`` not callable, a complex ``x0`` (or a float16 or
+            bfloat16 one for "newton", whose Cholesky torch.linalg does not do), options
+            that are not a dict, a tol or max_iter that is not a number.
         NonFiniteError: when ``fun`` or its gradient is not finite at ``x0`` (and, for
             lbfgs/adam/sgd, at any later iterate: newton methods backtrack instead).
 
@@ -281,21 +316,28 @@ def minimize(
         >>> result.success, result.nit, torch.allclose(result.x, torch.ones(2, dtype=torch.float64))
         (True, 21, True)
     """
+    check_callable(fun, "fun")
     method = Method.parse(method, name="method")
-    x0 = _as_start_point(x0)
+    x0 = _as_start_point(x0, method)
     default_tol = tol is None
     if tol is None:
         tol = _default_tolerance(method, x0.dtype)
-    elif not tol >= 0:
-        raise ValueError(f"tol must be non-negative, got {tol}")
-    max_iter = _DEFAULT_MAX_ITER[method] if max_iter is None else int(max_iter)
-    if max_iter < 0:
-        raise ValueError(f"max_iter must be non-negative, got {max_iter}")
+    else:
+        _check_number(tol, "tol")
+        if not tol >= 0:
+            raise ValueError(f"tol must be non-negative, got {tol}")
+    max_iter = _DEFAULT_MAX_ITER[method] if max_iter is None else _count(max_iter, "max_iter", 0)
+    if callback is not None:
+        check_callable(callback, "callback")
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(f"options must be a dict of method settings, got {options!r}")
     options = dict(options or {})
+    if any(not isinstance(key, str) for key in options):
+        raise TypeError(f"options must have string keys, got {list(options)}")
 
     if method in (Method.NEWTON, Method.NEWTON_CG):
         _reject_options(options, {"cg_max_iter"} if method is Method.NEWTON_CG else set(), method)
-        cg_max_iter = int(options.get("cg_max_iter", min(x0.numel(), 1000)))
+        cg_max_iter = _count(options.get("cg_max_iter", min(x0.numel(), 1000)), "cg_max_iter", 1)
         result = _newton(fun, x0, tol, max_iter, callback, method, cg_max_iter, default_tol)
     elif method is Method.LBFGS:
         result = _lbfgs(fun, x0, tol, max_iter, callback, options)
@@ -318,10 +360,37 @@ def _default_tolerance(method: Method, dtype: torch.dtype) -> float | None:
     return eps ** (1.0 / 3.0) if method is Method.LBFGS else math.sqrt(eps)
 
 
-def _as_start_point(x0: Any) -> torch.Tensor:
-    x = torch.as_tensor(x0)
+def _check_number(value: object, name: str) -> None:
+    """TypeError unless ``value`` is a real number (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+
+
+def _count(value: object, name: str, minimum: int) -> int:
+    """``value`` as an int >= minimum; TypeError for a non-number, ValueError otherwise."""
+    _check_number(value, name)
+    if not value >= minimum or not float(value).is_integer():
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _as_start_point(x0: Any, method: Method) -> torch.Tensor:
+    try:
+        x = torch.as_tensor(x0)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"x0 must be a tensor or a sequence of numbers, got {x0!r}") from None
+    if x.is_complex():
+        raise TypeError(
+            f"x0 must be real, got {x.dtype}; minimize a function of the real and imaginary "
+            f"parts stacked into one real vector"
+        )
     if not x.is_floating_point():
         x = x.to(torch.float64)
+    if method is Method.NEWTON and x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(
+            f"method 'newton' factors the Hessian, which torch.linalg does not do in {x.dtype}; "
+            f"give x0 in float32 or float64, or use method='newton-cg'"
+        )
     if x.dim() != 1 or x.numel() == 0:
         raise ValueError(
             f"x0 must have shape (d,) with d >= 1, got {tuple(x.shape)}; flatten it "
@@ -337,6 +406,22 @@ def _reject_options(options: Mapping[str, Any], allowed: set[str], method: Metho
     if unknown:
         valid = ", ".join(sorted(allowed)) or "none"
         raise ValueError(f"unknown options {unknown} for method {method.value!r}; valid: {valid}")
+
+
+# Keywords of the torch.optim constructors that minimize sets itself: the parameters, and
+# for L-BFGS the iteration budget (max_iter) and the stopping tests (see _lbfgs).
+_SET_BY_MINIMIZE = {"self", "params", "max_iter", "tolerance_grad", "tolerance_change"}
+
+
+def _optimizer_options(optimizer_class: type[torch.optim.Optimizer]) -> set[str]:
+    """The keywords of a torch.optim constructor that ``options`` may set, read from its
+    signature (so they follow the installed torch)."""
+    parameters = inspect.signature(optimizer_class.__init__).parameters
+    return {
+        name
+        for name, parameter in parameters.items()
+        if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+    } - _SET_BY_MINIMIZE
 
 
 def _check_start(value: torch.Tensor, gradient: torch.Tensor, x0: torch.Tensor) -> None:
@@ -722,12 +807,14 @@ def _lbfgs(
     It runs on ``c f(x0 + s z)`` with the powers of two of :func:`_lbfgs_scales`, which
     change no rounding and, in exact arithmetic, only the length of the first trial step.
     """
-    fixed = sorted(set(options) & set(_LBFGS_FIXED))
+    fixed = sorted(set(options) & {*_LBFGS_FIXED, "max_iter"})
     if fixed:
         raise ValueError(
             f"options {fixed} are set by minimize for method 'lbfgs': tolerance_grad is tol, "
-            f"and tolerance_change is 0 (the gradient decides)"
+            f"tolerance_change is 0 (the gradient decides), and max_iter is minimize's "
+            f"max_iter argument"
         )
+    _reject_options(options, _optimizer_options(torch.optim.LBFGS), Method.LBFGS)
     value_scale, step_scale = _lbfgs_scales(x0.dtype)
     objective = _AutogradObjective(fun, x0, value_scale, step_scale)
     settings = {
@@ -811,10 +898,11 @@ def _first_order(
     method: Method,
 ) -> OptimizeResult:
     """Adam or SGD from torch.optim: a fixed budget, or until max|grad| <= tol."""
-    objective = _AutogradObjective(fun, x0)
+    optimizer_class = torch.optim.Adam if method is Method.ADAM else torch.optim.SGD
+    _reject_options(options, _optimizer_options(optimizer_class), method)
     if method is Method.SGD and "lr" not in options:
         raise ValueError("method 'sgd' needs a learning rate: options={'lr': ...}")
-    optimizer_class = torch.optim.Adam if method is Method.ADAM else torch.optim.SGD
+    objective = _AutogradObjective(fun, x0)
     optimizer = optimizer_class([objective.leaf], **options)
     reason: str | None = None
     nit = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 
 from ..core.errors import ConvergenceWarning
-from ..core.evaluation import evaluate_batch, vmap_points
+from ..core.evaluation import check_callable, evaluate_batch, vmap_points
 from ..core.results import IntegrationResult
 
 Integrand = Callable[[torch.Tensor], torch.Tensor]
@@ -41,32 +42,115 @@ def check_breakpoints(
     return sorted({value for value in values if low < value < high})
 
 
+# The error estimates never go below the round-off floor 50 eps Σ|w f| (QUADPACK's; see
+# adaptive.py), about 50 eps ∫|f|, so a relative tolerance is attainable only above
+# 50 eps ∫|f| / |∫f|. The default where that floor matters (float32; float64's defaults lie
+# far above it) is 1000 eps, 1.2e-4 in float32: 20 times the floor, which leaves room for
+# integrals that cancel down to 1/20 of ∫|f| (at 100 eps, an oscillatory integral with
+# |∫f| = ∫|f| / 2 could not converge). Converged float32 results are typically within a
+# few eps of the exact value.
+_DEFAULT_RTOL_EPS = 1000
+
+
+def default_rtol(rtol: float | None, dtype: torch.dtype, float64_default: float) -> float:
+    """``rtol`` itself when given; else ``float64_default`` or 1000 eps of ``dtype``,
+    whichever is larger (the float64 default in float64, 1.2e-4 in float32)."""
+    if rtol is not None:
+        return rtol
+    return max(float64_default, _DEFAULT_RTOL_EPS * torch.finfo(dtype).eps)
+
+
 def check_tolerances(rtol: float, atol: float, max_evals: int, dtype: torch.dtype) -> None:
-    """ValueError for negative tolerances, both zero, or an rtol below round-off."""
-    if rtol < 0 or atol < 0:
-        raise ValueError(f"rtol and atol must be non-negative, got rtol={rtol}, atol={atol}")
-    floor = 50 * torch.finfo(dtype).eps
+    """ValueError for negative or NaN tolerances, both zero, or an rtol below round-off;
+    TypeError for tolerances that are not numbers."""
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number, got {value!r}")
+        if not value >= 0:
+            raise ValueError(f"{name} must be a non-negative number, got {name}={value}")
+    eps = torch.finfo(dtype).eps
+    floor = 50 * eps
     if atol == 0 and rtol < floor:
         raise ValueError(
-            f"rtol = {rtol:g} is below the round-off level 50 eps = {floor:.2g} of {dtype}; "
-            f"raise it or give an atol"
+            f"rtol = {rtol:g} is below the round-off level 50 eps = {floor:.2g} of {dtype} "
+            f"(eps = {eps:.3g}): no error estimate in {dtype} can meet it; raise rtol (the "
+            f"default follows the dtype), give an atol, or compute in float64"
         )
-    if isinstance(max_evals, bool) or int(max_evals) != max_evals or max_evals < 1:
+    if isinstance(max_evals, bool) or not isinstance(max_evals, numbers.Real):
+        raise TypeError(f"max_evals must be a positive integer, got {max_evals!r}")
+    if not max_evals >= 1 or not float(max_evals).is_integer():
         raise ValueError(f"max_evals must be a positive integer, got {max_evals!r}")
 
 
+def check_flag(value: object, name: str) -> None:
+    """TypeError unless ``value`` is a bool (a string such as "no" would count as true)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def check_seed(seed: object) -> None:
+    """TypeError unless ``seed`` is None or an integer."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TypeError(f"seed must be an integer or None, got {seed!r}")
+
+
+def check_integrand(f: object, batched: object) -> None:
+    """TypeError for an integrand that is not callable or a ``batched`` that is not a bool."""
+    check_callable(f, "the integrand")
+    check_flag(batched, "batched")
+
+
+def as_limit(value: Any, name: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``value`` (a number, a sequence of numbers or a tensor) as a tensor of dtype and
+    device; TypeError naming ``name`` for anything else."""
+    try:
+        return torch.as_tensor(value, dtype=dtype, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"{name} must be a real number, a sequence of numbers or a tensor, got {value!r}"
+        ) from None
+
+
+_DTYPES = (torch.float32, torch.float64)
+
+
+def check_dtype(dtype: torch.dtype, what: str) -> None:
+    """TypeError for a floating dtype the rules do not compute in (float16 and bfloat16:
+    the nodes' spacing near an end is below their resolution; complex: no ordering)."""
+    if dtype not in _DTYPES:
+        raise TypeError(
+            f"{what} have dtype {dtype}; probcalc.integrate computes in float32 or float64 "
+            f"(convert with .to(torch.float64) or .float(); for a complex integrand, integrate "
+            f"its real and imaginary parts as a batch of two)"
+        )
+
+
 def resolve_dtype_device(
-    *limits: Any, device: torch.device | str | None
+    *limits: Any, device: torch.device | str | None, what: str = "the limits"
 ) -> tuple[torch.dtype, torch.device]:
-    """float64 and the CPU unless a limit is a tensor (its floating dtype and device)."""
-    dtype, found_device = torch.float64, None
+    """float64 and the CPU unless a limit is a tensor: then the promoted floating dtype of
+    the tensors (integer and bool tensors count as float64) and the last one's device.
+
+    Raises:
+        TypeError: for complex, float16 or bfloat16 limits.
+        ValueError: for a device torch does not know.
+    """
+    dtype, found_device = None, None
     for limit in limits:
         if isinstance(limit, torch.Tensor):
-            if limit.is_floating_point():
-                dtype = limit.dtype
+            if limit.is_complex() or limit.is_floating_point():
+                dtype = limit.dtype if dtype is None else torch.promote_types(dtype, limit.dtype)
             found_device = limit.device
+    dtype = torch.float64 if dtype is None else dtype
+    check_dtype(dtype, what)
     if device is not None:
-        found_device = torch.device(device)
+        try:
+            found_device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(
+                f"device must be a torch.device or a device string such as 'cpu' or 'cuda:0', "
+                f"got {device!r}"
+            ) from None
     return dtype, found_device or torch.device("cpu")
 
 
@@ -77,14 +161,33 @@ def as_batched(f: Integrand, batched: bool) -> Integrand:
 
 
 def evaluate_checked(
-    f: Integrand, points: torch.Tensor, *, log_space: bool = False
+    f: Integrand,
+    points: torch.Tensor,
+    *,
+    log_space: bool = False,
+    rtol: float | None = None,
+    atol: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Size]:
     """f(points) as an (N, B) tensor and the batch shape; see
-    :func:`probcalc.core.evaluation.evaluate_batch` (in log space -inf is allowed)."""
-    return evaluate_batch(
+    :func:`probcalc.core.evaluation.evaluate_batch` (in log space -inf is allowed).
+
+    With ``rtol``: ValueError when f returns values of a coarser dtype than the nodes'
+    (float32 values at float64 nodes) whose round-off the tolerance is below."""
+    values, shape = evaluate_batch(
         f, points, what="the integrand", point_name="node", allow_minus_inf=log_space,
         hint="; pass batched=False for a function of one point",
     )  # fmt: skip
+    if rtol is not None and values.is_floating_point() and atol == 0:
+        eps = torch.finfo(values.dtype).eps
+        if eps > torch.finfo(points.dtype).eps and rtol < 50 * eps:
+            raise ValueError(
+                f"the integrand returns {values.dtype} values at {points.dtype} nodes: rtol = "
+                f"{rtol:g} is below their round-off level 50 eps = {50 * eps:.2g} (eps = "
+                f"{eps:.3g}); give limits of dtype {values.dtype} (the default rtol then "
+                f"follows it), an rtol of at least {50 * eps:.2g} or an atol, or compute the "
+                f"integrand in {points.dtype}"
+            )
+    return values, shape
 
 
 def finish(

@@ -266,7 +266,16 @@ def integrate_adaptive(
     Stops when every integrand's total error is at most ``max(atol, rtol |value|)``, or
     when the next round would exceed ``max_evals`` evaluations, or when no region can be
     split further (round-off).
+
+    Raises:
+        ValueError: when ``max_evals`` is below the first round's points.
     """
+    first_round = rule.points_per_region * len(lower)
+    if max_evals < first_round:
+        raise ValueError(
+            f"max_evals = {max_evals} is below the first round's {first_round} points "
+            f"({len(lower)} regions of {rule.points_per_region})"
+        )
     eps = torch.finfo(lower.dtype).eps
     tiny = torch.finfo(lower.dtype).tiny
     n_evals, rounds = 0, 0
@@ -329,10 +338,19 @@ def integrate_adaptive(
         normalized = (regions.errors() / scaled).amax(dim=1)  # (m,)
         axes = (regions.axis_errors / scaled).amax(dim=2).argmax(dim=1)  # (m,)
         splittable = regions.splittable(axes, eps, tiny)
-        if resolution is not None:  # the left child's lowest node along axis 0
-            fraction = (1 + float(rule.grid[:, 0].min())) / 4
-            width = regions.upper[:, 0] - regions.lower[:, 0]
-            splittable &= regions.lower[:, 0] + fraction * width >= resolution[regions.pieces]
+        cuts = torch.full_like(normalized, 0.5)  # where each region is cut, in its width
+        if resolution is not None:
+            # a cut at c of the width puts the left child's lowest node along axis 0 at
+            # lower + c (1 + g_min)/2 width: at a midpoint where that is at least the
+            # resolution, else at the smallest c that keeps it there (when c <= 3/4), which
+            # halves the width of the end region that cannot be split (in float32, where
+            # the resolution at an end other than 0 is about 4e-4)
+            offset = (1 + float(rule.grid[:, 0].min())) / 2
+            lo = regions.lower[:, 0]
+            width = regions.upper[:, 0] - lo
+            needed = (resolution[regions.pieces] - lo) / torch.clamp(offset * width, min=tiny)
+            cuts = torch.clamp(needed, min=0.5)
+            splittable &= cuts <= _LARGEST_CUT
         normalized = torch.where(splittable, normalized, 0.0)
         normalized[retry_rows] = 0.0  # split again as pairs, below
         order = torch.argsort(normalized, descending=True)
@@ -343,6 +361,15 @@ def integrate_adaptive(
         stuck = regions.errors()[~splittable].sum(dim=0)  # (B,)
         if bool((stuck > tolerance).any()):  # no split can bring the total under it
             count, retry = 0, None
+        # the children's round-off floors add up to about the parent's (50 eps ∫|f| over
+        # the domain): where their sum alone is above the tolerance (an integral that
+        # cancels, |∫f| << ∫|f|) and the rule's own error is already below it (so the value
+        # the tolerance is relative to is known), splitting cannot help
+        rounding = regions.floors.sum(dim=0)  # (B,)
+        truncation = regions.axis_errors.sum(dim=(0, 1))  # (B,)
+        cancels = bool(((rounding > tolerance) & (truncation <= rounding)).any())
+        if cancels:
+            count, retry = 0, None
         cost_per_split = 2 * p * max(1, calls // (k * p))  # two children, reflections counted
         budget = min(max_evals - n_evals, _MAX_POINTS_PER_ROUND) // cost_per_split
         retries = 0 if retry is None else len(retry.axes)
@@ -350,18 +377,30 @@ def integrate_adaptive(
             retry, retries, retry_rows = None, 0, retry_rows[:0]
         if (count == 0 and retries == 0) or budget < 1:
             worst = float((total_error / torch.clamp(tolerance, min=1e-300)).max())
-            reason = (
-                f"max_evals = {max_evals} reached"
-                if budget < 1
-                else "the regions that hold the error cannot be split further (round-off)"
-            )
+            if cancels:
+                ratio = rounding / torch.clamp(tolerance, min=tiny)
+                worst_item = int(ratio.argmax())
+                share = float(
+                    total[worst_item].detach().abs() / (rounding[worst_item] / (50 * eps))
+                )
+                reason = (
+                    f"round-off alone exceeds the tolerance: 50 eps Σ|w f| is "
+                    f"{float(ratio.max()):.3g} times it, as the integral cancels (|∫f| is "
+                    f"{share:.2g} of ∫|f|); give an atol or a larger rtol"
+                )
+            elif budget < 1:
+                reason = f"max_evals = {max_evals} reached"
+            else:
+                reason = "the regions that hold the error cannot be split further (round-off)"
             message = (
                 f"not converged: {reason} after {rounds} rounds; the error estimate is "
                 f"{worst:.3g} times the tolerance"
             )
             return AdaptiveOutcome(total, total_error, n_evals, False, message, shift)
         marked = order[: min(count, budget - retries)]
-        split, (new_lower, new_upper, new_pieces) = regions.split(marked, axes[marked])
+        split, (new_lower, new_upper, new_pieces) = regions.split(
+            marked, axes[marked], cuts[marked]
+        )
         if retry is not None:
             half = len(retry_rows) // 2
             left, right = retry_rows[:half], retry_rows[half:]
@@ -379,6 +418,9 @@ def integrate_adaptive(
         regions = regions.without(marked)
 
 
+# The largest cut (a fraction of the width) that keeps a node off the resolution limit.
+_LARGEST_CUT = 0.75
+
 # Where a parent is split again when neither child's nodes saw its roughness: a jump that
 # hid between the midpoint and a child's outermost node (within 0.012 of the parent's
 # width for G4-K9, less for higher orders) is then 0.05 or more inside a child.
@@ -390,12 +432,14 @@ def _bisect(
     upper: torch.Tensor,
     pieces: torch.Tensor,
     axes: torch.Tensor,
-    fraction: float,
+    fraction: float | torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Cut each box along its axis at ``fraction`` of its width: children [lefts, rights]."""
+    """Cut each box along its axis at ``fraction`` of its width (one for all, or one per
+    box): children [lefts, rights]. A fraction of 1/2 cuts at the exact midpoint."""
     rows = torch.arange(len(axes), device=axes.device)
     lo, hi = lower[rows, axes], upper[rows, axes]
-    middle = lo + fraction * (hi - lo) if fraction != 0.5 else 0.5 * (lo + hi)
+    fraction = torch.as_tensor(fraction, dtype=lo.dtype, device=lo.device)
+    middle = torch.where(fraction == 0.5, 0.5 * (lo + hi), lo + fraction * (hi - lo))
     left_upper, right_lower = upper.clone(), lower.clone()
     left_upper[rows, axes] = middle
     right_lower[rows, axes] = middle
@@ -482,9 +526,10 @@ class _Regions:
         return (width > 8 * eps * torch.maximum(lo.abs(), hi.abs())) & (width > 1e3 * tiny)
 
     def split(
-        self, marked: torch.Tensor, axes: torch.Tensor
+        self, marked: torch.Tensor, axes: torch.Tensor, cuts: torch.Tensor
     ) -> tuple[_Split, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Bisect the marked regions along ``axes``: children [lefts..., rights...]."""
+        """Cut the marked regions along ``axes`` at ``cuts`` of their widths (1/2: bisect):
+        children [lefts..., rights...]."""
         rows = torch.arange(len(marked), device=axes.device)
         parents = _Split(
             self.estimates[marked].detach(),
@@ -494,7 +539,7 @@ class _Regions:
             rough=self.rough[marked][rows, axes],
             retried=torch.zeros_like(axes, dtype=torch.bool),
         )
-        children = _bisect(self.lower[marked], self.upper[marked], self.pieces[marked], axes, 0.5)
+        children = _bisect(self.lower[marked], self.upper[marked], self.pieces[marked], axes, cuts)
         return parents, children
 
 

@@ -9,8 +9,11 @@ from ._checks import (
     Breakpoints,
     Integrand,
     as_batched,
+    as_limit,
     check_breakpoints,
+    check_integrand,
     check_tolerances,
+    default_rtol,
     evaluate_checked,
     finish,
 )
@@ -144,7 +147,7 @@ def _integrate_line(
     a: float | torch.Tensor,
     b: float | torch.Tensor,
     *,
-    rtol: float,
+    rtol: float | None,
     atol: float,
     max_evals: int,
     order: int,
@@ -155,18 +158,22 @@ def _integrate_line(
     points: Breakpoints = None,
 ) -> IntegrationResult:
     """The shared body of quad and the 1-D log_integral."""
+    check_integrand(f, batched)
     dtype, device = _resolve(a, b, device=device)
+    rtol = default_rtol(rtol, dtype, 1e-10 if name == "quad" else 1e-8)
     check_tolerances(rtol, atol, max_evals, dtype)
-    a = torch.as_tensor(a, dtype=dtype, device=device)
-    b = torch.as_tensor(b, dtype=dtype, device=device)
+    a = as_limit(a, "a", dtype, device)
+    b = as_limit(b, "b", dtype, device)
     try:
         a, b = torch.broadcast_tensors(a, b)
     except RuntimeError:
         raise ValueError(
             f"a and b must broadcast to one shape, got {tuple(a.shape)} and {tuple(b.shape)}"
         ) from None
+    if a.numel() == 0:
+        raise ValueError(f"a and b hold no limits: shape {tuple(a.shape)}")
     if bool(torch.isnan(a).any() | torch.isnan(b).any()):
-        raise ValueError("the limits must not be NaN")
+        raise ValueError(f"the limits must not be NaN, got a = {a.tolist()}, b = {b.tolist()}")
     if log_space and not bool((a < b).all()):
         raise ValueError("log_integral needs a < b")
     elementwise = a.dim() > 0
@@ -188,7 +195,7 @@ def _integrate_line(
 
     def evaluate(t: torch.Tensor, piece: torch.Tensor) -> tuple[torch.Tensor, int]:
         x, jacobian = line.points(t[:, 0], piece)
-        values, shape = evaluate_checked(f, x, log_space=log_space)
+        values, shape = evaluate_checked(f, x, log_space=log_space, rtol=rtol, atol=atol)
         if elementwise and shape != a.shape:
             raise ValueError(
                 f"with limits of shape {tuple(a.shape)} the integrand must map x of shape "
@@ -234,7 +241,7 @@ def quad(
     a: float | torch.Tensor,
     b: float | torch.Tensor,
     *,
-    rtol: float = 1e-10,
+    rtol: float | None = None,
     atol: float = 0.0,
     max_evals: int = 100_000,
     order: int = 10,
@@ -254,8 +261,15 @@ def quad(
             ``(n, *S)`` (column j on item j's line) to values ``(n, *S)``.
         a, b: the limits: floats or tensors (which may require grad) that broadcast to one
             shape S: () for one interval, or one interval per integrand. ±inf allowed, per
-            item. ``a > b`` gives the negated integral; ``a == b`` gives 0.
-        rtol, atol: relative and absolute tolerances.
+            item. ``a > b`` gives the negated integral; ``a == b`` gives 0. The computation
+            runs in their dtype: float64 (numbers, integer tensors) or float32.
+        rtol, atol: relative and absolute tolerances. The default rtol follows the dtype:
+            1e-10 in float64, 1000 eps = 1.2e-4 in float32 (20 times the round-off floor
+            50 eps below which no error estimate goes); an rtol below 50 eps with atol = 0
+            is an error. In float32 the nodes stop 4 ulps short of a finite end other than
+            0, which the end's map turns into a zone next to it that cannot be refined
+            (the last 12 % of [0, 1]; more where |b| is large against b - a): a kink, jump
+            or fast oscillation there needs a breakpoint in ``points`` or float64.
         max_evals: the most evaluations of ``f`` (points); beyond it the result comes back
             with ``converged=False`` and a ConvergenceWarning.
         order: the Gauss order n of the G_n-K_(2n+1) pair: 10 (G10-K21, default) or 7
@@ -283,10 +297,14 @@ def quad(
     miss the roughness their parent saw is done again elsewhere.
 
     Raises:
-        ValueError: for NaN limits or limits that do not broadcast, bad tolerances, or an
-            output of ``f`` whose leading dimension is not the number of nodes (or, with
+        ValueError: for NaN or empty limits or limits that do not broadcast, bad tolerances
+            (negative, NaN, below the dtype's round-off), a max_evals below the first
+            round's nodes, an order that is not a positive integer, an unknown device, or
+            an output of ``f`` whose leading dimension is not the number of nodes (or, with
             limits of shape S, whose shape is not ``(n, *S)``); for points that are not
             finite, lie outside [a, b], or come with limits that are not scalars.
+        TypeError: ``f`` not callable, ``batched`` not a bool, limits that are not real
+            numbers or tensors, complex, float16 or bfloat16 limits, a complex output of f.
         NonFiniteError: when ``f`` is NaN or infinite at a node (the message names it).
 
     Example:
@@ -306,7 +324,7 @@ def log_quad(
     a: float | torch.Tensor,
     b: float | torch.Tensor,
     *,
-    rtol: float = 1e-10,
+    rtol: float | None = None,
     atol: float = 0.0,
     max_evals: int = 100_000,
     order: int = 10,
@@ -317,8 +335,9 @@ def log_quad(
     """``log ∫_a^b exp(log_f(x)) dx`` (a < b), computed without overflow or underflow.
 
     The body of :func:`probcalc.integrate.log_integral` in one dimension; arguments as
-    for :func:`quad`, except that the tolerances apply to the integral relatively: the
-    error reported is that of the log.
+    for :func:`quad`, except that the tolerances apply to the integral relatively (the
+    error reported is that of the log) and the default rtol is 1e-8 in float64 (1000 eps =
+    1.2e-4 in float32).
     """
     return _integrate_line(
         log_f, a, b, rtol=rtol, atol=atol, max_evals=max_evals, order=order, batched=batched,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 
 import numpy as np
 import scipy.special
@@ -28,11 +29,16 @@ def _as_tensors(
     arrays: tuple[np.ndarray, ...], dtype: torch.dtype | None, device: torch.device | str | None
 ) -> tuple[torch.Tensor, ...]:
     dtype = torch.float64 if dtype is None else dtype
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a real floating torch.dtype, got {dtype!r}")
     return tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in arrays)
 
 
 def _check_order(n: int, minimum: int = 1) -> int:
-    if isinstance(n, bool) or int(n) != n or n < minimum:
+    """``n`` as an int; ValueError (TypeError for a non-number) naming it otherwise."""
+    if not isinstance(n, numbers.Real):
+        raise TypeError(f"the order must be an integer >= {minimum}, got {n!r}")
+    if isinstance(n, bool) or not n >= minimum or not float(n).is_integer():
         raise ValueError(f"the order must be an integer >= {minimum}, got {n!r}")
     return int(n)
 
@@ -82,7 +88,8 @@ def gauss_legendre(
         (nodes, weights), each of shape ``(n,)``, nodes ascending; float64 unless ``dtype``.
 
     Raises:
-        ValueError: when ``n`` is not a positive integer.
+        ValueError: when ``n`` is not a positive integer (TypeError: not a number, or a
+            dtype that is not a real floating one).
     """
     return _as_tensors(_gauss_legendre_numpy(_check_order(n)), dtype, device)
 
@@ -176,7 +183,8 @@ def gauss_kronrod(
         ascending; ``gauss_weights`` is 0 at the n+1 Kronrod-only nodes.
 
     Raises:
-        ValueError: when ``n`` is not a positive integer.
+        ValueError: when ``n`` is not a positive integer (TypeError: not a number, or a
+            dtype that is not a real floating one).
     """
     return _as_tensors(_gauss_kronrod_numpy(_check_order(n)), dtype, device)
 
@@ -197,6 +205,7 @@ def gauss_hermite(
         (nodes, weights), each of shape ``(n,)``, nodes ascending.
 
     Raises:
-        ValueError: when ``n`` is not a positive integer.
+        ValueError: when ``n`` is not a positive integer (TypeError: not a number, or a
+            dtype that is not a real floating one).
     """
     return _as_tensors(_gauss_hermite_numpy(_check_order(n)), dtype, device)

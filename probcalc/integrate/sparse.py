@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from collections.abc import Callable, Iterator
 
 import torch
@@ -37,7 +38,13 @@ def smolyak(
 
     Returns:
         (nodes (N, d), weights (N,)).
+
+    Raises:
+        ValueError: when ``level`` or ``d`` is not a positive integer.
     """
+    for name, value in (("level", level), ("d", d)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     q = d + level - 1
     nodes_all, weights_all = [], []
     for total in range(max(d, q - d + 1), q + 1):

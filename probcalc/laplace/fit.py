@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,8 +25,13 @@ from torch.func import vmap
 from ..core.derivatives import hessian as hessian_transform
 from ..core.derivatives import hvp_operator, jacobian
 from ..core.errors import ConvergenceWarning, NonFiniteError, NotPositiveDefiniteError
-from ..core.evaluation import vmap_points
-from ..core.optim import minimize
+from ..core.evaluation import (
+    check_callable,
+    check_scalar_output,
+    is_support_error,
+    vmap_points,
+)
+from ..core.optim import Method, minimize
 from ..core.options import Option
 from ..core.results import OptimizeResult
 from .structures import (
@@ -56,6 +62,13 @@ _CHECKED_AXES = 16
 # Below this many parameters the diagonal is computed exactly from d Hessian-vector products
 # (vmapped); above it, estimated from Rademacher probes (Bekas, Kokiopoulou & Saad, 2007).
 _EXACT_DIAGONAL_MAX_DIM = 2048
+
+
+# The optimizers that find a mode to the gradient tolerance the curvature needs (the
+# stochastic ones run a fixed budget).
+_OPTIMIZERS = (Method.NEWTON, Method.NEWTON_CG, Method.LBFGS)
+# The dtypes the curvature's Cholesky and eigendecompositions run in.
+_DTYPES = (torch.float32, torch.float64)
 
 
 class Structure(Option):
@@ -183,7 +196,13 @@ class LaplaceApproximation:
         return LowRankPrecisionNormal(self.mode, self.precision_structure)
 
     def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
-        """n posterior draws, shape (n, d), in O(n d k) for "lowrank" and O(n d) for "diag"."""
+        """n posterior draws, shape (n, d), in O(n d k) for "lowrank" and O(n d) for "diag".
+
+        Raises:
+            ValueError: n not a non-negative integer. TypeError: a seed that is not an int.
+        """
+        _check_count(n, "n", 0)
+        _check_seed(seed)
         generator = torch.Generator(device=self.mode.device)
         if seed is None:
             generator.seed()
@@ -206,8 +225,16 @@ class LaplaceApproximation:
         "linearized": f(θ*) and J H⁻¹ J' (J from the core's jacobian); "mc": moments over
         ``n_samples`` draws; "unscented": the 2d + 1 sigma points mode ± √d (H⁻¹)^(1/2)
         columns with equal weights 1/(2d) (and 0 at the mode), exact for quadratic f.
+
+        Raises:
+            ValueError: an unknown method (the valid ones are listed), "mc" with fewer than
+                2 samples. TypeError: f not callable, a seed that is not an int.
         """
+        check_callable(f, "f")
         method = PredictiveMethod.parse(method, name="method")
+        if method is PredictiveMethod.MC:
+            _check_count(n_samples, "n_samples", 2)
+            _check_seed(seed)
 
         def vector_f(theta: torch.Tensor) -> torch.Tensor:
             return f(theta).reshape(-1)
@@ -313,9 +340,104 @@ def _on_fitted_scale(
     return on_fitted_scale
 
 
+def _check_count(value: object, name: str, minimum: int) -> int:
+    """``value`` as an int >= minimum; TypeError for a non-number, ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if not value >= minimum or not float(value).is_integer():
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_seed(seed: object) -> None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TypeError(f"seed must be an integer or None, got {seed!r}")
+
+
+def as_start_point(theta0: Any, name: str = "theta0") -> torch.Tensor:
+    """theta0 as a real floating tensor of shape (d,), finite (integers become float64).
+
+    Raises:
+        TypeError: not numbers; complex, float16 or bfloat16 (the curvature's Cholesky and
+            eigendecompositions run in float32 or float64).
+        ValueError: not of shape (d,) with d >= 1, or not finite.
+    """
+    try:
+        theta = torch.as_tensor(theta0)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"{name} must be a tensor or a sequence of numbers, got {theta0!r}"
+        ) from None
+    if theta.is_complex() or (theta.is_floating_point() and theta.dtype not in _DTYPES):
+        raise TypeError(
+            f"{name} has dtype {theta.dtype}; the Laplace approximation computes in float32 "
+            f"or float64 (convert with .to(torch.float64))"
+        )
+    theta = theta if theta.is_floating_point() else theta.to(torch.float64)
+    if theta.dim() != 1 or theta.numel() == 0:
+        raise ValueError(f"{name} must have shape (d,) with d >= 1, got {tuple(theta.shape)}")
+    if not bool(torch.isfinite(theta).all()):
+        raise ValueError(f"{name} must be finite, got {theta.detach().tolist()}")
+    return theta
+
+
+def describe_point(x: torch.Tensor) -> str:
+    """x's values for a message: all of them up to 6, else d and the first 3."""
+    values = x.detach().reshape(-1)
+    if values.numel() <= 6:
+        return str(values.tolist())
+    return f"(d = {values.numel()}, first {values[:3].tolist()} ...)"
+
+
+def start_value(log_joint: LogJoint, theta0: torch.Tensor, shown: torch.Tensor) -> torch.Tensor:
+    """log_joint(theta0), checked: one number, and not an error of torch.distributions'
+    argument validation (``shown``: theta0 as the user gave it, for the messages).
+
+    Raises:
+        ValueError: log_joint returns other than a 0-d tensor, or a distribution in it
+            rejects theta0 (a parameter outside its constraint, a value outside the
+            support): the message has torch's.
+        TypeError: log_joint returns something that is not a tensor.
+    """
+    where = f"theta0 = {describe_point(shown)}"
+    try:
+        value = log_joint(theta0)
+    except ValueError as error:
+        if not is_support_error(error):
+            raise
+        raise ValueError(
+            f"log_joint cannot be evaluated at {where}: {error}; start inside the support "
+            f"of its distributions (or pass constraints= for bounded parameters)"
+        ) from error
+    return check_scalar_output(value, what="log_joint", where=where)
+
+
+def rejecting_support_errors(objective: LogJoint) -> LogJoint:
+    """``objective`` (a function to minimize) that is +inf, with a zero gradient, where a
+    distribution in it rejects the point: a trial step outside a parameter's support (a
+    negative scale under a Gamma prior, say) then fails like a step to an infinite value,
+    and the line search backs off (scipy's optimizers treat NaN and inf the same way).
+    Other errors pass through."""
+
+    def guarded(t: torch.Tensor) -> torch.Tensor:
+        try:
+            return objective(t)
+        except ValueError as error:
+            if not is_support_error(error):
+                raise
+            return t.sum() * 0 + torch.inf  # depends on t, so transforms can differentiate it
+
+    return guarded
+
+
 def _coordinate_kinds(constraints: Any, d: int) -> list[str | None] | None:
     if constraints is None:
         return None
+    if not isinstance(constraints, str | Sequence):
+        raise TypeError(
+            f"constraints must be a kind ('real', 'positive', 'unit') or a sequence of one "
+            f"per coordinate, got {constraints!r}"
+        )
     kinds = [constraints] * d if isinstance(constraints, str) else list(constraints)
     if len(kinds) != d:
         raise ValueError(f"constraints must name one kind per coordinate (d = {d}), got {kinds}")
@@ -329,11 +451,19 @@ def _coordinate_kinds(constraints: Any, d: int) -> list[str | None] | None:
 def _prior_terms(prior_precision: Any, d: int, like: torch.Tensor) -> torch.Tensor | None:
     if prior_precision is None:
         return None
-    precision = torch.as_tensor(prior_precision, dtype=like.dtype, device=like.device)
+    try:
+        precision = torch.as_tensor(prior_precision, dtype=like.dtype, device=like.device)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"prior_precision must be a positive number or a tensor of shape ({d},), got "
+            f"{prior_precision!r}"
+        ) from None
     precision = precision.expand(d) if precision.dim() == 0 else precision
-    if precision.shape != (d,) or not bool((precision > 0).all()):
+    finite_positive = bool(((precision > 0) & torch.isfinite(precision)).all())
+    if precision.shape != (d,) or not finite_positive:
         raise ValueError(
-            f"prior_precision must be positive, a scalar or shape ({d},), got {prior_precision!r}"
+            f"prior_precision must be positive and finite, a scalar or shape ({d},), got "
+            f"{prior_precision!r}"
         )
     return precision
 
@@ -382,23 +512,44 @@ def fit(
     Returns:
         LaplaceApproximation.
 
+    A trial step of the mode search at which a torch.distributions object in log_joint
+    rejects its arguments (validation on: a negative scale, a value outside the support)
+    counts as a step to log_joint = -inf: "newton" and "newton-cg" back off along the
+    line, "lbfgs" stops with NonFiniteError naming the point.
+
     Raises:
-        ValueError: theta0 not of shape (d,), an unknown option, a bad prior_precision,
-            "lowrank" without rank or prior_precision.
+        ValueError: theta0 not of shape (d,) or not finite; an unknown option (the valid
+            ones are listed; optimizer: "newton", "newton-cg", "lbfgs"); a bad
+            prior_precision (not positive and finite, wrong shape), rank, n_probes;
+            "lowrank" without rank or prior_precision; log_joint returning other than one
+            number (a 0-d tensor) at theta0; a distribution in log_joint rejecting theta0
+            (torch's message included).
+        TypeError: log_joint not callable or not returning a tensor; theta0 complex,
+            float16 or bfloat16; a constraints, prior_precision or seed of the wrong type.
         NonFiniteError: log_joint is not finite at theta0.
         NotPositiveDefiniteError: H at the mode is not positive definite (its smallest
             eigenvalue in the message and the attribute) and no repair was asked for.
     """
+    check_callable(log_joint, "log_joint")
     structure = Structure.parse(hessian, name="hessian")
     repair = None if repair is None else Repair.parse(repair, name="repair")
-    theta0 = torch.as_tensor(theta0)
-    theta0 = theta0.to(torch.float64) if not theta0.is_floating_point() else theta0
-    if theta0.dim() != 1 or theta0.numel() == 0:
-        raise ValueError(f"theta0 must have shape (d,), got {tuple(theta0.shape)}")
+    method = Method.parse(optimizer, name="optimizer")
+    if method not in _OPTIMIZERS:
+        valid = ", ".join(repr(m.value) for m in _OPTIMIZERS)
+        raise ValueError(
+            f"optimizer {method.value!r} does not find a mode to the accuracy the curvature "
+            f"needs; valid choices are {valid}"
+        )
+    theta0 = as_start_point(theta0)
     d = theta0.numel()
+    if rank is not None:
+        rank = _check_count(rank, "rank", 1)
+    n_probes = _check_count(n_probes, "n_probes", 1)
+    _check_seed(seed)
     prior = _prior_terms(prior_precision, d, theta0)
     kinds = _coordinate_kinds(constraints, d)
     transform = None if kinds is None else _CoordinateTransform(kinds, theta0)
+    shown = theta0.detach()
     if transform is not None:
         theta0 = transform.inverse(theta0.detach())
     if structure is Structure.LOWRANK and (rank is None or prior is None):
@@ -406,15 +557,16 @@ def fit(
     likelihood_on_fitted_scale = _on_fitted_scale(log_joint, transform, None)
     total_log_joint = _on_fitted_scale(log_joint, transform, prior)
 
-    start_value = total_log_joint(theta0.detach())
-    if not bool(torch.isfinite(start_value)):
+    at_start = start_value(total_log_joint, theta0.detach(), shown)
+    if not bool(torch.isfinite(at_start)):
         raise NonFiniteError(
-            f"log_joint is {float(start_value)} at theta0; start where it is finite",
-            value=float(start_value),
+            f"log_joint is {float(at_start)} at theta0 = {describe_point(shown)}; start where it "
+            f"is finite",
+            value=float(at_start),
             where="theta0",
         )
-    result = minimize(lambda t: -total_log_joint(t), theta0.detach(), method=optimizer,
-                      tol=tol, max_iter=max_iter)  # fmt: skip
+    objective = rejecting_support_errors(lambda t: -total_log_joint(t))
+    result = minimize(objective, theta0.detach(), method=method, tol=tol, max_iter=max_iter)
     mode = result.x
     if structure is Structure.FULL:
         precision, note = _full(hessian_transform(lambda t: -total_log_joint(t))(mode), repair)

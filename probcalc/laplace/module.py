@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable
+import numbers
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -185,7 +186,14 @@ class ModuleLaplace:
         self, prior_precision: torch.Tensor | float, sigma_noise: torch.Tensor | float
     ) -> torch.Tensor:
         """The Laplace log evidence for another (α, σ), θ* held fixed: O(d) from G's
-        eigenvalues (computed once)."""
+        eigenvalues (computed once). α and σ may be tensors (differentiable).
+
+        Raises:
+            ValueError: α or σ given as a Python number that is not positive and finite.
+        """
+        for name, value in (("prior_precision", prior_precision), ("sigma_noise", sigma_noise)):
+            if not isinstance(value, torch.Tensor):
+                _positive(value, name)
         alpha, sigma = prior_precision, sigma_noise
         posterior = self._posterior_eigenvalues(alpha, sigma)
         if bool((posterior <= 0).any()):
@@ -253,8 +261,14 @@ class ModuleLaplace:
         θ ~ N(θ*, Σ), noise excluded: (mean (m, k), covariance J Σ J' (m, k, k)).
 
         Raises:
-            NonFiniteError: the network's outputs or Jacobian at some input are not finite.
+            ValueError: X empty or of a shape the network does not take (the message names
+                the shape received and the one its first layer expects).
+            TypeError: X not a tensor, or a floating tensor of another dtype than the
+                network's parameters.
+            NonFiniteError: X, or the network's outputs or Jacobian, not finite at some
+                input (the message names it).
         """
+        _check_inputs(self.functional, self.mode, X, "X")
         outputs, J = _outputs_and_jacobian(self.functional, self.mode, X)  # (m, k), (m, k, d)
         _check_finite(outputs, J)
         return outputs, self.posterior_covariance_of(J)
@@ -278,9 +292,13 @@ class ModuleLaplace:
         Raises:
             ValueError: an unknown ``link_approx`` (the message lists the choices), a
                 ``link_approx`` for a regression likelihood, fewer than 2 logits, or
-                ``n_samples`` < 1.
-            TypeError: a ``seed`` that is not an int, a torch.Generator or None.
-            NonFiniteError: the network's outputs or Jacobian at some input are not finite.
+                ``n_samples`` < 1; X empty or of a shape the network does not take (the
+                message names the shape received and the one its first layer expects).
+            TypeError: X not a tensor, or a floating tensor of another dtype than the
+                network's parameters; a ``seed`` that is not an int, a torch.Generator or
+                None.
+            NonFiniteError: X, or the network's outputs or Jacobian, not finite at some
+                input (the message names it).
             ProbcalcError: "bridge" where some but not all logits have zero variance about
                 their mean.
         """
@@ -290,6 +308,7 @@ class ModuleLaplace:
         link = LinkApprox.PROBIT if link_approx is None else link_approx
         if not regression:  # bad options fail before the network's Jacobians are taken
             link = _check_link_options(link, n_samples, seed)
+        _check_inputs(self.functional, self.mode, X, "X")
         outputs, J = _outputs_and_jacobian(self.functional, self.mode, X)  # (m, k), (m, k, d)
         _check_finite(outputs, J)
         m, k = outputs.shape
@@ -410,7 +429,8 @@ def expected_softmax(
     Raises:
         ValueError: wrong shapes, fewer than 2 classes, an unknown ``link_approx`` (the
             message lists the choices) or ``n_samples`` < 1.
-        TypeError: a ``seed`` that is not an int, a torch.Generator or None.
+        TypeError: a ``seed`` that is not an int, a torch.Generator or None; mean or
+            covariance not real floating tensors.
         NonFiniteError: a non-finite entry in μ or Σ.
         NotPositiveDefiniteError: a Σ that is not positive semi-definite beyond rounding:
             the variance of a logit difference ("probit"), of a logit about the mean logit
@@ -419,6 +439,11 @@ def expected_softmax(
             mean logit (the bridge's α is infinite there).
     """
     link = _check_link_options(link_approx, n_samples, seed)
+    for name, value in (("mean", mean), ("covariance", covariance)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor, got {type(value).__name__}")
+        if not value.is_floating_point():
+            raise TypeError(f"{name} must be a real floating tensor, got {value.dtype}")
     if mean.dim() != 2 or mean.shape[1] < 2 or covariance.shape != (*mean.shape, mean.shape[1]):
         raise ValueError(
             f"mean must be (m, C) with C >= 2 and covariance (m, C, C), got "
@@ -580,9 +605,178 @@ def _check_finite(outputs: torch.Tensor, J: torch.Tensor) -> None:
 
 
 def _batches(data: Data) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        return [data]
-    return data
+    """The batches of ``data``, one pair (X, y) at a time, each checked to be a pair."""
+    if (
+        isinstance(data, tuple | list)
+        and len(data) == 2
+        and all(isinstance(part, torch.Tensor) for part in data)
+    ):
+        return [(data[0], data[1])]
+    if isinstance(data, torch.Tensor) or not isinstance(data, Iterable):
+        raise TypeError(
+            f"data must be a pair (X, y) of tensors or an iterable of such pairs (a "
+            f"DataLoader), got {type(data).__name__}"
+        )
+    return _pairs(data)
+
+
+def _pairs(data: Iterable[object]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    count = 0
+    for index, batch in enumerate(data):
+        if not (isinstance(batch, tuple | list) and len(batch) == 2):
+            raise TypeError(
+                f"data must be a pair (X, y) of tensors or an iterable of such pairs; its "
+                f"batch {index} is {type(batch).__name__}"
+                + (f" of length {len(batch)}" if isinstance(batch, tuple | list) else "")
+            )
+        count += 1
+        yield batch[0], batch[1]
+    if count == 0:
+        raise ValueError("data holds no batches: fit_module needs at least one (X, y)")
+
+
+def _first_layer(model: nn.Module) -> str | None:
+    """The input the model's first Linear or convolution takes, in words (None if none)."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            return (
+                f"its first layer {module} takes inputs of shape (n, {module.in_features}) "
+                f"(or (n, ..., {module.in_features}))"
+            )
+        if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+            return (
+                f"its first layer {module} takes inputs of shape (n, {module.in_channels}, "
+                f"...) with {len(module.kernel_size)} spatial dimension(s)"
+            )
+    return None
+
+
+def _check_inputs(functional: FunctionalModule, theta: torch.Tensor, X: object, name: str) -> int:
+    """The number of outputs k per input, from one forward pass on X[:1], after checking X:
+    a non-empty finite tensor that the network takes.
+
+    Raises:
+        TypeError: X not a tensor; complex, or floating of another dtype than θ.
+        ValueError: X on another device than θ, X empty, or a forward pass on its first
+            row fails (a shape the network does not take): the message names the shape
+            received, what the first layer takes, and torch's message.
+        NonFiniteError: X holds NaN or inf (the message names the input).
+    """
+    if not isinstance(X, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor, got {type(X).__name__}")
+    if X.is_complex() or (X.is_floating_point() and X.dtype != theta.dtype):
+        raise TypeError(
+            f"{name} has dtype {X.dtype}, the network's parameters {theta.dtype}; convert it "
+            f"with .to({theta.dtype})"
+        )
+    if X.device != theta.device:
+        raise ValueError(
+            f"{name} is on {X.device}, the network's parameters on {theta.device}; move it "
+            f"with .to({str(theta.device)!r})"
+        )
+    if X.dim() == 0 or X.shape[0] == 0:
+        raise ValueError(f"{name} must hold inputs along dim 0, got shape {tuple(X.shape)}")
+    if X.is_floating_point() and not bool(torch.isfinite(X).all()):
+        row = int((~torch.isfinite(X.reshape(len(X), -1))).any(dim=1).nonzero()[0])
+        raise NonFiniteError(
+            f"{name} is not finite at input {row} ({int((~torch.isfinite(X)).sum())} NaN or "
+            f"inf entries in all)",
+            value=X[row],
+            where=f"input {row}",
+        )
+    model = functional.module
+    try:
+        with torch.no_grad():
+            out = functional(theta, X[:1])
+    except (RuntimeError, ValueError, IndexError) as error:
+        expected = _first_layer(model)
+        raise ValueError(
+            f"{type(model).__name__} cannot take {name} of shape {tuple(X.shape)} (dtype "
+            f"{X.dtype}): {expected + '; ' if expected else ''}torch said: "
+            f"{str(error).splitlines()[0]}"
+        ) from error
+    if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != 1:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"the network must map inputs (n, ...) to outputs (n, k); for one input of "
+            f"shape {tuple(X[:1].shape)} it returned {shape}"
+        )
+    return out[0].numel()
+
+
+def _check_batch(
+    functional: FunctionalModule,
+    theta: torch.Tensor,
+    X: object,
+    y: object,
+    likelihood: Likelihood,
+    index: int,
+) -> None:
+    """ValueError or TypeError, naming the batch, for data the fit cannot use: X as in
+    :func:`_check_inputs`; y not a tensor, not one target per input, of the wrong shape or
+    dtype for the likelihood, class indices out of range; NonFiniteError for regression
+    targets that are not finite."""
+    k = _check_inputs(functional, theta, X, f"X (batch {index})")
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"y (batch {index}) must be a tensor, got {type(y).__name__}")
+    if y.device != theta.device:
+        raise ValueError(
+            f"y (batch {index}) is on {y.device}, the network's parameters on {theta.device}; "
+            f"move it with .to({str(theta.device)!r})"
+        )
+    m = X.shape[0]
+    if y.dim() == 0 or y.shape[0] != m:
+        raise ValueError(
+            f"X and y of batch {index} must hold the same number of points along dim 0: X "
+            f"has shape {tuple(X.shape)}, y {tuple(y.shape)}"
+        )
+    if likelihood is Likelihood.REGRESSION:
+        if y.shape[1:].numel() != k:
+            raise ValueError(
+                f"regression targets must match the network's outputs: y of batch {index} "
+                f"has shape {tuple(y.shape)}, expected ({m}, {k})"
+                + (f" or ({m},)" if k == 1 else "")
+            )
+        if y.is_complex():
+            raise TypeError(f"regression targets must be real, got y of dtype {y.dtype}")
+        finite = torch.isfinite(y.reshape(m, -1)).all(dim=1)
+        if not bool(finite.all()):
+            row = int((~finite).nonzero()[0])
+            raise NonFiniteError(
+                f"y (batch {index}) is not finite at input {row} ({int((~finite).sum())} of "
+                f"{m} targets)",
+                value=y[row],
+                where=f"input {row}",
+            )
+        return
+    if y.dim() != 1:
+        raise ValueError(
+            f"classification targets are class indices of shape ({m},), got y of shape "
+            f"{tuple(y.shape)} in batch {index}"
+            + ("; for one-hot targets pass y.argmax(dim=1)" if y.dim() == 2 else "")
+        )
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(
+            f"classification targets are integer class indices, got y of dtype {y.dtype} in "
+            f"batch {index}; convert with y.long()"
+        )
+    outside = (y < 0) | (y >= k)
+    if bool(outside.any()):
+        raise ValueError(
+            f"classification targets must be class indices in 0..{k - 1} (the network gives "
+            f"{k} logits), got {int(y[outside][0])} in batch {index}"
+        )
+
+
+def _positive(value: object, name: str) -> float:
+    """A positive finite number (a Python number or a 0-d tensor) as a float."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+        value = float(value.detach())
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive number, got {value!r}")
+    if not 0 < value < math.inf:
+        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    return float(value)
 
 
 def _last_linear(model: nn.Module) -> list[str]:
@@ -626,20 +820,42 @@ def fit_module(
     Returns:
         ModuleLaplace.
 
+    Every batch is checked before its Jacobians are taken, by one forward pass on its
+    first input.
+
     Raises:
-        ValueError: unknown options, a rank out of range, or no nn.Linear for last_layer.
+        ValueError: unknown options, a rank out of range, no nn.Linear for last_layer,
+            prior_precision or sigma_noise not positive and finite; data with no batches,
+            an empty batch, X or y on another device than the parameters, inputs the
+            network does not take (the message names the shape received and the input its
+            first layer takes), X and y of different lengths,
+            regression targets whose shape is not the outputs' (m, k) (or (m,) for k = 1),
+            classification targets not of shape (m,) or outside 0..k-1.
+        TypeError: model not an nn.Module; data not (X, y) pairs; X or y not tensors; X of
+            another floating dtype than the parameters; classification targets that are not
+            integers, complex regression targets.
+        NonFiniteError: X or regression targets y holding NaN or inf (the message names
+            the batch and the input).
         NotPositiveDefiniteError: when the posterior precision is not positive definite
             (possible with curvature="hessian").
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     likelihood = Likelihood.parse(likelihood, name="likelihood")
     curvature = Curvature.parse(curvature, name="curvature")
     structure = ModuleStructure.parse(structure, name="structure")
-    if prior_precision <= 0 or sigma_noise <= 0:
-        raise ValueError("prior_precision and sigma_noise must be positive")
+    prior_precision = _positive(prior_precision, "prior_precision")
+    sigma_noise = _positive(sigma_noise, "sigma_noise")
     names = _last_linear(model) if structure is ModuleStructure.LAST_LAYER else None
     functional = functional_module(model, names)
     theta = functional.params
     d = theta.numel()
+    if structure is ModuleStructure.LOWRANK and (
+        isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or not 1 <= rank < d
+    ):
+        raise ValueError(
+            f"structure='lowrank' needs an integer rank, 1 <= rank < d = {d}, got {rank!r}"
+        )
     # no d x d matrix unless the structure needs one: diag keeps a vector, the others the
     # square-root rows F of the GGN = F'F
     diagonal = torch.zeros(d, dtype=theta.dtype, device=theta.device)
@@ -648,7 +864,8 @@ def fit_module(
     n_outputs = 0
     # a list, so that the exact Hessian's second pass sees the data a one-shot iterable gave
     batches = list(_batches(data)) if curvature is Curvature.HESSIAN else _batches(data)
-    for X, y in batches:
+    for index, (X, y) in enumerate(batches):
+        _check_batch(functional, theta, X, y, likelihood, index)
         outputs, J = _outputs_and_jacobian(functional, theta, X)  # (m, k), (m, k, d)
         m, k = outputs.shape
         n_outputs += m * k

@@ -38,7 +38,7 @@ def test_seeded_blocks_leave_the_global_state_where_it_was():
 
 @pytest.mark.parametrize("bad", [1.5, True, "0", [1], torch.tensor(3)])
 def test_other_seed_types_are_a_type_error(bad):
-    with pytest.raises(TypeError, match="seed must be an int, a torch.Generator or None"):
+    with pytest.raises(TypeError, match=r"seed must be an int, a torch\.Generator or None"):
         check_seed(bad)
 
 
