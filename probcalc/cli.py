@@ -9,7 +9,15 @@ settings for the task (probcalc.rl.TUNED; ``--no-tuned`` skips them), a TOML fil
 (``--config``), then ``--set key=value`` flags (values read as TOML: 1e-3, true, "linear").
 A run folder holds run.json (what was run), progress.csv, episodes.csv, checkpoint.pt and
 model.pt; ``--resume`` continues a stopped run from its checkpoint, with the settings and
-length recorded in run.json (other flags are ignored then).
+length recorded in run.json (other flags are ignored then). A folder that holds a run is
+not trained into again without ``--resume`` or ``--overwrite`` (which removes the old run's
+files, and only those). ``--threads`` (default 1) sets torch's thread count: the networks
+are small, and more threads than one slow them down.
+
+Bad input (an unknown setting or environment, a value of the wrong type, an unreadable
+config file or checkpoint, an action space the algorithm cannot use) is reported in one
+line with exit status 2 before anything is written; errors during training keep their
+traceback.
 
 Data-parallel training: launched by torchrun, each process is a rank that steps its own
 environments (``n_envs`` each), and ``--steps`` counts the steps of all of them:
@@ -24,20 +32,93 @@ collective; rank 0 alone writes the run folder and prints.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import dataclasses
 import datetime
 import json
 import os
 import sys
 import tomllib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
+import gymnasium
 import numpy as np
+import torch
 
 import probcalc as pc
+from probcalc.core import distributed
+from probcalc.rl.agent import CHECKPOINT, MODEL
+from probcalc.rl.settings import check_settings, settings
+from probcalc.rl.training_log import EPISODES, PROGRESS
 
 RUN_FILE = "run.json"
+CURVE = "learning_curve.png"
+TENSORBOARD = "tensorboard"  # the folder of TrainingLog's TensorBoard events
+# the files that make a folder a run (refused without --resume or --overwrite)
+RUN_MARKERS = (RUN_FILE, CHECKPOINT, MODEL)
+# what a run writes: all that --overwrite removes (with TensorBoard's event files)
+RUN_FILES = (RUN_FILE, PROGRESS, EPISODES, CHECKPOINT, MODEL, CURVE)
+# settings the command does not take: each rank of a torchrun job trains in the job's group
+NOT_FROM_THE_COMMAND = ("group",)
+# bad input, reported in one line with exit status 2 (TOML and JSON decode errors are
+# ValueErrors); errors while training keep their traceback
+INPUT_ERRORS = (pc.ProbcalcError, ValueError, TypeError, OSError, gymnasium.error.Error)
+
+T = TypeVar("T")
+
+
+def _fail(error: BaseException | str) -> NoReturn:
+    """Report bad input as argparse does: one line on stderr, exit status 2."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    # one write: the lines of several torchrun ranks sharing a pipe stay whole
+    sys.stderr.write(f"probcalc: error: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(2)
+
+
+@contextlib.contextmanager
+def _input_errors() -> Iterator[None]:
+    try:
+        yield
+    except INPUT_ERRORS as error:
+        _fail(error)
+
+
+def _on_every_rank(group: distributed.Group | bool, step: Callable[[], T]) -> T:
+    """A set-up step every rank takes: an input error on any rank stops every rank with
+    exit status 2 (a rank whose own step succeeded says that another one failed)."""
+    error = None
+    try:
+        result = step()
+    except INPUT_ERRORS as caught:
+        error = caught
+    if distributed.any_across(error is not None, group):
+        _fail(error if error is not None else "another process of the job failed to start")
+    return result
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _set_threads(threads: int) -> None:
+    """torch's intra-op threads (and inter-op threads while torch still allows it)."""
+    torch.set_num_threads(threads)
+    with contextlib.suppress(RuntimeError):  # once set, or after parallel work started
+        torch.set_num_interop_threads(threads)
 
 
 def _parse_value(text: str) -> Any:
@@ -47,7 +128,32 @@ def _parse_value(text: str) -> Any:
         return text  # a bare word: a string such as linear or mlp
 
 
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
+def _checked(algorithm: type, values: dict[str, Any], source: str) -> dict[str, Any]:
+    """``values`` with names and types checked against the algorithm's settings (plus
+    total_steps), the error naming ``source``."""
+    known = {name: annotation for name, (annotation, _) in settings(algorithm).items()
+             if name not in NOT_FROM_THE_COMMAND}  # fmt: skip
+    known["total_steps"] = int
+    values = {str(name).replace("-", "_"): value for name, value in values.items()}
+    try:
+        return check_settings(algorithm, values, known)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{source}: {error}") from None
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as error:
+        raise ValueError(f"--config {path}: cannot read it ({error.strerror or error})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"--config {path}: not valid TOML: {error}") from None
+
+
+def _settings(args: argparse.Namespace, algorithm: type) -> tuple[dict[str, Any], int]:
+    """The constructor settings and the step budget: the tuned settings, the TOML file,
+    the --set flags, --seed and --steps, each layer checked."""
     settings: dict[str, Any] = {}
     if not args.no_tuned:
         settings = pc.rl.tuned(args.algorithm, args.env)
@@ -55,20 +161,172 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         if budget is not None:
             settings["total_steps"] = budget
     if args.config is not None:
-        with open(args.config, "rb") as handle:
-            settings.update(tomllib.load(handle))
+        settings.update(_checked(algorithm, _read_config(args.config), f"--config {args.config}"))
     for item in args.set:
         key, separator, value = item.partition("=")
-        if not separator:
-            raise SystemExit(f"--set takes key=value, got {item!r}")
-        settings[key.strip().replace("-", "_")] = _parse_value(value.strip())
+        if not separator or not key.strip():
+            raise ValueError(f"--set takes key=value, got {item!r}")
+        pair = {key.strip(): _parse_value(value.strip())}
+        settings.update(_checked(algorithm, pair, f"--set {item}"))
     if args.seed is not None:
         settings["seed"] = args.seed
     if args.steps is not None:
         settings["total_steps"] = args.steps
     if "total_steps" not in settings:
-        raise SystemExit(f"no tuned step budget for {args.algorithm} on {args.env}: give --steps")
-    return settings
+        raise ValueError(f"no tuned step budget for {args.algorithm} on {args.env}: give --steps")
+    total_steps = settings.pop("total_steps")
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be at least 1, got {total_steps}")
+    return settings, total_steps
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """A checked training command: what to build and how long to run."""
+
+    settings: dict[str, Any]
+    total_steps: int
+    threads: int
+    resume_from: Path | None
+
+
+def _plan(args: argparse.Namespace, algorithm: type) -> _Plan:
+    """Check the command's input, touching no file: the environment id, the run folder
+    and the settings."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    if args.resume:
+        # the stopped run's own settings and length; flags cannot change a run midway
+        run_file, checkpoint = out / RUN_FILE, out / CHECKPOINT
+        if not checkpoint.exists() or not run_file.exists():
+            raise ValueError(f"--resume: no {CHECKPOINT} and {RUN_FILE} in {out}")
+        try:
+            run = json.loads(run_file.read_text())
+            recorded = (run["algorithm"], run["env"], run["settings"], int(run["total_steps"]))
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{run_file} is not a run file of probcalc train ({error!r})") \
+                from None  # fmt: skip
+        name, env, settings, total_steps = recorded
+        if (name, env) != (args.algorithm, args.env):
+            raise ValueError(f"--resume: {out} is a run of {name} on {env}, not of "
+                             f"{args.algorithm} on {args.env}")  # fmt: skip
+        threads = args.threads or int(run.get("threads", 1))
+        return _Plan(_checked(algorithm, settings, str(run_file)), total_steps, threads,
+                     checkpoint)  # fmt: skip
+    try:  # gymnasium's own message, with its "did you mean"
+        gymnasium.spec(args.env)
+    except gymnasium.error.Error as error:
+        raise ValueError(f"--env {args.env}: {error}") from None
+    held = [name for name in RUN_MARKERS if (out / name).exists()]
+    if held and not args.overwrite:
+        raise ValueError(f"{out} already holds a run ({', '.join(held)}): --resume continues "
+                         f"it, --overwrite replaces it")  # fmt: skip
+    settings, total_steps = _settings(args, algorithm)
+    return _Plan(settings, total_steps, args.threads or 1, None)
+
+
+def _remove_run(out: Path) -> None:
+    """Remove the files a run of probcalc train wrote in ``out``, and no other."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    for name in (CHECKPOINT, MODEL):  # a save interrupted while writing
+        for partial in out.glob(f"{name}.*.partial"):
+            partial.unlink(missing_ok=True)
+    board = out / TENSORBOARD
+    if board.is_dir():
+        for events in board.glob("events.out.tfevents.*"):
+            events.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # kept if it holds anything else
+            board.rmdir()
+
+
+def _write_run(out: Path, record: dict[str, Any], overwrite: bool) -> None:
+    """Write run.json in ``out`` (after --overwrite removed the old run's files); a failure
+    removes the folders this call created."""
+    if overwrite and out.is_dir():
+        _remove_run(out)
+    created = None  # the outermost folder made here
+    for folder in (out, *out.parents):
+        if folder.exists():
+            break
+        created = folder
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / RUN_FILE).write_text(json.dumps(record, indent=2))
+    except BaseException:
+        if created is not None:
+            import shutil
+
+            shutil.rmtree(created, ignore_errors=True)
+        else:
+            (out / RUN_FILE).unlink(missing_ok=True)
+        raise
+
+
+def train(args: argparse.Namespace) -> None:
+    import torch.distributed as dist
+
+    algorithm = pc.rl.ALGORITHMS[args.algorithm]
+    with _input_errors():  # every rank checks the same input: all fail alike
+        plan = _plan(args, algorithm)
+    _set_threads(plan.threads)
+    started = _join_process_group(args.timeout)
+    failed = None
+    try:
+        agent = _train(args, algorithm, plan)
+        if started:  # leave together: gloo aborts a process torn down while a peer works on
+            dist.barrier()
+    except SystemExit as stop:  # a failed start, already reported
+        failed = stop
+    finally:
+        if started:
+            dist.destroy_process_group()
+    if failed is not None or agent.rank != 0:
+        if started:
+            # This worker's part is done (rank 0 writes every file). Leaving through the
+            # interpreter's normal shutdown sometimes aborted it ("terminate called without
+            # an active exception", SIGABRT from a C++ thread still joinable at exit), which
+            # torchrun reports as a failed job; exit at once instead.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0 if failed is None else failed.code)
+        if failed is not None:
+            raise failed
+        return
+    # evaluation is local: rank 0 alone, after the group is gone (no collective waits on it)
+    mean, std = pc.rl.evaluate(agent, n_episodes=args.eval_episodes, seed=10_000)
+    print(
+        f"{args.algorithm} on {args.env}: {agent.num_timesteps} steps, evaluation return "
+        f"{mean:.2f} ± {std:.2f} over {args.eval_episodes} episodes; saved in {args.out}"
+    )
+
+
+def _train(args: argparse.Namespace, algorithm: type, plan: _Plan) -> pc.rl.OnPolicyAgent:
+    """Build the agent, then (rank 0) write run.json, then learn. Input errors while
+    building or writing exit with status 2 on every rank and leave no new folder; errors
+    while learning keep their traceback, except an unreadable checkpoint to resume from."""
+    import torch.distributed as dist
+
+    out = Path(args.out)
+    group = distributed.active_group()
+    agent = _on_every_rank(group, lambda: algorithm(args.env, **plan.settings))
+    if plan.resume_from is None:
+        record = {
+            "algorithm": args.algorithm, "env": args.env, "total_steps": plan.total_steps,
+            "settings": plan.settings, "threads": plan.threads,
+            "processes": dist.get_world_size() if dist.is_initialized() else 1,
+            "command": " ".join(sys.argv),
+        }  # fmt: skip
+        _on_every_rank(group, lambda: _write_run(out, record, args.overwrite)
+                       if agent.rank == 0 else None)  # fmt: skip
+    checkpoint_every = args.checkpoint_every or max(plan.total_steps // 10, 1)
+    try:
+        return agent.learn(plan.total_steps, progress_bar=not args.no_progress, log_dir=out,
+                           checkpoint_every=checkpoint_every,
+                           resume_from=plan.resume_from)  # fmt: skip
+    except pc.CheckpointError as error:  # the stopped run's checkpoint cannot be read
+        _fail(error)
 
 
 def _join_process_group(timeout: float) -> bool:
@@ -82,73 +340,13 @@ def _join_process_group(timeout: float) -> bool:
     return True
 
 
-def train(args: argparse.Namespace) -> None:
-    import torch.distributed as dist
-
-    started = _join_process_group(args.timeout)
-    try:
-        agent = _train(args)
-        if started:  # leave together: gloo aborts a process torn down while a peer works on
-            dist.barrier()
-    finally:
-        if started:
-            dist.destroy_process_group()
-    if agent.rank != 0:
-        if started:
-            # This worker's part is done (rank 0 writes every file). Leaving through the
-            # interpreter's normal shutdown sometimes aborted it ("terminate called without
-            # an active exception", SIGABRT from a C++ thread still joinable at exit), which
-            # torchrun reports as a failed job; exit at once instead.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)
-        return
-    # evaluation is local: rank 0 alone, after the group is gone (no collective waits on it)
-    mean, std = pc.rl.evaluate(agent, n_episodes=args.eval_episodes, seed=10_000)
-    print(
-        f"{args.algorithm} on {args.env}: {agent.num_timesteps} steps, evaluation return "
-        f"{mean:.2f} ± {std:.2f} over {args.eval_episodes} episodes; saved in {args.out}"
-    )
-
-
-def _train(args: argparse.Namespace) -> pc.rl.OnPolicyAgent:
-    import torch.distributed as dist
-
-    main = not dist.is_initialized() or dist.get_rank() == 0
-    out = Path(args.out)
-    algorithm = pc.rl.ALGORITHMS[args.algorithm]
-    checkpoint = out / "checkpoint.pt"
-    resume_from = None
-    if args.resume:
-        # the stopped run's own settings and length; flags cannot change a run midway
-        if not checkpoint.exists() or not (out / RUN_FILE).exists():
-            raise SystemExit(f"--resume: no checkpoint and {RUN_FILE} in {out}")
-        run = json.loads((out / RUN_FILE).read_text())
-        if (run["algorithm"], run["env"]) != (args.algorithm, args.env):
-            raise SystemExit(f"--resume: {out} is a run of {run['algorithm']} on {run['env']}")
-        settings, total_steps = run["settings"], int(run["total_steps"])
-        resume_from = checkpoint
-    else:
-        settings = _settings(args)
-        total_steps = int(settings.pop("total_steps"))
-        if main:
-            out.mkdir(parents=True, exist_ok=True)
-            world = dist.get_world_size() if dist.is_initialized() else 1
-            (out / RUN_FILE).write_text(json.dumps({
-                "algorithm": args.algorithm, "env": args.env, "total_steps": total_steps,
-                "settings": settings, "processes": world, "command": " ".join(sys.argv),
-            }, indent=2))  # fmt: skip
-    agent = algorithm(args.env, **settings)
-    checkpoint_every = args.checkpoint_every or max(total_steps // 10, 1)
-    return agent.learn(total_steps, progress_bar=not args.no_progress, log_dir=out,
-                       checkpoint_every=checkpoint_every, resume_from=resume_from)  # fmt: skip
-
-
 def evaluate(args: argparse.Namespace) -> None:
-    model = Path(args.run) / "model.pt"
-    if not model.exists():
-        raise SystemExit(f"{args.run} holds no model.pt: train it first (probcalc train)")
-    agent = pc.rl.load(model)
+    with _input_errors():
+        model = Path(args.run) / MODEL
+        if not model.exists():
+            raise ValueError(f"{args.run} holds no {MODEL}: train it first (probcalc train)")
+        _set_threads(args.threads)
+        agent = pc.rl.load(model)
     mean, std = pc.rl.evaluate(agent, n_episodes=args.episodes, deterministic=not args.stochastic,
                                seed=args.seed)  # fmt: skip
     print(
@@ -158,22 +356,29 @@ def evaluate(args: argparse.Namespace) -> None:
 
 
 def plot(args: argparse.Namespace) -> None:
-    try:
-        import matplotlib
+    with _input_errors():
+        try:
+            import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as error:
-        raise SystemExit("probcalc plot needs matplotlib: pip install matplotlib") from error
-    run = Path(args.run)
-    if not (run / "episodes.csv").exists():
-        raise SystemExit(f"{run} holds no episodes.csv: is it a run folder of probcalc train?")
-    with (run / "episodes.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        raise SystemExit(f"{run / 'episodes.csv'} has no finished episodes yet")
-    steps = np.array([float(row["step"]) for row in rows])
-    returns = np.array([float(row["episode_return"]) for row in rows])
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ValueError("probcalc plot needs matplotlib: pip install matplotlib") from None
+        run = Path(args.run)
+        if not (run / EPISODES).exists():
+            raise ValueError(f"{run} holds no {EPISODES}: is it a run folder of probcalc train?")
+        try:
+            with (run / EPISODES).open(newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            steps = np.array([float(row["step"]) for row in rows])
+            returns = np.array([float(row["episode_return"]) for row in rows])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{run / EPISODES} is not an episode log of probcalc train "
+                             f"({error!r})") from None  # fmt: skip
+        if not rows:
+            raise ValueError(f"{run / EPISODES} has no finished episodes yet")
+        info = json.loads((run / RUN_FILE).read_text()) if (run / RUN_FILE).exists() else {}
+        info = info if isinstance(info, dict) else {}
     window = max(1, min(100, len(returns) // 10))
     smoothed = np.convolve(returns, np.ones(window) / window, mode="valid")
     figure, axis = plt.subplots(figsize=(7, 4))
@@ -181,12 +386,12 @@ def plot(args: argparse.Namespace) -> None:
     axis.plot(steps[window - 1 :], smoothed, label=f"mean of {window} episodes")
     axis.set_xlabel("environment steps")
     axis.set_ylabel("return")
-    info = json.loads((run / RUN_FILE).read_text()) if (run / RUN_FILE).exists() else {}
     axis.set_title(f"{info.get('algorithm', '')} on {info.get('env', run.name)}")
     axis.legend()
     figure.tight_layout()
-    output = Path(args.output) if args.output else run / "learning_curve.png"
-    figure.savefig(output, dpi=120)
+    output = Path(args.output) if args.output else run / CURVE
+    with _input_errors():
+        figure.savefig(output, dpi=120)
     print(f"wrote {output}")
 
 
@@ -196,7 +401,9 @@ def parser() -> argparse.ArgumentParser:
     train_parser = commands.add_parser("train", help="train an agent")
     train_parser.add_argument("algorithm", choices=sorted(pc.rl.ALGORITHMS))
     train_parser.add_argument("--env", required=True, help="a registered Gymnasium id")
-    train_parser.add_argument("--steps", type=int, help="environment steps (default: tuned)")
+    train_parser.add_argument(
+        "--steps", type=_positive_int, help="environment steps (default: tuned)"
+    )
     train_parser.add_argument("--seed", type=int)
     train_parser.add_argument("--out", required=True, help="the run folder")
     train_parser.add_argument("--config", help="a TOML file of settings")
@@ -212,24 +419,40 @@ def parser() -> argparse.ArgumentParser:
     )
     train_parser.add_argument(
         "--checkpoint-every",
-        type=int,
+        type=_positive_int,
         help="steps between checkpoints (default: a tenth of the run)",
     )
-    train_parser.add_argument(
+    existing = train_parser.add_mutually_exclusive_group()
+    existing.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its checkpoint"
     )
-    train_parser.add_argument("--eval-episodes", type=int, default=10)
+    existing.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out (its run.json, logs, checkpoint, model, plot and "
+        "TensorBoard events are removed; other files stay)",
+    )
+    train_parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="torch threads per process (default 1: small networks run fastest on one; "
+        "on --resume the run's own)",
+    )
+    train_parser.add_argument("--eval-episodes", type=_positive_int, default=10)
     train_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     train_parser.add_argument(
         "--timeout",
-        type=float,
+        type=_positive_float,
         default=300.0,
         help="seconds a collective may wait under torchrun before the job fails",
     )
     train_parser.set_defaults(handler=train)
     evaluate_parser = commands.add_parser("evaluate", help="evaluate a trained run")
     evaluate_parser.add_argument("run")
-    evaluate_parser.add_argument("--episodes", type=int, default=10)
+    evaluate_parser.add_argument("--episodes", type=_positive_int, default=10)
+    evaluate_parser.add_argument(
+        "--threads", type=_positive_int, default=1, help="torch threads (default 1)"
+    )
     evaluate_parser.add_argument("--seed", type=int, default=0)
     evaluate_parser.add_argument(
         "--stochastic", action="store_true", help="draw actions instead of using the policy's mean"

@@ -7,7 +7,8 @@
 - Building blocks: :func:`generalized_advantages` (time limits and autoreset steps done
   right), Gaussian and tanh-squashed Gaussian policies, running normalizers.
 - :func:`evaluate` scores an agent; :func:`load` reads any saved agent;
-  :data:`TUNED` holds per-task settings with their sources.
+  :data:`TUNED` holds per-task settings with their sources; :func:`settings` lists an
+  algorithm's settings (names, types, defaults), which the agents check on construction.
 """
 
 from .a2c import A2C
@@ -20,6 +21,7 @@ from .normalization import ObservationNormalizer, RewardNormalizer, RunningMeanS
 from .policies import GaussianPolicy, SquashedGaussianPolicy, mlp
 from .ppo import PPO
 from .reinforce import REINFORCE
+from .settings import check_settings, settings
 from .tuned import TUNED, tuned, tuned_steps
 
 ALGORITHMS = {"reinforce": REINFORCE, "a2c": A2C, "ppo": PPO, "npg": NaturalPG, "trpo": TRPO}
@@ -40,12 +42,14 @@ __all__ = [
     "RewardNormalizer",
     "RunningMeanStd",
     "SquashedGaussianPolicy",
+    "check_settings",
     "evaluate",
     "fisher_operator",
     "gaussian_kl",
     "generalized_advantages",
     "load",
     "mlp",
+    "settings",
     "tuned",
     "tuned_steps",
 ]

@@ -26,6 +26,10 @@ class ActorCritic(OnPolicyAgent):
         vf_coef: the weight of the value loss.
         max_grad_norm: the gradient norm is clipped to this (None: no clip).
         normalize_advantage: standardize the advantages (per minibatch in PPO).
+
+    Raises:
+        ValueError: gae_lambda outside [0, 1], vf_coef < 0 or max_grad_norm <= 0 (checked
+            before the environments are built), and as :class:`OnPolicyAgent`.
     """
 
     def __init__(
@@ -39,9 +43,14 @@ class ActorCritic(OnPolicyAgent):
         normalize_advantage: bool = True,
         **options: Any,
     ) -> None:
-        super().__init__(env, **options)
         if not 0.0 <= gae_lambda <= 1.0:
             raise ValueError(f"gae_lambda must lie in [0, 1], got {gae_lambda}")
+        if not vf_coef >= 0:
+            raise ValueError(f"vf_coef must be at least 0, got {vf_coef}")
+        if max_grad_norm is not None and not max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be positive (or None: no clip), got "
+                             f"{max_grad_norm}")  # fmt: skip
+        super().__init__(env, **options)
         self.config.update(gae_lambda=gae_lambda, ent_coef=ent_coef, vf_coef=vf_coef,
                            max_grad_norm=max_grad_norm,
                            normalize_advantage=normalize_advantage)  # fmt: skip

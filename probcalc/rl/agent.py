@@ -7,9 +7,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import math
-import os
 import time
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -24,8 +22,10 @@ from tqdm.auto import tqdm
 
 from ..core import distributed
 from ..core.errors import NonFiniteError
+from . import persistence
 from .normalization import ObservationNormalizer, RewardNormalizer
 from .policies import GaussianPolicy, SquashedGaussianPolicy
+from .settings import check_settings, fits
 from .training_log import TrainingLog
 from .vector import env_id, make_vector_env
 
@@ -48,6 +48,16 @@ class OnPolicyAgent(ABC):
     to the environment (a squashed policy's actions in (-1, 1) are rescaled to the Box).
     Gymnasium 1.x vector environments spend the step after an episode's end on the reset;
     such steps are flagged ``reset_step`` and carry no transition.
+
+    **Threads.** Call ``torch.set_num_threads(1)`` before training small networks (such as
+    the default 64x64): with torch's default of one thread per core, the threads of every
+    small forward and backward pass wait on each other, and PPO with its default settings
+    ran 6 to 11 times slower than on one thread on a 2-core machine busy with other work.
+    The ``probcalc`` command sets one thread (``--threads``).
+
+    **Settings** are checked before anything is built: an unknown keyword or a value of the
+    wrong type raises TypeError naming it (see :func:`probcalc.rl.settings`), a value out of
+    its range ValueError.
 
     **Data-parallel training.** Under an initialized torch.distributed process group (torchrun,
     or ``init_process_group``) with more than one process, or with ``group=`` given, every
@@ -92,8 +102,12 @@ class OnPolicyAgent(ABC):
             alone).
 
     Raises:
-        TypeError: env is not an id or an Env, or a space is not a Box.
-        ValueError: an unknown option, or squash with an unbounded action space.
+        TypeError: an unknown setting (the valid ones are listed, with the closest) or a
+            value of the wrong type (a str for a float, 2.5 for an int); env is not an id or
+            an Env, or a space is not a Box.
+        ValueError: an unknown choice (policy, activation, ...), a setting out of its range
+            (n_envs or n_steps < 1, learning_rate <= 0, gamma outside [0, 1], a hidden size
+            < 1, a NaN or infinite float), or squash with an unbounded action space.
     """
 
     registry: ClassVar[dict[str, type[OnPolicyAgent]]] = {}
@@ -101,6 +115,11 @@ class OnPolicyAgent(ABC):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         OnPolicyAgent.registry[cls.__name__] = cls
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> OnPolicyAgent:
+        # the keywords of the final class, before any constructor runs: names and types
+        check_settings(cls, {name: value for name, value in kwargs.items() if name != "env"})
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -134,10 +153,16 @@ class OnPolicyAgent(ABC):
             raise ValueError(f"unknown activation {activation!r}; valid: 'tanh', 'relu'")
         if lr_schedule not in ("constant", "linear"):
             raise ValueError(f"unknown lr_schedule {lr_schedule!r}; valid: 'constant', 'linear'")
-        if n_steps < 1:
-            raise ValueError(f"n_steps must be at least 1, got {n_steps}")
+        for name, count in (("n_envs", n_envs), ("n_steps", n_steps)):
+            if count < 1:
+                raise ValueError(f"{name} must be at least 1, got {count}")
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
+        if not learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+        if policy == "mlp" and any(size < 1 for size in hidden):
+            raise ValueError(f"hidden layer sizes must be at least 1, got {tuple(hidden)}")
+        seed = None if seed is None else int(seed)  # a numpy integer too
         self.config: dict[str, Any] = {
             "env": env_id(env), "policy": policy, "squash": squash, "hidden": tuple(hidden),
             "activation": activation, "ortho_init": ortho_init, "n_envs": n_envs,
@@ -162,6 +187,7 @@ class OnPolicyAgent(ABC):
         self.envs = make_vector_env(env, n_envs, vectorization, env_kwargs)
         observation_shape = self.envs.single_observation_space.shape
         action_space = self.envs.single_action_space
+        self.observation_shape, self.action_shape = observation_shape, action_space.shape
         # flat bounds: the policy acts in (batch, act_dim); to_environment restores the shape
         self._action_low = action_space.low.astype(np.float32).reshape(-1)
         self._action_high = action_space.high.astype(np.float32).reshape(-1)
@@ -227,9 +253,19 @@ class OnPolicyAgent(ABC):
 
     # ------------------------------------------------------------------ acting
     def policy_input(self, obs: np.ndarray) -> torch.Tensor:
-        """Observations as the networks see them: flattened, normalized, in the networks'
-        dtype."""
-        obs = np.asarray(obs).reshape(len(obs), -1)
+        """Observations (batch, *obs_shape) as the networks see them: flattened to (batch,
+        obs_dim), normalized, in the networks' dtype.
+
+        Raises:
+            ValueError: an observation's size is not the observation space's.
+        """
+        obs = np.asarray(obs)
+        size = math.prod(self.observation_shape)
+        if obs.ndim == 0 or math.prod(obs.shape[1:]) != size:
+            dims = ", ".join(map(str, self.observation_shape))
+            raise ValueError(f"observations must be (batch, {dims}), got an array of shape "
+                             f"{obs.shape}")  # fmt: skip
+        obs = obs.reshape(len(obs), size)
         if self.obs_normalizer is not None:
             return torch.from_numpy(self.obs_normalizer(obs, self._numpy_dtype))
         return torch.from_numpy(obs.astype(self._numpy_dtype, copy=False))
@@ -245,12 +281,28 @@ class OnPolicyAgent(ABC):
         return np.clip(actions, self._action_low, self._action_high).reshape(shape)
 
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Environment actions for observations (batch, *obs_shape): from the policy's mean,
-        or a draw."""
+        """Environment actions from the policy's mean (or a draw): one observation, of the
+        observation space's shape, gives one action, of the action space's shape; a batch
+        (n, *obs_shape) gives (n, *action_shape).
+
+        Raises:
+            ValueError: obs is neither one observation nor a batch of them (the message
+                gives the observation space's shape).
+        """
+        obs = np.asarray(obs)
+        single = obs.shape == self.observation_shape
+        if not single and (obs.ndim == 0 or obs.shape[1:] != self.observation_shape):
+            raise ValueError(
+                f"predict takes one observation of shape {self.observation_shape} or a batch "
+                f"of shape (n, {', '.join(map(str, self.observation_shape))}), got an array of "
+                f"shape {obs.shape}"
+            )
         with torch.no_grad():
             # a draw uses torch's global generator: predicting never moves the training stream
-            action = self.policy.sample(self.policy_input(obs), deterministic)
-        return self.to_environment(action.numpy())
+            action = self.policy.sample(self.policy_input(obs[None] if single else obs),
+                                        deterministic)  # fmt: skip
+        actions = self.to_environment(action.numpy())
+        return actions[0] if single else actions
 
     @staticmethod
     def _check_finite(obs: np.ndarray, reward: np.ndarray, where: str) -> None:
@@ -392,6 +444,7 @@ class OnPolicyAgent(ABC):
         log_dir: str | Path | None = None,
         checkpoint_every: int | None = None,
         resume_from: str | Path | None = None,
+        trust_pickle: bool = False,
     ) -> OnPolicyAgent:
         """Alternate rollouts and updates for total_steps environment steps.
 
@@ -409,31 +462,44 @@ class OnPolicyAgent(ABC):
                 everything needed to continue: networks, optimizer, normalization, random
                 states, the environments' states (sync vector envs) and the run's start.
             resume_from: a checkpoint of a stopped run of the same total_steps: training
-                continues from its step, and ends where the uninterrupted run would have.
+                continues from its step, and ends where the uninterrupted run would have,
+                bit for bit when the environments were saved as data (see ``save``).
+            trust_pickle: with resume_from, unpickle the environments that the checkpoint
+                holds pickled (those that could not be saved as data). Unpickling runs code
+                from the file: a checkpoint from someone else is code once you opt in.
+                Without it such environments are reset, with a warning.
 
         Raises:
             ValueError: total_steps < 1, checkpoint_every without log_dir, a checkpoint of a
                 run of another length; across processes, ranks that enter with another
                 agent or call, or a group that is not gloo.
+            TypeError: total_steps or checkpoint_every is not an int, or callback is not
+                callable.
+            FileNotFoundError: resume_from does not exist.
+            CheckpointError: resume_from cannot be read (empty, truncated, corrupted, not a
+                checkpoint, another format version, another algorithm, networks that do not
+                fit this agent); the agent is left as it was.
             RuntimeError: across processes, another rank failed (it raises its own error).
         """
         self._require_gloo()
         run_start = self.num_timesteps
         with distributed.agreed(self.group):  # an error on one rank reaches every rank
+            for name, steps, kind in (
+                ("total_steps", total_steps, int),
+                ("checkpoint_every", checkpoint_every, int | None),
+            ):
+                if not fits(steps, kind):
+                    raise TypeError(f"{name} must be an int, got {steps!r} "
+                                    f"({type(steps).__name__})")  # fmt: skip
             if total_steps < 1:
                 raise ValueError(f"total_steps must be at least 1, got {total_steps}")
+            if callback is not None and not callable(callback):
+                raise TypeError(f"callback must be callable, got {type(callback).__name__}")
             if checkpoint_every is not None and (log_dir is None or checkpoint_every < 1):
                 raise ValueError("checkpoint_every needs a log_dir and a positive number of "
                                  "steps")  # fmt: skip
             if resume_from is not None:
-                state = torch.load(resume_from, weights_only=False)
-                if state.get("run_steps") not in (None, total_steps):
-                    raise ValueError(f"{resume_from} is a checkpoint of a run of "
-                                     f"{state['run_steps']} steps, not {total_steps}: pass the "
-                                     f"stopped run's total_steps")  # fmt: skip
-                self._load_state(state, environments=True)
-                run_start = int(state["run_start"] if state.get("run_start") is not None
-                                else self.num_timesteps)  # fmt: skip
+                run_start = persistence.resume(self, resume_from, total_steps, trust_pickle)
         self._check_ranks_alike(total_steps, log_dir, checkpoint_every, resume_from)
         end = run_start + total_steps
         for network in self.networks.values():  # as DistributedDataParallel: start alike
@@ -517,163 +583,66 @@ class OnPolicyAgent(ABC):
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, *, environments: bool = False,
              run_start: int | None = None, run_steps: int | None = None) -> None:  # fmt: skip
-        """Write the agent to ``path``: configuration, networks, optimizer, normalization
-        statistics, random state and step count; with ``environments`` also the vector
-        environment's state (sync only) and the episodes in progress, for resuming.
+        """Write the agent to ``path``, atomically (a temporary file renamed over it):
+        configuration, networks, optimizer, normalization statistics, random state and step
+        count; with ``environments`` also the environments and the episodes in progress,
+        for resuming. The file holds tensors and plain data only, read back without
+        unpickling (see :mod:`probcalc.rl.persistence`).
+
+        Environments are saved as data, and restored exactly, when every attribute of
+        every wrapper and environment is data (numbers, strings, numpy arrays and
+        Generators, containers of them) or MuJoCo's simulation state: Gymnasium's
+        classic-control and MuJoCo environments, probcalc's own. Their spaces, specs and
+        constructor arguments are not saved: the agent's construction makes them again.
+        Other environments of sync vector envs are saved pickled, with a warning at the
+        first checkpoint of each run: resuming restores them only with
+        ``trust_pickle=True``. Async environments are not saved: a resume resets them.
 
         Across processes: without ``environments`` this process writes the file alone (call
         it on rank 0, as with DistributedDataParallel; the parameters are every rank's);
         with ``environments`` (a checkpoint) every rank must call it: every rank's random
         state and environments are gathered, and rank 0 writes the one file.
+
+        Raises:
+            OSError: the file cannot be written (the previous file at ``path`` is kept).
         """
-        collective = environments and self.group is not False
-        parts = distributed.gather_objects(self._local_state(environments), self.group,
-                                           to_first=True) if collective \
-            else [self._local_state(environments)]  # fmt: skip
-        if collective and self.rank != 0:
-            distributed.agree(None, self.group)  # rank 0's write succeeded, or raise
-            return
-        if collective and len({part["parameters"] for part in parts}) > 1:
-            warnings.warn(
-                "the ranks' parameters differ (different CPUs or thread counts make the same "
-                "update round differently): the checkpoint holds rank 0's",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        state: dict[str, Any] = {
-            "algorithm": type(self).__name__,
-            "config": self.config,
-            "networks": {name: net.state_dict() for name, net in self.networks.items()},
-            "optimizer": self.optimizer.state_dict(),
-            "num_timesteps": self.num_timesteps,
-            "ranks": parts,  # what each rank alone holds: random state, environments
-            "recent_returns": list(self.recent_returns),
-            "obs_normalizer": None if self.obs_normalizer is None
-            else self.obs_normalizer.state_dict(),
-            "reward_normalizer": None if self.reward_normalizer is None
-            else self.reward_normalizer.state_dict(),
-            "run_start": run_start,
-            "run_steps": run_steps,
-        }  # fmt: skip
-        path = Path(path)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        with distributed.agreed(self.group if collective else False):
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(state, partial)
-                os.replace(partial, path)  # a crash while writing never leaves a broken file
-            except Exception:
-                partial.unlink(missing_ok=True)
-                raise
-
-    def _local_state(self, environments: bool) -> dict[str, Any]:
-        """What this rank alone holds: the action-noise generator, the discounted returns of
-        the reward normalizer and, with ``environments``, the environments."""
-        parameters = hashlib.sha256()  # to check at checkpoints that the ranks still agree
-        for network in self.networks.values():
-            for tensor in network.state_dict().values():
-                parameters.update(tensor.detach().cpu().numpy().tobytes())
-        local: dict[str, Any] = {
-            "parameters": parameters.hexdigest(),
-            "generator": self.generator.get_state(),
-            "reward_returns": None if self.reward_normalizer is None
-            else self.reward_normalizer.returns.copy(),
-            "environments": None,
-        }  # fmt: skip
-        if environments:
-            vector_env = None
-            if isinstance(self.envs, gymnasium.vector.SyncVectorEnv):
-                try:
-                    vector_env = cloudpickle.dumps(self.envs)
-                except Exception:
-                    vector_env = None
-            local["environments"] = {
-                "vector_env": vector_env, "obs": self._obs, "last_done": self._last_done,
-                "episode_return": self._episode_return, "episode_length": self._episode_length,
-            }  # fmt: skip
-        return local
-
-    def _load_state(self, state: dict[str, Any], environments: bool) -> None:
-        for name, weights in state["networks"].items():
-            self.networks[name].load_state_dict(weights)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.num_timesteps = int(state["num_timesteps"])
-        for name in ("obs_normalizer", "reward_normalizer"):
-            if state.get(name) is not None and getattr(self, name) is not None:
-                getattr(self, name).load_state_dict(state[name])
-        parts = state.get("ranks") or [{  # a file written before probcalc ran across processes
-            "generator": state["generator"], "reward_returns": None,
-            "environments": state.get("environments"),
-        }]  # fmt: skip
-        # this rank's own part, when the file was written by as many processes as run now
-        local = parts[self.rank] if len(parts) == self.world_size else None
-        if local is not None:
-            self.generator.set_state(local["generator"])
-            if self.reward_normalizer is not None and local["reward_returns"] is not None:
-                self.reward_normalizer.load_state_dict(
-                    {"stats": self.reward_normalizer.stats.state_dict(),
-                     "returns": local["reward_returns"]})  # fmt: skip
-        else:  # another number of processes: fresh per-rank streams, still reproducible
-            self.generator.manual_seed((self._noise_seed + self.num_timesteps) % 2**63)
-            if self.reward_normalizer is not None:  # rank 0's episodes are not this rank's
-                self.reward_normalizer.returns[:] = 0.0
-        if not environments:
-            return
-        self.recent_returns.clear()
-        self.recent_returns.extend(
-            state.get("recent_returns")
-            or (state.get("environments") or {}).get("recent_returns", [])
-        )
-        saved = None if local is None else local["environments"]
-        if saved is not None and saved["vector_env"] is not None:
-            self.envs.close()
-            self.envs = cloudpickle.loads(saved["vector_env"])
-            self._obs, self._last_done = saved["obs"], saved["last_done"]
-            self._episode_return = saved["episode_return"]
-            self._episode_length = saved["episode_length"]
-        else:
-            why = (f"written by {len(parts)} processes, resumed by {self.world_size}"
-                   if local is None else "async or unpicklable environments")  # fmt: skip
-            warnings.warn(
-                f"the checkpoint holds no environment state for this process ({why}): the "
-                "environments are reset and the episodes in progress start over",
-                UserWarning,
-                stacklevel=3,
-            )
-            seed = None if self._env_seed is None else self._env_seed + self.num_timesteps
-            self._reset_environments(seed, update_statistics=False)
+        persistence.save(self, path, environments=environments, run_start=run_start,
+                         run_steps=run_steps)  # fmt: skip
 
     @classmethod
-    def load(cls, path: str | Path, env: str | gymnasium.Env | None = None,
-             **overrides: Any) -> OnPolicyAgent:  # fmt: skip
+    def load(cls, path: str | Path, env: str | gymnasium.Env | None = None, *,
+             trust_pickle: bool = False, **overrides: Any) -> OnPolicyAgent:  # fmt: skip
         """The agent saved at ``path``, ready to predict or to learn on from its step count.
+        The file is read with ``torch.load(weights_only=True)``: no code from it runs.
 
         Args:
             path: a file written by save() or a checkpoint.
             env: the environment, when the agent was made from an unregistered instance (or
                 to use another one).
+            trust_pickle: unpickle the configuration entries that were saved pickled (not
+                plain data, e.g. a function in env_kwargs). Unpickling runs code from the
+                file: only for files you trust. Passing those entries again (e.g.
+                ``env_kwargs=``) needs no trust.
             overrides: configuration entries to change (e.g. n_envs, vectorization).
 
         Raises:
-            ValueError: the file holds another algorithm, or no env can be made.
+            FileNotFoundError: there is no file at ``path``.
+            CheckpointError: the file cannot be read: empty, truncated, corrupted, not an
+                agent file, of a format version this release does not read, holding another
+                algorithm than ``cls``, or configuration saved pickled (without
+                trust_pickle or the entries passed again).
+            ValueError: no env can be made (an unregistered instance: pass env=).
         """
-        state = torch.load(path, weights_only=False)
-        algorithm = OnPolicyAgent.registry[state["algorithm"]]
-        if cls is not OnPolicyAgent and not issubclass(algorithm, cls):
-            raise ValueError(f"{path} holds a {state['algorithm']} agent, not a {cls.__name__}")
-        config = {**state["config"], **overrides}
-        if env is not None:
-            config["env"] = env
-        if config["env"] is None:
-            raise ValueError(f"{path} was saved from an unregistered environment instance: "
-                             f"pass env=")  # fmt: skip
-        agent = algorithm(**config)
-        agent._load_state(state, environments=False)
-        return agent
+        return persistence.load(cls, path, env, trust_pickle, overrides)
 
 
 def load(
-    path: str | Path, env: str | gymnasium.Env | None = None, **overrides: Any
+    path: str | Path,
+    env: str | gymnasium.Env | None = None,
+    *,
+    trust_pickle: bool = False,
+    **overrides: Any,
 ) -> OnPolicyAgent:
-    """Load any probcalc.rl agent from ``path`` (the algorithm is read from the file)."""
-    return OnPolicyAgent.load(path, env, **overrides)
+    """Load any probcalc.rl agent from ``path`` (the algorithm is read from the file); as
+    :meth:`OnPolicyAgent.load`."""
+    return OnPolicyAgent.load(path, env, trust_pickle=trust_pickle, **overrides)

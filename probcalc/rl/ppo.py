@@ -8,8 +8,11 @@ import torch
 
 from ..core.losses import clipped_surrogate_loss
 from .actor_critic import ActorCritic
+from .settings import settings
 
 __all__ = ["PPO"]
+
+DEFAULT_BATCH_SIZE = 64  # Stable-Baselines3's
 
 
 class PPO(ActorCritic):
@@ -31,7 +34,14 @@ class PPO(ActorCritic):
 
     Args:
         env, **options: as for :class:`ActorCritic` and :class:`OnPolicyAgent`.
-        n_epochs, batch_size, clip_range, clip_range_vf, target_kl: PPO's settings.
+        batch_size: the minibatch size, at most a rollout (n_envs x n_steps). None (the
+            default): Stable-Baselines3's 64, or the whole rollout when that is smaller.
+        n_epochs, clip_range, clip_range_vf, target_kl: PPO's settings.
+
+    Raises:
+        ValueError: a batch_size < 2 or larger than a rollout (Stable-Baselines3 warns; here
+            it is refused), n_epochs < 1, clip_range <= 0, clip_range_vf or target_kl <= 0
+            (checked before the environments are built), and as :class:`ActorCritic`.
     """
 
     defaults: ClassVar[dict[str, Any]] = {"n_envs": 8, "n_steps": 256, "learning_rate": 3e-4}
@@ -41,15 +51,34 @@ class PPO(ActorCritic):
         env: Any,
         *,
         n_epochs: int = 10,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         clip_range: float = 0.2,
         clip_range_vf: float | None = None,
         target_kl: float | None = None,
         **options: Any,
     ) -> None:
-        if batch_size < 2:
+        if batch_size is not None and batch_size < 2:
             raise ValueError(f"batch_size must be at least 2, got {batch_size}")
-        super().__init__(env, **{**self.defaults, **options})
+        if n_epochs < 1:
+            raise ValueError(f"n_epochs must be at least 1, got {n_epochs}")
+        for name, value in (("clip_range", clip_range), ("clip_range_vf", clip_range_vf),
+                            ("target_kl", target_kl)):  # fmt: skip
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        options = {**self.defaults, **options}
+        n_envs, n_steps = (options.get(name, settings(type(self))[name][1])
+                           for name in ("n_envs", "n_steps"))  # fmt: skip
+        rollout = n_envs * n_steps
+        if batch_size is None:
+            batch_size = max(2, min(DEFAULT_BATCH_SIZE, rollout))
+        elif n_envs >= 1 and n_steps >= 1 and batch_size > rollout:
+            raise ValueError(
+                f"batch_size {batch_size} is larger than a rollout of n_envs x n_steps = "
+                f"{n_envs} x {n_steps} = {rollout} transitions (per process): give a "
+                f"batch_size of at most {rollout} ({rollout} is one minibatch of the whole "
+                f"rollout), or raise n_envs or n_steps"
+            )
+        super().__init__(env, **options)
         self.config.update(n_epochs=n_epochs, batch_size=batch_size, clip_range=clip_range,
                            clip_range_vf=clip_range_vf, target_kl=target_kl)  # fmt: skip
         self.n_epochs, self.batch_size, self.clip_range = n_epochs, batch_size, clip_range

@@ -27,9 +27,10 @@ from probcalc.rl.normalization import RunningMeanStd
 
 TIMEOUT = datetime.timedelta(seconds=60)  # no test waits on a dead partner for longer
 
-# one minibatch holding the whole rollout (batch sizes past it), float64 networks, no
-# gradient clipping: one update's gradient is comparable with the union's
-EXACT = {"PPO": {"n_epochs": 1, "batch_size": 10_000, "max_grad_norm": None},
+# one minibatch holding the whole rollout (n_envs x n_steps = 80 transitions per rank, fewer
+# after the autoreset steps), float64 networks, no gradient clipping: one update's gradient
+# is comparable with the union's
+EXACT = {"PPO": {"n_epochs": 1, "batch_size": 80, "max_grad_norm": None},
          "A2C": {"max_grad_norm": None, "normalize_advantage": True},
          "NaturalPG": {"critic_batch_size": 10_000, "critic_epochs": 2}}  # fmt: skip
 COMMON = {"hidden": (8,), "n_envs": 2, "n_steps": 40, "dtype": "float64",
@@ -171,7 +172,7 @@ def _worker(rank, world, store, out, lqr_steps):
                                 _trainable(asynchronous))  # fmt: skip
         # a rank whose environment fails stops both ranks, each with its own message
         try:
-            pc.rl.PPO(_NaNOnRankOne(), n_envs=1, n_steps=8, seed=0).collect()
+            pc.rl.PPO(_NaNOnRankOne(), n_envs=1, n_steps=8, batch_size=8, seed=0).collect()
         except Exception as error:
             results["failure"] = f"{type(error).__name__}: {error}"
         if lqr_steps:
@@ -199,9 +200,11 @@ def ranks(tmp_path_factory):
 
 
 def _single_process(name):
-    """The algorithm in one process from the ranks' start, fed the union of their rollouts."""
+    """The algorithm in one process from the ranks' start, fed the union of their rollouts
+    (PPO: the environments of both ranks, so that one minibatch holds the union)."""
     algorithm = {"PPO": pc.rl.PPO, "A2C": pc.rl.A2C, "NaturalPG": pc.rl.NaturalPG}[name]
-    return algorithm(LQR2, **COMMON, **EXACT[name], group=False)
+    union = {"n_envs": 4, "batch_size": 160} if name == "PPO" else {}
+    return algorithm(LQR2, **{**COMMON, **EXACT[name], **union}, group=False)
 
 
 def _union(ranks, name):
@@ -407,20 +410,20 @@ def test_torchrun_run_killed_mid_training_resumes_to_the_uninterrupted_result(tm
     killed.communicate(timeout=60)
     assert checkpoint.exists()
     assert not (tmp_path / "killed" / "model.pt").exists(), "the run ended before the kill"
-    stopped_at = torch.load(checkpoint, weights_only=False)["num_timesteps"]
+    stopped_at = torch.load(checkpoint, weights_only=True)["num_timesteps"]
     assert 0 < stopped_at < 40960
     output = _finish(_torchrun(tmp_path / "killed", "--resume"))
     assert "evaluation return" in output
     assert output.count("evaluation return") == 1  # rank 0 alone reports
-    whole_model = torch.load(tmp_path / "whole" / "model.pt", weights_only=False)
-    resumed_model = torch.load(tmp_path / "killed" / "model.pt", weights_only=False)
+    whole_model = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)
+    resumed_model = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)
     assert resumed_model["num_timesteps"] == whole_model["num_timesteps"] == 40960
     for net in whole_model["networks"]:
         for key, value in whole_model["networks"][net].items():
             assert torch.equal(resumed_model["networks"][net][key], value), (net, key)
     for a, b in zip(whole_model["obs_normalizer"].values(),
                     resumed_model["obs_normalizer"].values(), strict=True):  # fmt: skip
-        assert np.array_equal(a, b)
+        assert a == b if isinstance(a, int) else torch.equal(a, b)
     for name in ("progress.csv", "episodes.csv"):
         assert _csv_without_times(tmp_path / "killed" / name) == _csv_without_times(
             tmp_path / "whole" / name)  # fmt: skip
