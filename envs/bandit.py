@@ -8,6 +8,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from ._checks import real_array, real_number
+
 __all__ = ["ContinuousBanditEnv"]
 
 
@@ -44,7 +46,9 @@ class ContinuousBanditEnv(gym.Env):
     ## Arguments
 
     ``optimum`` (default (0.3, -0.5)), ``curvature`` (default (2, 1)), ``peak`` (1.0),
-    ``noise_std`` (0.1).
+    ``noise_std`` (0.1). Finite real numbers: optimum inside [-1, 1]^d, curvature > 0 of its
+    shape, noise_std >= 0; otherwise the constructor raises ValueError (TypeError for values
+    that are not numbers).
     """
 
     metadata = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
@@ -56,13 +60,17 @@ class ContinuousBanditEnv(gym.Env):
         peak: float = 1.0,
         noise_std: float = 0.1,
     ) -> None:
-        self.optimum = np.array([0.3, -0.5] if optimum is None else optimum, dtype=float)
-        self.curvature = np.array([2.0, 1.0] if curvature is None else curvature, dtype=float)
+        self.optimum = real_array([0.3, -0.5] if optimum is None else optimum, "optimum", ndim=1)
+        self.curvature = real_array([2.0, 1.0] if curvature is None else curvature, "curvature",
+                                    ndim=1)  # fmt: skip
         if self.curvature.shape != self.optimum.shape or np.any(self.curvature <= 0):
-            raise ValueError("curvature must be positive and have the shape of optimum")
+            raise ValueError(f"curvature must be positive and have the shape of optimum "
+                             f"{self.optimum.shape}, got {self.curvature.tolist()}")  # fmt: skip
         if np.any(np.abs(self.optimum) > 1):
-            raise ValueError("optimum must lie inside the action box [-1, 1]^d")
-        self.peak, self.noise_std = float(peak), float(noise_std)
+            raise ValueError(f"optimum must lie inside the action box [-1, 1]^d, got "
+                             f"{self.optimum.tolist()}")  # fmt: skip
+        self.peak = real_number(peak, "peak")
+        self.noise_std = real_number(noise_std, "noise_std", at_least=0.0)
         d = self.optimum.size
         self.action_space = spaces.Box(-1.0, 1.0, (d,), dtype=np.float32)
         self.observation_space = spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)

@@ -9,6 +9,8 @@ import numpy as np
 import scipy.linalg
 from gymnasium import spaces
 
+from ._checks import real_array, real_number, symmetric
+
 __all__ = ["LQREnv"]
 
 # The default system: a marginally unstable, weakly coupled chain (A's eigenvalues slightly
@@ -52,7 +54,10 @@ class LQREnv(gym.Env):
 
     ``A (n, n), B (n, m), Q (n, n), R (m, m)`` (defaults: a 3-state, 2-input chain, Q = I,
     R = I), ``gamma`` (the discount of the exact answers, 0.99), ``noise_std`` (0.1),
-    ``init_std`` (1.0), ``action_scale`` (10.0).
+    ``init_std`` (1.0), ``action_scale`` (10.0). Matrices of finite real numbers of matching
+    shapes, Q symmetric positive semi-definite, R symmetric positive definite, gamma in
+    (0, 1], the standard deviations finite and >= 0, action_scale finite and > 0; otherwise
+    the constructor raises ValueError (TypeError for values that are not numbers).
     """
 
     metadata = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
@@ -68,19 +73,24 @@ class LQREnv(gym.Env):
         init_std: float = 1.0,
         action_scale: float = 10.0,
     ) -> None:
-        self.A = np.array(_A if A is None else A, dtype=float)
-        self.B = np.array(_B if B is None else B, dtype=float)
+        self.A = real_array(_A if A is None else A, "A", ndim=2)
+        self.B = real_array(_B if B is None else B, "B", ndim=2)
         n, m = self.B.shape
         if self.A.shape != (n, n):
             raise ValueError(f"A must be ({n}, {n}) to match B {self.B.shape}, got {self.A.shape}")
-        self.Q = np.eye(n) if Q is None else np.array(Q, dtype=float)
-        self.R = np.eye(m) if R is None else np.array(R, dtype=float)
+        self.Q = np.eye(n) if Q is None else real_array(Q, "Q", ndim=2)
+        self.R = np.eye(m) if R is None else real_array(R, "R", ndim=2)
         if self.Q.shape != (n, n) or self.R.shape != (m, m):
-            raise ValueError(f"Q must be ({n}, {n}) and R ({m}, {m})")
-        if not 0 < gamma <= 1:
-            raise ValueError(f"gamma must be in (0, 1], got {gamma}")
-        self.gamma, self.noise_std, self.init_std = float(gamma), float(noise_std), float(init_std)
-        self.action_scale = float(action_scale)
+            raise ValueError(
+                f"Q must be ({n}, {n}) and R ({m}, {m}), got {self.Q.shape} and {self.R.shape}"
+            )
+        symmetric(self.Q, "Q", definite=False)
+        symmetric(self.R, "R", definite=True)
+        gamma = real_number(gamma, "gamma", above=0.0, at_most=1.0)
+        self.gamma = gamma
+        self.noise_std = real_number(noise_std, "noise_std", at_least=0.0)
+        self.init_std = real_number(init_std, "init_std", at_least=0.0)
+        self.action_scale = real_number(action_scale, "action_scale", above=0.0)
         self.observation_space = spaces.Box(-np.inf, np.inf, (n,), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (m,), dtype=np.float32)
         self._state = np.zeros(n)

@@ -8,6 +8,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from ._checks import real_number
+
 __all__ = ["PointMassEnv"]
 
 
@@ -41,15 +43,17 @@ class PointMassEnv(gym.Env):
 
     ## Arguments
 
-    ``dt`` (0.05), ``damping`` (0.5), ``max_force`` (2.0).
+    ``dt`` (0.05), ``damping`` (0.5), ``max_force`` (2.0): finite numbers, dt and max_force
+    > 0, damping >= 0; otherwise the constructor raises ValueError (TypeError for values that
+    are not numbers).
     """
 
     metadata = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
 
     def __init__(self, dt: float = 0.05, damping: float = 0.5, max_force: float = 2.0) -> None:
-        if dt <= 0 or damping < 0 or max_force <= 0:
-            raise ValueError("dt and max_force must be positive and damping non-negative")
-        self.dt, self.damping, self.max_force = float(dt), float(damping), float(max_force)
+        self.dt = real_number(dt, "dt", above=0.0)
+        self.damping = real_number(damping, "damping", at_least=0.0)
+        self.max_force = real_number(max_force, "max_force", above=0.0)
         self.action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
         self.observation_space = spaces.Box(-np.inf, np.inf, (4,), dtype=np.float32)
         self._position = np.zeros(2)

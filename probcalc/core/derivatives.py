@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, jacfwd, jacrev, vjp, vmap
@@ -49,8 +50,77 @@ class JacobianMode(Option):
     FORWARD = "forward"  # one Jacobian-vector product per input: best for few inputs
 
 
+def _check_callable(f: object, name: str = "f") -> None:
+    if not callable(f):
+        raise TypeError(f"{name} must be a function, got {type(f).__name__} {f!r:.60}")
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _positions(argnums: object) -> tuple[int, ...]:
+    """argnums as a tuple of positions; TypeError unless an int or a non-empty tuple of ints."""
+    if _is_integer(argnums):
+        return (int(argnums),)
+    if isinstance(argnums, tuple) and argnums and all(_is_integer(a) for a in argnums):
+        return tuple(int(a) for a in argnums)
+    raise TypeError(f"argnums must be an int or a non-empty tuple of ints, got {argnums!r}")
+
+
+def _finite_when_decidable(value: torch.Tensor) -> bool:
+    """Whether every element is finite; True when that cannot be decided eagerly (``value``
+    batched inside vmap, where data-dependent control flow is not allowed)."""
+    try:
+        return bool(torch.isfinite(value.detach()).all())
+    except RuntimeError:
+        return True
+
+
+def _check_differentiable(args: tuple[Any, ...], positions: tuple[int, ...], batch: bool) -> None:
+    """TypeError or ValueError, naming the position, for an argument that torch.func cannot
+    differentiate with respect to: a position beyond the arguments, something other than a
+    tensor, or a tensor that is neither floating point nor complex (0-d under ``batch``)."""
+    for position in positions:
+        if not -len(args) <= position < len(args):
+            raise ValueError(
+                f"argnums {position} is out of range: the function was called with "
+                f"{len(args)} positional argument(s)"
+            )
+        arg = args[position]
+        if not isinstance(arg, torch.Tensor):
+            raise TypeError(
+                f"the argument {position} to differentiate with respect to must be a "
+                f"torch.Tensor, got {type(arg).__name__}; convert it with torch.as_tensor"
+            )
+        if not (arg.is_floating_point() or arg.is_complex()):
+            raise TypeError(
+                f"the argument {position} to differentiate with respect to must be floating "
+                f"point, got {arg.dtype}; convert it (e.g. x.double())"
+            )
+        if batch and arg.dim() == 0:
+            raise ValueError(
+                f"batch=True maps over the leading dimension of argument {position}, which "
+                f"is 0-d; pass a batch of shape (n, ...)"
+            )
+
+
+def _checked_arguments(
+    fn: Callable[..., Any], positions: tuple[int, ...], batch: bool
+) -> Callable[..., Any]:
+    """``fn`` with its differentiated arguments checked first (see _check_differentiable)."""
+
+    @functools.wraps(fn)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        _check_differentiable(args, positions, batch)
+        return fn(*args, **kwargs)
+
+    return checked
+
+
 def _scalar_output(f: Callable[..., Any], has_aux: bool) -> Callable[..., Any]:
-    """Wrap ``f`` so that a non-scalar output raises a ValueError that says what to do."""
+    """Wrap ``f`` so that an output other than a real 0-d tensor raises a ValueError (a
+    TypeError for a complex one) that says what to do."""
 
     @functools.wraps(f)
     def checked(*args: Any, **kwargs: Any) -> Any:
@@ -62,23 +132,32 @@ def _scalar_output(f: Callable[..., Any], has_aux: bool) -> Callable[..., Any]:
                 f"f must return a 0-d tensor (a scalar) to be differentiated with grad/hessian; "
                 f"got {shape}. Reduce it (e.g. .sum()) or use jacobian for vector outputs."
             )
+        if value.is_complex():
+            raise TypeError(
+                f"f must return a real 0-d tensor to be differentiated with grad/hessian, got "
+                f"{value.dtype}; take .real, .abs() or another real function of it"
+            )
         return out
 
     return checked
 
 
 def _over_batch(fn: Callable[..., Any], argnums: Argnums, batch: bool) -> Callable[..., Any]:
-    """``fn`` itself, or ``fn`` mapped with vmap over dim 0 of the differentiated arguments."""
+    """``fn`` mapped with vmap over dim 0 of the differentiated arguments (``batch``), with
+    those arguments checked before any work."""
+    if not isinstance(batch, bool):
+        raise TypeError(f"batch must be True or False, got {batch!r}")
+    positions = _positions(argnums)
     if not batch:
-        return fn
-    positions = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+        return _checked_arguments(fn, positions, batch=False)
 
     @functools.wraps(fn)
     def batched(*args: Any) -> Any:
-        in_dims = tuple(0 if i in positions else None for i in range(len(args)))
+        wrapped = {p % len(args) for p in positions}
+        in_dims = tuple(0 if i in wrapped else None for i in range(len(args)))
         return vmap(fn, in_dims=in_dims)(*args)
 
-    return batched
+    return _checked_arguments(batched, positions, batch=True)
 
 
 def grad(
@@ -93,14 +172,23 @@ def grad(
         batch: the differentiated arguments carry a leading batch dimension and ``f`` (a
             function of one point) is mapped over it with vmap.
 
+    Values are not checked: a NaN in ``x`` gives NaN in the gradient, as in torch.func (the
+    transforms compose with vmap, where a check of the data cannot run).
+
     Raises:
-        ValueError: when ``f`` does not return a scalar.
+        TypeError: ``f`` not callable, ``argnums`` not an int or tuple of ints, a
+            differentiated argument that is not a floating-point (or complex) tensor, or a
+            complex output.
+        ValueError: when ``f`` does not return a scalar, ``argnums`` is beyond the
+            arguments, or ``batch=True`` meets a 0-d argument.
 
     Example:
         >>> import torch, probcalc as pc
         >>> pc.grad(lambda x: (x**3).sum())(torch.tensor([1.0, 2.0]))
         tensor([ 3., 12.])
     """
+    _check_callable(f)
+    _positions(argnums)
     inner = torch.func.grad(_scalar_output(f, has_aux), argnums=argnums, has_aux=has_aux)
     return _over_batch(inner, argnums, batch)
 
@@ -110,8 +198,10 @@ def value_and_grad(
 ) -> Callable[..., Any]:
     """``value_and_grad(f)(x) = (f(x), ∇f(x))`` in one pass; ``((f(x), aux), ∇f(x))`` with aux.
 
-    Arguments as for :func:`grad`.
+    Arguments and errors as for :func:`grad`.
     """
+    _check_callable(f)
+    _positions(argnums)
     inner = grad_and_value(_scalar_output(f, has_aux), argnums=argnums, has_aux=has_aux)
 
     def swapped(*args: Any) -> Any:
@@ -144,9 +234,14 @@ def jacobian(
         batch: map over a leading batch dimension of the differentiated arguments.
 
     Raises:
-        ValueError: for an unknown mode, or a chunk_size with forward mode.
+        ValueError: for an unknown mode, a chunk_size that is not a positive integer, or a
+            chunk_size with forward mode; otherwise as for :func:`grad`.
     """
     mode = JacobianMode.parse(mode, name="jacobian mode")
+    _check_callable(f)
+    _positions(argnums)
+    if chunk_size is not None and not (_is_integer(chunk_size) and chunk_size >= 1):
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     if mode is JacobianMode.REVERSE:
         inner = jacrev(f, argnums=argnums, has_aux=has_aux, chunk_size=chunk_size)
     else:
@@ -183,9 +278,11 @@ def hessian(
         batch: map over a leading batch dimension of the differentiated arguments.
 
     Raises:
-        ValueError: when ``f`` does not return a scalar, or for an unknown mode.
+        ValueError: for an unknown mode; otherwise as for :func:`grad`.
     """
     mode = HessianMode.parse(mode, name="hessian mode")
+    _check_callable(f)
+    _positions(argnums)
     outer = jacrev if mode is HessianMode.REVERSE_OVER_REVERSE else jacfwd
     inner = outer(jacrev(_scalar_output(f, False), argnums=argnums), argnums=argnums)
     return _over_batch(inner, argnums, batch)
@@ -208,7 +305,10 @@ def hvp(
         A tensor of the shape of ``x``.
 
     Raises:
-        ValueError: when ``v`` and ``x`` differ in shape, or ``f`` is not scalar.
+        TypeError: ``f`` not callable, ``x`` not a floating-point tensor, ``v`` not a real
+            tensor, or a complex output.
+        ValueError: when ``v`` and ``x`` differ in shape, ``f`` is not scalar, or ``x`` or
+            ``v`` holds a NaN or an infinity.
     """
     return hvp_operator(f, x)(v)
 
@@ -229,17 +329,33 @@ class HessianVectorOperator:
     """
 
     def __init__(self, f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> None:
+        _check_callable(f)
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+            raise TypeError(f"x must be a floating-point tensor, got {got}")
+        if not _finite_when_decidable(x):
+            raise ValueError(f"x must be finite, got {x.detach().tolist()}")
         self.x = x
         self.grad, self._vjp, self.value = vjp(
             grad_and_value(_scalar_output(f, False)), x, has_aux=True
         )
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
-        """``∇²f(x) v``, the shape of ``x``."""
+        """``∇²f(x) v``, the shape of ``x``.
+
+        Raises:
+            TypeError: ``v`` is not a real tensor (floating point or integer).
+            ValueError: ``v`` has another shape than ``x``, or holds a NaN or an infinity.
+        """
+        if not isinstance(v, torch.Tensor) or v.is_complex() or v.dtype is torch.bool:
+            got = v.dtype if isinstance(v, torch.Tensor) else type(v).__name__
+            raise TypeError(f"v must be a real tensor, got {got}")
         if v.shape != self.x.shape:
             raise ValueError(
                 f"v must have the shape of x {tuple(self.x.shape)}, got {tuple(v.shape)}"
             )
+        if not _finite_when_decidable(v):
+            raise ValueError(f"v must be finite, got {v.detach().tolist()}")
         return self._vjp(v.to(dtype=self.grad.dtype))[0]
 
 
@@ -247,6 +363,9 @@ def hvp_operator(
     f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
 ) -> HessianVectorOperator:
     """The linear map ``v -> ∇²f(x) v`` at ``x``, reusable for many ``v`` (one pass each).
+
+    Errors as for :func:`hvp` (those of ``x`` and ``f`` when it is built, those of ``v`` at
+    each product).
 
     Example:
         >>> import torch, probcalc as pc
@@ -310,25 +429,43 @@ def finite_difference(
         scalar ``f``). With ``direction``: the derivative along it, shape ``f(x).shape``.
 
     Raises:
-        ValueError: for an order other than 2 or 4, a non-floating ``x``, a non-positive step,
-            or a direction of the wrong shape.
+        ValueError: for an order other than 2 or 4, an ``x`` that is not floating point, is
+            empty or holds a NaN or an infinity, a step that is not positive and finite or
+            does not broadcast to ``x``, or a direction of the wrong shape or not finite.
+        TypeError: ``f`` not callable, ``x``, ``h`` or ``direction`` not numbers, or a
+            complex ``h`` or direction.
         NonFiniteError: when ``f`` is not finite at a perturbed point.
     """
-    if order not in _STENCILS:
+    _check_callable(f)
+    if isinstance(order, bool) or order not in (2, 4):
         raise ValueError(f"order must be 2 or 4, got {order!r}")
-    x = torch.as_tensor(x)
+    x = _as_tensor(x, "x")
     if not x.is_floating_point():
         raise ValueError(f"x must be floating point, got {x.dtype}")
+    if x.numel() == 0:
+        raise ValueError(f"x must have at least one element, got shape {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"x must be finite, got {x.detach().tolist()}")
+    if h is not None:
+        h = _real_tensor(h, "the step h", x.dtype)
+        if not bool(((h > 0) & torch.isfinite(h)).all()):
+            raise ValueError(f"the step h must be positive and finite, got {h.tolist()}")
+    if direction is not None:
+        direction = _real_tensor(direction, "direction", x.dtype).to(device=x.device)
+        if direction.shape != x.shape:
+            raise ValueError(
+                f"direction must have the shape of x {tuple(x.shape)}, got {tuple(direction.shape)}"
+            )
+        if not bool(torch.isfinite(direction).all()):
+            raise ValueError(f"direction must be finite, got {direction.tolist()}")
+        if h is not None and h.numel() != 1:
+            raise ValueError(f"with a direction the step h is one number, got shape "
+                             f"{tuple(h.shape)}")  # fmt: skip
     offsets, weights = _STENCILS[order]
     offsets_t = torch.tensor(offsets, dtype=x.dtype, device=x.device)
     weights_t = torch.tensor(weights, dtype=x.dtype, device=x.device)
 
     if direction is not None:
-        direction = torch.as_tensor(direction, dtype=x.dtype, device=x.device)
-        if direction.shape != x.shape:
-            raise ValueError(
-                f"direction must have the shape of x {tuple(x.shape)}, got {tuple(direction.shape)}"
-            )
         if h is None:
             eps = torch.finfo(x.dtype).eps
             scale = max(1.0, float(x.abs().max())) if x.numel() else 1.0
@@ -341,11 +478,14 @@ def finite_difference(
         _check_finite_values(values, points)
         return torch.tensordot(weights_t, values, dims=1) / step
 
-    steps = (
-        _default_step(x, order) if h is None else torch.as_tensor(h, dtype=x.dtype).expand(x.shape)
-    )
-    if not bool((steps > 0).all()):
-        raise ValueError(f"the step h must be positive, got min {float(steps.min())}")
+    if h is None:
+        steps = _default_step(x, order)
+    else:
+        try:
+            steps = h.to(device=x.device).expand(x.shape)
+        except RuntimeError:
+            raise ValueError(f"the step h must broadcast to the shape of x {tuple(x.shape)}, "
+                             f"got shape {tuple(h.shape)}") from None  # fmt: skip
     steps = (x + steps) - x  # a step that is exactly representable at x
     n = x.numel()
     basis = torch.diag(steps.reshape(-1)).reshape((n, *x.shape))  # row i: h_i e_i
@@ -357,6 +497,27 @@ def finite_difference(
     derivative = derivative / steps.reshape((n,) + (1,) * (derivative.dim() - 1))
     out_shape = derivative.shape[1:]
     return derivative.movedim(0, -1).reshape(out_shape + x.shape)
+
+
+def _as_tensor(value: object, name: str) -> torch.Tensor:
+    """``value`` as a tensor (array-like accepted); TypeError naming ``name`` otherwise."""
+    if isinstance(value, torch.Tensor):
+        return value
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"{name} must be a tensor or array-like of numbers, got {type(value).__name__} "
+            f"{value!r:.60}"
+        ) from None
+
+
+def _real_tensor(value: object, name: str, dtype: torch.dtype) -> torch.Tensor:
+    """``value`` as a real tensor of ``dtype``; TypeError for non-numbers and complex numbers."""
+    tensor = _as_tensor(value, name)
+    if tensor.is_complex():
+        raise TypeError(f"{name} must be real, got {tensor.dtype}")
+    return tensor.detach().to(dtype)
 
 
 def _check_finite_values(values: torch.Tensor, points: torch.Tensor) -> None:
@@ -386,12 +547,20 @@ class FunctionalModule:
     """
 
     def __init__(self, module: nn.Module, names: Sequence[str] | None = None) -> None:
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
         named = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
         if names is not None:
+            if isinstance(names, str) or not isinstance(names, Sequence):
+                raise TypeError(f"names must be a sequence of parameter names such as "
+                                f"['weight'], got {names!r}")  # fmt: skip
+            if not names or not all(isinstance(name, str) for name in names):
+                raise ValueError(f"names must hold one parameter name or more, got {names!r}")
             known = {name for name, _ in named}
             unknown = sorted(set(names) - known)
             if unknown:
-                raise ValueError(f"{type(module).__name__} has no trainable parameters {unknown}")
+                raise ValueError(f"names: {type(module).__name__} has no trainable parameters "
+                                 f"{unknown}; it has {sorted(known)}")  # fmt: skip
             named = [(name, p) for name, p in named if name in set(names)]
         if not named:
             raise ValueError(f"{type(module).__name__} has no parameters that require grad")
@@ -434,6 +603,11 @@ class FunctionalModule:
 def functional_module(module: nn.Module, names: Sequence[str] | None = None) -> FunctionalModule:
     """See ``module`` as a function ``(theta, *inputs) -> output`` of one flat vector theta
     (of all its trainable parameters, or of those in ``names``).
+
+    Raises:
+        TypeError: ``module`` is not an nn.Module, or ``names`` is not a sequence of names.
+        ValueError: ``names`` is empty or names parameters the module does not train, or the
+            module has no trainable parameters.
 
     Example:
         >>> import torch, probcalc as pc

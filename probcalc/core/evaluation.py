@@ -17,7 +17,9 @@ from .errors import NonFiniteError
 
 __all__ = [
     "check_callable",
+    "check_finite_start",
     "check_scalar_output",
+    "describe_point",
     "evaluate_batch",
     "is_support_error",
     "vmap_points",
@@ -57,6 +59,64 @@ def check_scalar_output(value: object, *, what: str, where: str) -> torch.Tensor
     if value.is_complex():
         raise TypeError(f"{what} must return a real number, got {value.dtype} at {where}")
     return value
+
+
+def describe_point(x: torch.Tensor) -> str:
+    """``x``'s values for a message: all of them up to 6, else its size and the first 3.
+
+    Args:
+        x: a point, any shape (flattened).
+
+    Returns:
+        The values as text.
+    """
+    values = x.detach().reshape(-1)
+    if values.numel() <= 6:
+        return str(values.tolist())
+    return f"(d = {values.numel()}, first {values[:3].tolist()} ...)"
+
+
+def check_finite_start(
+    value: torch.Tensor,
+    *,
+    what: str,
+    where: str,
+    point: torch.Tensor,
+    gradient: torch.Tensor | None = None,
+    hint: str = "start where it is finite",
+) -> None:
+    """Raise unless a method can start at ``point``: the user's function (and its gradient,
+    when given) must be finite there. One check for every method that starts from a
+    user's point (an optimizer's x0, a Laplace fit's or an evidence's theta0).
+
+    Args:
+        value: the function at the start point, a 0-d tensor.
+        what: how messages name the function ("log_joint", "the objective").
+        where: the argument that holds the start point ("theta0", "x0"); the error's
+            ``where``.
+        point: the start point as the caller gave it, shown in the message.
+        gradient: the gradient there, checked entry by entry when given.
+        hint: what to do, appended to the message about the value.
+
+    Raises:
+        NonFiniteError: the value is NaN or ±inf (``value`` holds it), or an entry of the
+            gradient is (``value`` holds that entry); the message names the point.
+    """
+    if not bool(torch.isfinite(value)):
+        raise NonFiniteError(
+            f"{what} is {float(value)} at {where} = {describe_point(point)}; {hint}",
+            value=float(value),
+            where=where,
+        )
+    if gradient is not None and not bool(torch.isfinite(gradient).all()):
+        bad = int((~torch.isfinite(gradient)).reshape(-1).nonzero()[0])
+        entry = float(gradient.reshape(-1)[bad])
+        raise NonFiniteError(
+            f"the gradient of {what} at {where} is not finite: grad[{bad}] = {entry} at "
+            f"{where} = {describe_point(point)}",
+            value=entry,
+            where=where,
+        )
 
 
 def is_support_error(error: BaseException) -> bool:
@@ -106,8 +166,9 @@ def vmap_points(
         with without_distribution_validation():
             out = mapped(points)
         if scalar is not None and isinstance(out, torch.Tensor) and out.dim() != 1:
-            check_scalar_output(out[0] if out.dim() else out, what=scalar,
-                                where=f"the point {points[0].detach().tolist()}")  # fmt: skip
+            first = out[0] if out.dim() else out
+            where = f"the point {points[0].detach().tolist()}"
+            check_scalar_output(first, what=scalar, where=where)
         return out
 
     return batched
@@ -127,8 +188,8 @@ def evaluate_batch(
     Args:
         f: the user's function of a batch.
         points: shape ``(N, ...)``.
-        what, point_name: how messages name the function and a point ("the integrand",
-            "node"; "log_target", "sample").
+        what: how messages name the function ("the integrand", "log_target").
+        point_name: how messages name a point ("node", "sample").
         allow_minus_inf: accept -inf (a log density outside its support).
         hint: appended to the shape error (e.g. how to pass a one-point function).
 

@@ -3,39 +3,63 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 from collections.abc import Callable, Iterator
 
 import torch
 from torch.distributions import Distribution
 
+from ..core import random
 from ..core.distributed import Group, agreed, rank_seed, share, world_size
 from ..core.evaluation import evaluate_batch
 
 Seed = int | torch.Generator | None
 
 
-def check_n(n: int, minimum: int = 2) -> int:
-    """ValueError unless n is an integer >= minimum (a standard error needs two samples)."""
-    if isinstance(n, bool) or int(n) != n or n < minimum:
-        raise ValueError(f"n must be an integer >= {minimum}, got {n!r}")
+def check_n(n: int, minimum: int = 2, name: str = "n") -> int:
+    """ValueError unless n is an integer >= minimum (a standard error needs two samples);
+    an integral float (32.0) and numpy integers count as integers, booleans do not."""
+    if isinstance(n, bool):
+        ok = False
+    elif isinstance(n, numbers.Integral):
+        ok = True
+    else:
+        ok = isinstance(n, numbers.Real) and math.isfinite(n) and float(n).is_integer()
+    if not ok or n < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {n!r}")
     return int(n)
 
 
-def check_distribution(dist: object) -> Distribution:
+def check_callable(f: object, name: str) -> None:
+    """TypeError naming ``name`` when ``f`` is not callable."""
+    if not callable(f):
+        raise TypeError(f"{name} must be a function, got {type(f).__name__} {f!r:.60}")
+
+
+def check_distribution(dist: object, name: str = "dist") -> Distribution:
     if not isinstance(dist, Distribution):
         raise TypeError(
-            f"dist must be a torch.distributions.Distribution, got {type(dist).__name__}"
+            f"{name} must be a torch.distributions.Distribution, got {type(dist).__name__}"
         )
     return dist
 
 
+def check_seed(seed: object) -> None:
+    """TypeError or ValueError unless ``seed`` follows probcalc's seed convention
+    (:func:`probcalc.core.random.check_seed`: a non-negative int, a torch.Generator or
+    None) and, as an int, is one torch can seed with (below 2^64)."""
+    random.check_seed(seed)
+    if isinstance(seed, int) and seed >= 2**64:
+        raise ValueError(f"seed must be below 2^64 to seed torch, got {seed}")
+
+
 def integer_seed(seed: Seed) -> int | None:
     """An int seed: the given one, one drawn from a Generator (advancing it), or None."""
-    if seed is None or isinstance(seed, int):
-        return seed
+    check_seed(seed)
     if isinstance(seed, torch.Generator):
         return int(torch.randint(0, 2**62, (1,), generator=seed))
-    raise TypeError(f"seed must be an int, a torch.Generator or None, got {type(seed).__name__}")
+    return None if seed is None else int(seed)
 
 
 @contextlib.contextmanager

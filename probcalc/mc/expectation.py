@@ -34,8 +34,10 @@ from ..core.options import Option
 from ..core.results import Estimate
 from ._sampling import (
     Seed,
+    check_callable,
     check_distribution,
     check_n,
+    check_seed,
     common_seed,
     draw,
     evaluate,
@@ -201,11 +203,14 @@ def expectation(
         Estimate(value, stderr, n).
 
     Raises:
-        ValueError: n < 2 (or too small for the method), an unknown method, a bad batch size,
+        ValueError: n < 2 (or too small for the method), an unknown method, a batch size or
+            ``scrambles`` that is not a positive integer, a seed out of torch's range,
             or an output of f whose leading dimension is not the number of samples; for
             "qmc", n / scrambles not a power of two (up to 2^30); under a process group,
             n smaller than twice the number of ranks, or "antithetic".
-        TypeError: ``dist`` is not a Distribution, or the method cannot map uniforms into it.
+        TypeError: ``f`` is not callable, ``dist`` is not a Distribution, the method cannot
+            map uniforms into it, ``seed`` is not an int, Generator or None, or ``batched``
+            is not a bool.
         NonFiniteError: f is NaN or infinite at a sample (the message names it).
 
     Example:
@@ -216,9 +221,15 @@ def expectation(
         True
     """
     method = MCMethod.parse(method, name="method")
+    check_callable(f, "f")
     dist = check_distribution(dist)
     n = check_n(n)
-    batch_size = _DEFAULT_BATCH if batch_size is None else check_n(batch_size, minimum=1)
+    batch_size = (_DEFAULT_BATCH if batch_size is None
+                  else check_n(batch_size, minimum=1, name="batch_size"))  # fmt: skip
+    scrambles = check_n(scrambles, minimum=1, name="scrambles")
+    check_seed(seed)
+    if not isinstance(batched, bool):
+        raise TypeError(f"batched must be True or False, got {batched!r}")
     f = f if batched else vmap_points(f)
     device = dist.mean.device if dist.mean.numel() else torch.device("cpu")
     group = active_group(group)
@@ -283,9 +294,6 @@ def _qmc(
     """The mean of f over ``scrambles`` scrambled Sobol sequences of n / scrambles points,
     and the stderr from the spread of the means of 8 consecutive blocks of one sequence, or
     of the sequences' means when there are several."""
-    if isinstance(scrambles, bool) or int(scrambles) != scrambles or scrambles < 1:
-        raise ValueError(f"scrambles must be an integer >= 1, got {scrambles!r}")
-    scrambles = int(scrambles)
     length = n // scrambles  # points of each sequence
     if n % scrambles or length & (length - 1) or length > _SOBOL_MAX_POINTS:
         power = min(max(length, 1).bit_length() - 1, 30)
@@ -298,7 +306,7 @@ def _qmc(
     blocks = _QMC_BLOCKS if scrambles == 1 else 1  # per sequence
     if length < 2 * blocks:
         raise ValueError(
-            f"method='qmc' needs n >= {2 * blocks * scrambles} "
+            f"method='qmc' with scrambles = {scrambles} needs n >= {2 * blocks * scrambles} "
             + ("(8 blocks of 2 points for its stderr)" if blocks > 1 else "(2 points a scramble)")
             + f", got {n}"
         )

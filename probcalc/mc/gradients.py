@@ -10,7 +10,15 @@ from torch.distributions import Distribution
 from ..core.distributed import Group, active_group, sum_across
 from ..core.losses import score_function_surrogate
 from ..core.options import Option
-from ._sampling import Seed, check_distribution, check_n, evaluate, local_draws
+from ._sampling import (
+    Seed,
+    check_callable,
+    check_distribution,
+    check_n,
+    check_seed,
+    evaluate,
+    local_draws,
+)
 
 __all__ = ["Baseline", "pathwise_grad", "score_function_grad"]
 
@@ -63,13 +71,17 @@ def score_function_grad(
         ``backward()`` puts the gradient estimate into the parameters' ``.grad``.
 
     Raises:
-        ValueError: n < 2, an unknown baseline, or f not returning shape (n,).
-        TypeError: dist is not a Distribution.
+        ValueError: n < 2, an unknown baseline, f not returning shape (n,), or a seed out of
+            torch's range.
+        TypeError: f is not callable, dist is not a Distribution, or seed is not an int,
+            Generator or None.
         NonFiniteError: f is NaN or infinite at a sample.
     """
+    check_callable(f, "f")
     dist = check_distribution(dist)
     n = check_n(n)
     baseline = None if baseline is None else Baseline.parse(baseline, name="baseline")
+    check_seed(seed)
     group = active_group(group)
     samples, values = local_draws(dist, n, seed, group, lambda x: _values(f, x))
     weights = values.detach()
@@ -104,12 +116,14 @@ def pathwise_grad(
 
     Raises:
         TypeError: dist has no reparameterized sampler (``has_rsample`` is False), or is not
-            a Distribution.
-        ValueError: n < 2, or f not returning shape (n,).
+            a Distribution; f is not callable; a seed that is not an int, Generator or None.
+        ValueError: n < 2, f not returning shape (n,), or a seed out of torch's range.
         NonFiniteError: f is NaN or infinite at a sample.
     """
+    check_callable(f, "f")
     dist = check_distribution(dist)
     n = check_n(n)
+    check_seed(seed)
     if not dist.has_rsample:
         raise TypeError(
             f"pathwise_grad needs a reparameterized sampler, and {type(dist).__name__} has "

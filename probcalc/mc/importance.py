@@ -15,7 +15,15 @@ from ..core.distributed import Group, active_group, gather_moments, rank, sum_ac
 from ..core.errors import ConvergenceWarning
 from ..core.options import Option
 from ..core.results import Estimate
-from ._sampling import Seed, check_distribution, check_n, evaluate, local_draws
+from ._sampling import (
+    Seed,
+    check_callable,
+    check_distribution,
+    check_n,
+    check_seed,
+    evaluate,
+    local_draws,
+)
 from .psis import KHAT_THRESHOLD, psis, smooth_tail, tail_size
 
 __all__ = ["ImportanceResult", "Smoothing", "importance_sampling"]
@@ -56,7 +64,14 @@ class ImportanceResult:
 
     def expectation(self, f: Callable[[torch.Tensor], torch.Tensor]) -> Estimate:
         """The self-normalized estimate of ``E_target[f]`` = ``Σ w̄_i f(x_i)``, with the
-        delta-method standard error ``sqrt(Σ w̄_i² (f_i - estimate)²)``."""
+        delta-method standard error ``sqrt(Σ w̄_i² (f_i - estimate)²)``.
+
+        Raises:
+            TypeError: ``f`` is not callable.
+            ValueError: f's output does not have the samples along its first dimension.
+            NonFiniteError: f is NaN or infinite at a sample.
+        """
+        check_callable(f, "f")
         values, shape = evaluate(f, self.samples)
         log_w = self.log_weights.detach()
         shift = _max_across(log_w.max(), self.group)
@@ -104,13 +119,17 @@ def importance_sampling(
             average the ranks' ``.grad``.
 
     Raises:
-        ValueError: n < 10, an unknown smoothing, or log_target of the wrong shape.
-        TypeError: proposal is not a Distribution.
+        ValueError: n < 10, an unknown smoothing, log_target of the wrong shape, a seed out of
+            torch's range, or a target that is -inf at every draw.
+        TypeError: log_target is not callable, proposal is not a Distribution, or seed is
+            not an int, Generator or None.
         NonFiniteError: log_target is NaN or +inf at a sample (the message names it).
     """
     smoothing = Smoothing.parse(smoothing, name="smoothing")
-    proposal = check_distribution(proposal)
+    check_callable(log_target, "log_target")
+    proposal = check_distribution(proposal, "proposal")
     n = check_n(n, minimum=10)
+    check_seed(seed)
     group = active_group(group)
 
     def log_weights_at(samples: torch.Tensor) -> torch.Tensor:

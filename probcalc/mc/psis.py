@@ -62,27 +62,39 @@ def psis(log_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     (M+1)-th largest, capped at the largest raw weight.
 
     Args:
-        log_weights: shape ``(n,)``, n >= 10; -inf (zero weight) is allowed.
+        log_weights: shape ``(n,)``, n >= 10, a real tensor or array-like; -inf (zero
+            weight) is allowed.
 
     Returns:
         (smoothed_log_weights, khat): the same shape, dtype and device (unnormalized, on the
-        scale of the input), and a 0-d tensor. khat is -inf when the tail is flat.
+        scale of the input; float64 for array-like input), and a 0-d tensor. khat is -inf
+        when the tail is flat.
 
     Raises:
-        ValueError: for a shape other than (n,), n < 10, NaN or +inf weights.
+        ValueError: for a shape other than (n,), n < 10, NaN or +inf weights, or every
+            weight -inf.
+        TypeError: log_weights that are not real numbers.
     """
+    if not isinstance(log_weights, torch.Tensor):
+        try:
+            log_weights = torch.as_tensor(np.asarray(log_weights, dtype=np.float64))
+        except (TypeError, ValueError):
+            raise TypeError(f"log_weights must be a tensor or array-like of real numbers, "
+                            f"got {type(log_weights).__name__}") from None  # fmt: skip
+    if log_weights.is_complex():
+        raise TypeError(f"log_weights must be real, got {log_weights.dtype}")
     if log_weights.dim() != 1:
         raise ValueError(f"log_weights must have shape (n,), got {tuple(log_weights.shape)}")
     n = log_weights.numel()
     if n < 10:
-        raise ValueError(f"psis needs at least 10 weights to fit a tail, got {n}")
+        raise ValueError(f"psis needs at least 10 log_weights to fit a tail, got {n}")
     values = log_weights.detach().cpu().double().numpy()
     if np.isnan(values).any() or np.isposinf(values).any():
         raise ValueError("log_weights must not contain NaN or +inf")
     tail = tail_size(n)
     order = np.argsort(values)
     if not np.isfinite(values[order[-1]]):
-        raise ValueError("every log weight is -inf")
+        raise ValueError("every one of the log_weights is -inf: nothing to smooth")
     top = values[order[::-1][: tail + 1]]  # the tail + 1 largest, descending
     replaced, k = smooth_tail(top)
     if replaced is None:

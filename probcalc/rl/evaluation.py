@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
+
 import gymnasium
 import numpy as np
+import torch
 
+from ..core import random
 from .agent import OnPolicyAgent
 from .vector import make_vector_env
 
@@ -32,10 +36,23 @@ def evaluate(
         seed: the first episode's seed.
 
     Raises:
-        ValueError: n_episodes < 1, or no env given for an agent of an unregistered instance.
+        TypeError: agent is not a probcalc.rl agent, or n_episodes, deterministic or seed is
+            not of its type (an int, a bool, an int or None).
+        ValueError: n_episodes < 1, a negative seed, or no env given for an agent of an
+            unregistered instance (checked before any environment is made).
     """
+    if not isinstance(agent, OnPolicyAgent):
+        raise TypeError(f"agent must be a probcalc.rl agent (OnPolicyAgent), got "
+                        f"{type(agent).__name__}")  # fmt: skip
+    if isinstance(n_episodes, bool) or not isinstance(n_episodes, numbers.Integral):
+        raise TypeError(f"n_episodes must be an integer, got {n_episodes!r}")
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be at least 1, got {n_episodes}")
+    n_episodes = int(n_episodes)
+    if not isinstance(deterministic, bool):
+        raise TypeError(f"deterministic must be True or False, got {deterministic!r}")
+    if isinstance(random.check_seed(seed), torch.Generator):
+        raise TypeError("seed must be an int or None: the episodes' seeds are Gymnasium's")
     env_kwargs = {}
     if env is None:
         env = agent.env

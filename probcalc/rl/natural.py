@@ -21,6 +21,7 @@ unchanged for that update and warns (ConvergenceWarning) with the figure that fa
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -29,6 +30,7 @@ import torch
 
 from ..core.derivatives import FunctionalModule, functional_module, grad
 from ..core.errors import ConvergenceWarning, NonFiniteError
+from ..core.losses import _check_broadcast, _floating, _tensor
 from ..core.optim import conjugate_gradient
 from .actor_critic import ActorCritic
 from .policies import GaussianPolicy
@@ -46,10 +48,49 @@ def gaussian_kl(
 ) -> torch.Tensor:
     """KL(N(mean_old, σ_old²) ‖ N(mean, σ²)) of diagonal Gaussians, summed over the last
     axis: Σ log σ/σ_old + (σ_old² + (mean_old - mean)²) / 2σ² - 1/2. Also the KL of two
-    tanh-squashed policies (an invertible map leaves the KL unchanged)."""
+    tanh-squashed policies (an invertible map leaves the KL unchanged).
+
+    Shapes broadcast; integer inputs become floating point. NaN and infinity propagate, as
+    in any elementwise function: TRPO's line search rejects a step whose KL is not finite.
+
+    Raises:
+        TypeError: inputs that are not tensors (or array-likes) of real numbers.
+        ValueError: shapes that do not broadcast.
+    """
+    names = ("mean_old", "log_std_old", "mean", "log_std")
+    tensors = dict(zip(names, (mean_old, log_std_old, mean, log_std), strict=True))
+    tensors = {name: _tensor(value, name) for name, value in tensors.items()}
+    dtype = _floating(*tensors.values())
+    tensors = {n: t if t.is_floating_point() else t.to(dtype) for n, t in tensors.items()}
+    _check_broadcast(**tensors)
+    mean_old, log_std_old, mean, log_std = tensors.values()
     ratio = torch.exp(2 * (log_std_old - log_std))
     gap = (mean_old - mean) * torch.exp(-log_std)
     return (log_std - log_std_old + 0.5 * (ratio + gap**2) - 0.5).sum(-1)
+
+
+def _non_negative(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return float(value)
+
+
+def _positive(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return float(value)
+
+
+def _count(value: object, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return int(value)
 
 
 def fisher_operator(
@@ -65,13 +106,28 @@ def fisher_operator(
     and returned in v's dtype.
 
     Raises:
-        ValueError: when ``obs`` holds no observation, or v is not of shape (d,).
+        TypeError: ``policy`` is not a GaussianPolicy; ``obs``, ``damping`` or v are not
+            real numbers.
+        ValueError: when ``obs`` holds no observation, is not (n, obs_dim) or not finite, a
+            negative or non-finite damping, or a v that is not of shape (d,) or not finite.
     """
+    if not isinstance(policy, GaussianPolicy):
+        raise TypeError(f"policy must be a probcalc.rl.GaussianPolicy, got "
+                        f"{type(policy).__name__}")  # fmt: skip
+    damping = _non_negative(damping, "damping")
+    if not isinstance(obs, torch.Tensor) or obs.is_complex() or obs.dtype is torch.bool:
+        got = obs.dtype if isinstance(obs, torch.Tensor) else type(obs).__name__
+        raise TypeError(f"obs must be a tensor of real numbers, got {got}")
     if obs.ndim != 2 or obs.shape[0] == 0:
         raise ValueError(f"obs must be (n, obs_dim) with n >= 1, got {tuple(obs.shape)}")
     share = _fisher_share(policy, obs, obs.shape[0])
 
     def product(v: torch.Tensor) -> torch.Tensor:
+        if not isinstance(v, torch.Tensor) or v.is_complex() or v.dtype is torch.bool:
+            got = v.dtype if isinstance(v, torch.Tensor) else type(v).__name__
+            raise TypeError(f"v must be a tensor of real numbers, got {got}")
+        if not bool(torch.isfinite(v).all()):
+            raise ValueError("v must be finite")
         wide = v.to(_SOLVE_DTYPE)
         return (share(wide) + damping * wide).to(v.dtype)
 
@@ -161,6 +217,12 @@ class NaturalPG(ActorCritic):
             the iterates settle, where a KL-normalized step keeps its length in the noise.
         cg_iterations, cg_damping: the conjugate-gradient budget and the damping λ.
         critic_epochs, critic_batch_size: the critic's regression.
+
+    Raises:
+        TypeError, ValueError: before any environment is made, when max_kl or step_size is
+            not a finite number > 0, cg_damping not a finite number >= 0, cg_iterations not
+            an integer >= 1, critic_epochs not one >= 0, or critic_batch_size not one >= 2;
+            the options' errors as for :class:`OnPolicyAgent`.
     """
 
     defaults: ClassVar[dict[str, Any]] = {"n_envs": 8, "n_steps": 256, "learning_rate": 1e-3,
@@ -179,16 +241,12 @@ class NaturalPG(ActorCritic):
         critic_batch_size: int = 128,
         **options: Any,
     ) -> None:
-        if (
-            max_kl <= 0
-            or cg_damping < 0
-            or cg_iterations < 1
-            or (step_size is not None and step_size <= 0)
-        ):
-            raise ValueError("max_kl and step_size must be positive, cg_damping >= 0 and "
-                             "cg_iterations >= 1")  # fmt: skip
-        if critic_batch_size < 2:
-            raise ValueError(f"critic_batch_size must be at least 2, got {critic_batch_size}")
+        max_kl = _positive(max_kl, "max_kl")
+        step_size = None if step_size is None else _positive(step_size, "step_size")
+        cg_iterations = _count(cg_iterations, "cg_iterations", minimum=1)
+        cg_damping = _non_negative(cg_damping, "cg_damping")
+        critic_epochs = _count(critic_epochs, "critic_epochs", minimum=0)
+        critic_batch_size = _count(critic_batch_size, "critic_batch_size", minimum=2)
         super().__init__(env, **{**self.defaults, **options})
         self.config.update(max_kl=max_kl, step_size=step_size, cg_iterations=cg_iterations,
                            cg_damping=cg_damping, critic_epochs=critic_epochs,
@@ -360,6 +418,11 @@ class TRPO(NaturalPG):
     Args:
         env, **options: as for :class:`NaturalPG`.
         backtrack_factor, backtrack_steps: the line search.
+
+    Raises:
+        TypeError, ValueError: before any environment is made, when backtrack_factor is not
+            a number in (0, 1) or backtrack_steps not an integer >= 1; others as for
+            :class:`NaturalPG`.
     """
 
     line_search = True
@@ -368,8 +431,10 @@ class TRPO(NaturalPG):
         self, env: Any, *, backtrack_factor: float = 0.8, backtrack_steps: int = 10,
         **options: Any,
     ) -> None:  # fmt: skip
-        if not 0 < backtrack_factor < 1 or backtrack_steps < 1:
-            raise ValueError("backtrack_factor must lie in (0, 1) and backtrack_steps be >= 1")
+        backtrack_factor = _positive(backtrack_factor, "backtrack_factor")
+        if not backtrack_factor < 1:
+            raise ValueError(f"backtrack_factor must lie in (0, 1), got {backtrack_factor}")
+        backtrack_steps = _count(backtrack_steps, "backtrack_steps", minimum=1)
         super().__init__(env, **options)
         self.config.update(backtrack_factor=backtrack_factor, backtrack_steps=backtrack_steps)
         self.backtrack_factor, self.backtrack_steps = backtrack_factor, backtrack_steps

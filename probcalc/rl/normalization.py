@@ -15,12 +15,55 @@ ranks hold the statistics of all the data seen by any rank, bit for bit alike.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 import torch
 
 from ..core import distributed
 
 __all__ = ["ObservationNormalizer", "RewardNormalizer", "RunningMeanStd"]
+
+
+def _shape(shape: object) -> tuple[int, ...]:
+    """A shape: an int or a sequence of non-negative ints; TypeError/ValueError otherwise."""
+    items = (shape,) if isinstance(shape, numbers.Integral) else shape
+    if (
+        isinstance(items, str)
+        or not isinstance(items, tuple | list)
+        or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in items)
+    ):
+        raise TypeError(f"shape must be an int or a tuple of ints, got {shape!r}")
+    if any(n < 0 for n in items):
+        raise ValueError(f"shape must not have negative sizes, got {shape!r}")
+    return tuple(int(n) for n in items)
+
+
+def _real(value: object, name: str, *, minimum: float, strict: bool, finite: bool) -> float:
+    """A real number above ``minimum`` (or at it, unless ``strict``), finite if asked."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    above = value > minimum if strict else value >= minimum
+    if not above or (finite and not math.isfinite(value)):
+        relation = ">" if strict else ">="
+        kind = "a finite number " if finite else "a number "
+        raise ValueError(f"{name} must be {kind}{relation} {minimum}, got {value}")
+    return float(value)
+
+
+def _array(values: object, name: str) -> np.ndarray:
+    """``values`` as a float64 array of finite real numbers; TypeError/ValueError otherwise."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values)
+    if array.dtype == object or array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got an array of dtype {array.dtype}")
+    array = array.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite, got values such as "
+                         f"{array[~np.isfinite(array)][:3].tolist()}")  # fmt: skip
+    return array
 
 
 class RunningMeanStd:
@@ -34,6 +77,7 @@ class RunningMeanStd:
     """
 
     def __init__(self, shape: tuple[int, ...] = (), shared: bool = False) -> None:
+        shape = _shape(shape)
         self.mean = np.zeros(shape, dtype=np.float64)
         self.var = np.ones(shape, dtype=np.float64)
         self.count = 0
@@ -43,10 +87,16 @@ class RunningMeanStd:
         self._pending = RunningMeanStd(shape) if shared else None
 
     def update(self, batch: np.ndarray) -> None:
-        """Add a batch (n, *shape) of items."""
-        batch = np.asarray(batch, dtype=np.float64)
-        if batch.shape[1:] != self.mean.shape:
-            raise ValueError(f"items must have shape {self.mean.shape}, got {batch.shape[1:]}")
+        """Add a batch (n, *shape) of items.
+
+        Raises:
+            ValueError: items of another shape, or values that are not finite.
+            TypeError: values that are not real numbers.
+        """
+        batch = _array(batch, "batch")
+        if batch.ndim != self.mean.ndim + 1 or batch.shape[1:] != self.mean.shape:
+            raise ValueError(f"batch must have shape (n, *{self.mean.shape}), got "
+                             f"{batch.shape}")  # fmt: skip
         if batch.shape[0] == 0:
             return
         self.merge(batch.mean(axis=0), batch.var(axis=0), batch.shape[0])
@@ -125,7 +175,8 @@ class ObservationNormalizer:
     def __init__(self, shape: tuple[int, ...], clip: float = 10.0, eps: float = 1e-8,
                  shared: bool = False) -> None:  # fmt: skip
         self.stats = RunningMeanStd(shape, shared)
-        self.clip, self.eps = clip, eps
+        self.clip = _real(clip, "clip", minimum=0.0, strict=True, finite=False)
+        self.eps = _real(eps, "eps", minimum=0.0, strict=False, finite=True)
 
     def update(self, observations: np.ndarray) -> None:
         self.stats.update(observations)
@@ -137,6 +188,19 @@ class ObservationNormalizer:
         self.stats.load_state_dict(state)
 
     def __call__(self, observations: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+        """The normalized observations, shape (..., *shape), in ``dtype``.
+
+        Raises:
+            ValueError: observations whose trailing dimensions are not ``shape``, or that
+                are not finite.
+            TypeError: values that are not real numbers.
+        """
+        observations = _array(observations, "observations")
+        item = self.stats.mean.shape
+        trailing = observations.shape[observations.ndim - len(item) :]
+        if observations.ndim < len(item) or trailing != item:
+            raise ValueError(f"observations must have shape (..., *{item}), got "
+                             f"{observations.shape}")  # fmt: skip
         scaled = (observations - self.stats.mean) / np.sqrt(self.stats.usable_var() + self.eps)
         return np.clip(scaled, -self.clip, self.clip).astype(dtype)
 
@@ -152,17 +216,41 @@ class RewardNormalizer:
 
     def __init__(self, n_envs: int, gamma: float, clip: float = 10.0, eps: float = 1e-8,
                  shared: bool = False) -> None:  # fmt: skip
+        if isinstance(n_envs, bool) or not isinstance(n_envs, numbers.Integral) or n_envs < 1:
+            raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
+        gamma = _real(gamma, "gamma", minimum=0.0, strict=False, finite=True)
+        if gamma > 1:
+            raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
         self.stats = RunningMeanStd((), shared)
-        self.returns = np.zeros(n_envs, dtype=np.float64)
-        self.gamma, self.clip, self.eps = gamma, clip, eps
+        self.returns = np.zeros(int(n_envs), dtype=np.float64)
+        self.gamma = gamma
+        self.clip = _real(clip, "clip", minimum=0.0, strict=True, finite=False)
+        self.eps = _real(eps, "eps", minimum=0.0, strict=False, finite=True)
 
     def update(self, rewards: np.ndarray, done: np.ndarray, skip: np.ndarray | None = None) -> None:
         """Add one step's rewards (n_envs,). ``done`` marks the episodes that ended with this
-        step; ``skip`` the environments whose step was an autoreset (no transition)."""
-        live = np.ones(len(rewards), dtype=bool) if skip is None else ~np.asarray(skip, bool)
+        step; ``skip`` the environments whose step was an autoreset (no transition).
+
+        Raises:
+            ValueError: arrays not of shape (n_envs,), or rewards that are not finite.
+            TypeError: rewards that are not real numbers.
+        """
+        rewards = _array(rewards, "rewards")
+        done, skip = self._mask(done, "done"), None if skip is None else self._mask(skip, "skip")
+        if rewards.shape != self.returns.shape:
+            raise ValueError(f"rewards must have shape {self.returns.shape} (n_envs), got "
+                             f"{rewards.shape}")  # fmt: skip
+        live = np.ones(len(rewards), dtype=bool) if skip is None else ~skip
         self.returns = np.where(live, self.returns * self.gamma + rewards, self.returns)
         self.stats.update(self.returns[live])
-        self.returns[np.asarray(done, dtype=bool)] = 0.0
+        self.returns[done] = 0.0
+
+    def _mask(self, values: object, name: str) -> np.ndarray:
+        array = np.asarray(values)
+        if array.dtype.kind not in "biuf" or array.shape != self.returns.shape:
+            raise ValueError(f"{name} must be booleans of shape {self.returns.shape} (n_envs), "
+                             f"got {array!r:.80}")  # fmt: skip
+        return array.astype(bool)
 
     def state_dict(self) -> dict[str, object]:
         return {"stats": self.stats.state_dict(), "returns": self.returns.copy()}
@@ -177,5 +265,10 @@ class RewardNormalizer:
         )
 
     def __call__(self, rewards: np.ndarray, dtype: type = np.float32) -> np.ndarray:
-        scaled = rewards / np.sqrt(self.stats.usable_var() + self.eps)
+        """The scaled rewards, clipped, in ``dtype``.
+
+        Raises:
+            ValueError: rewards that are not finite. TypeError: not real numbers.
+        """
+        scaled = _array(rewards, "rewards") / np.sqrt(self.stats.usable_var() + self.eps)
         return np.clip(scaled, -self.clip, self.clip).astype(dtype)

@@ -7,12 +7,41 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.distributions import Independent, Normal
 
 __all__ = ["GaussianPolicy", "SquashedGaussianPolicy", "mlp"]
+
+
+def _sizes(sizes: object, name: str, minimum_length: int) -> list[int]:
+    """Layer sizes: a sequence of positive ints; TypeError/ValueError naming ``name``."""
+    if isinstance(sizes, str) or not isinstance(sizes, Sequence):
+        raise TypeError(f"{name} must be a sequence of layer sizes, got {sizes!r}")
+    if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in sizes):
+        raise TypeError(f"{name} must hold integers, got {sizes!r}")
+    if len(sizes) < minimum_length or any(n < 1 for n in sizes):
+        at_least = f"at least {minimum_length} " if minimum_length else ""
+        raise ValueError(f"{name} must be {at_least}positive integers, got {list(sizes)!r}")
+    return [int(n) for n in sizes]
+
+
+def _check_activation(activation: object) -> None:
+    if not (isinstance(activation, type) and issubclass(activation, nn.Module)):
+        raise TypeError(
+            f"activation must be an nn.Module class such as torch.nn.Tanh, got {activation!r}"
+        )
+
+
+def _finite_number(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return float(value)
 
 
 def mlp(
@@ -23,7 +52,16 @@ def mlp(
     With ``output_gain``, weights are orthogonal (gain sqrt 2 on hidden layers, output_gain
     on the last) and biases 0: the initialization of Stable-Baselines3 and CleanRL, where a
     policy's last layer uses 0.01 so the first actions sit near the mean of the box.
+
+    Raises:
+        TypeError: sizes that are not a sequence of ints, an activation that is not an
+            nn.Module class, or an output_gain that is not a number.
+        ValueError: fewer than two sizes, a size below 1, or an output_gain not finite.
     """
+    sizes = _sizes(sizes, "sizes", minimum_length=2)
+    _check_activation(activation)
+    if output_gain is not None:
+        output_gain = _finite_number(output_gain, "output_gain")
     layers: list[nn.Module] = []
     for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
         layer = nn.Linear(fan_in, fan_out)
@@ -35,6 +73,24 @@ def mlp(
         if not last:
             layers.append(activation())
     return nn.Sequential(*layers)
+
+
+def _data(value: object, name: str, dtype: torch.dtype, width: int) -> torch.Tensor:
+    """A tensor of shape (..., width) of real numbers in ``dtype``, finite when it is data
+    (neither requiring grad nor traced by a torch.func transform)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.is_complex() or value.dtype is torch.bool:
+        raise TypeError(f"{name} must hold real numbers, got {value.dtype}")
+    if value.dim() == 0 or value.shape[-1] != width:
+        raise ValueError(f"{name} must have shape (batch, {width}) or ({width},), got "
+                         f"{tuple(value.shape)}")  # fmt: skip
+    value = value.to(dtype)
+    traced = value.requires_grad or torch._C._functorch.is_functorch_wrapped_tensor(value)
+    if not traced and not bool(torch.isfinite(value).all()):
+        bad = value[~torch.isfinite(value)].reshape(-1)[:3].tolist()
+        raise ValueError(f"{name} must be finite, got values such as {bad}")
+    return value
 
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -49,6 +105,15 @@ class GaussianPolicy(nn.Module):
     torch.distributions objects: a PPO update calls them hundreds of times on small
     batches, where constructing the distribution costs as much as the arithmetic.
     ``distribution`` gives the torch.distributions object for everything else.
+
+    Observations are (batch, obs_dim) or (obs_dim,) tensors of real numbers, cast to the
+    policy's dtype; actions match them, with act_dim last.
+
+    Raises:
+        TypeError, ValueError: at construction, dimensions that are not positive integers,
+            hidden sizes that are not, a log_std_init that is not a finite number or an
+            activation that is not an nn.Module class; at a call, observations or actions
+            of the wrong shape, not real, or (as data, outside autograd) not finite.
     """
 
     def __init__(
@@ -61,17 +126,37 @@ class GaussianPolicy(nn.Module):
         activation: type[nn.Module] = nn.Tanh,
     ) -> None:
         super().__init__()
+        (obs_dim,) = _sizes([obs_dim], "obs_dim", minimum_length=1)
+        (act_dim,) = _sizes([act_dim], "act_dim", minimum_length=1)
+        hidden = _sizes(hidden, "hidden", minimum_length=0)
+        log_std_init = _finite_number(log_std_init, "log_std_init")
+        _check_activation(activation)
         self.mean = mlp([obs_dim, *hidden, act_dim], activation,
                         output_gain=0.01 if ortho_init else None)  # fmt: skip
         self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
 
+    def _inputs(self, obs: object, *actions: object) -> tuple[torch.Tensor, ...]:
+        """obs (and actions) checked and cast to the policy's dtype (see the class doc)."""
+        first = self.mean[0]
+        dtype = first.weight.dtype  # the networks' (theta's, under functional_call)
+        obs = _data(obs, "obs", dtype, first.in_features)
+        if not actions:
+            return (obs,)
+        actions = _data(actions[0], "actions", dtype, self.log_std.shape[-1])
+        if actions.shape[:-1] != obs.shape[:-1]:
+            raise ValueError(f"actions {tuple(actions.shape)} must match obs "
+                             f"{tuple(obs.shape)} but for the last dimension")  # fmt: skip
+        return obs, actions
+
     def distribution(self, obs: torch.Tensor) -> Independent:
         """The distribution of the (unsquashed) Gaussian at observations (batch, obs_dim)."""
+        (obs,) = self._inputs(obs)
         return Independent(Normal(self.mean(obs), torch.exp(self.log_std)), 1)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The distribution's parameters at observations (batch, obs_dim): the mean
         (batch, act_dim) and the log standard deviation (act_dim,)."""
+        (obs,) = self._inputs(obs)
         return self.mean(obs), self.log_std
 
     def log_prob_given(
@@ -84,6 +169,7 @@ class GaussianPolicy(nn.Module):
 
     def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """log π(actions | obs), shape (batch,)."""
+        obs, actions = self._inputs(obs, actions)
         return self.log_prob_given(self.mean(obs), self.log_std, actions)
 
     def log_prob_and_entropy(
@@ -99,6 +185,7 @@ class GaussianPolicy(nn.Module):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:  # fmt: skip
         """Actions (batch, act_dim): the mean, or a draw using ``generator``."""
+        (obs,) = self._inputs(obs)
         mean = self.mean(obs)
         if deterministic:
             return mean
