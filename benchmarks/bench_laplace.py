@@ -45,20 +45,27 @@ def linear_regression(lines: list[str]) -> None:
     model = nn.Linear(d, 1, bias=False).double()
     with torch.no_grad():
         model.weight.copy_(torch.linalg.solve(precision, X.T @ y / sigma**2)[None, :])
-    exact = float(torch.distributions.MultivariateNormal(
-        torch.zeros(n), sigma**2 * torch.eye(n) + X @ X.T / alpha).log_prob(y))  # fmt: skip
+    exact = float(
+        torch.distributions.MultivariateNormal(
+            torch.zeros(n), sigma**2 * torch.eye(n) + X @ X.T / alpha
+        ).log_prob(y)
+    )
     loader = DataLoader(TensorDataset(X, y[:, None]), batch_size=n)
 
     def theirs() -> float:
-        la = laplace_torch.Laplace(model, "regression", subset_of_weights="all",
-                                   hessian_structure="full", sigma_noise=sigma,
-                                   prior_precision=alpha)  # fmt: skip
+        la = laplace_torch.Laplace(
+            model,
+            "regression",
+            subset_of_weights="all",
+            hessian_structure="full",
+            sigma_noise=sigma,
+            prior_precision=alpha,
+        )
         la.fit(loader)
         return float(la.log_marginal_likelihood())
 
     def ours() -> float:
-        la = pc.laplace.fit_module(model, (X, y[:, None]), prior_precision=alpha,
-                                   sigma_noise=sigma)  # fmt: skip
+        la = pc.laplace.fit_module(model, (X, y[:, None]), prior_precision=alpha, sigma_noise=sigma)
         return float(la.log_evidence)
 
     t_theirs, v_theirs = clock(theirs)
@@ -89,8 +96,9 @@ def mlp_classifier(lines: list[str]) -> None:
     X_np, y_np = two_moons(1000, 0.1, rng)
     X, y = torch.as_tensor(X_np), torch.as_tensor(y_np)
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(2, 50), nn.Tanh(), nn.Linear(50, 50), nn.Tanh(),
-                          nn.Linear(50, 2)).double()  # fmt: skip
+    model = nn.Sequential(
+        nn.Linear(2, 50), nn.Tanh(), nn.Linear(50, 50), nn.Tanh(), nn.Linear(50, 2)
+    ).double()
     alpha = 1.0
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(2000):  # full-batch MAP: cross-entropy sum + α/2 |θ|²
@@ -103,15 +111,21 @@ def mlp_classifier(lines: list[str]) -> None:
     loader = DataLoader(TensorDataset(X, y), batch_size=1000)
 
     def theirs_fit() -> object:
-        la = laplace_torch.Laplace(model, "classification", subset_of_weights="all",
-                                   hessian_structure="full", prior_precision=alpha)  # fmt: skip
+        la = laplace_torch.Laplace(
+            model,
+            "classification",
+            subset_of_weights="all",
+            hessian_structure="full",
+            prior_precision=alpha,
+        )
         la.fit(loader)
         la.log_marginal_likelihood()
         return la
 
     def ours_fit() -> pc.laplace.ModuleLaplace:
-        la = pc.laplace.fit_module(model, (X, y), likelihood="classification",
-                                   prior_precision=alpha)  # fmt: skip
+        la = pc.laplace.fit_module(
+            model, (X, y), likelihood="classification", prior_precision=alpha
+        )
         la.log_evidence  # noqa: B018 (computed for the timing)
         return la
 
@@ -131,8 +145,7 @@ def mlp_classifier(lines: list[str]) -> None:
         agreement.append(abs(theirs_value - ours_value) / abs(theirs_value))
 
     def theirs_tune() -> float:
-        la_theirs.optimize_prior_precision(pred_type="glm", method="marglik", n_steps=100,
-                                           lr=1e-1)  # fmt: skip
+        la_theirs.optimize_prior_precision(pred_type="glm", method="marglik", n_steps=100, lr=1e-1)
         return float(la_theirs.prior_precision)
 
     t_theirs_tune, alpha_theirs = clock(theirs_tune)
@@ -143,16 +156,21 @@ def mlp_classifier(lines: list[str]) -> None:
 
         def other(structure: str = structure) -> None:
             la = laplace_torch.Laplace(
-                model, "classification", subset_of_weights="all",
-                hessian_structure=structure, prior_precision=alpha,
-            )  # fmt: skip
+                model,
+                "classification",
+                subset_of_weights="all",
+                hessian_structure=structure,
+                prior_precision=alpha,
+            )
             la.fit(loader)
             la.log_marginal_likelihood()
 
         structures[structure] = clock(other)[0]
-    t_diag, _ = clock(lambda: pc.laplace.fit_module(
-        model, (X, y), likelihood="classification", prior_precision=alpha, structure="diag"
-    ))  # fmt: skip
+    t_diag, _ = clock(
+        lambda: pc.laplace.fit_module(
+            model, (X, y), likelihood="classification", prior_precision=alpha, structure="diag"
+        )
+    )
     lines += [
         f"\n**MLP 2-50-50-2 ({d:,} parameters), 1,000 two-moons points, full GGN**\n",
         "| task | probcalc | laplace-torch | × |",
@@ -174,9 +192,11 @@ def mlp_classifier(lines: list[str]) -> None:
 
 def main() -> None:
     torch.set_default_dtype(torch.float64)
-    lines = ["## Laplace benchmark (benchmarks/bench_laplace.py)\n",
-             f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-             f"float64, one run."]  # fmt: skip
+    lines = [
+        "## Laplace benchmark (benchmarks/bench_laplace.py)\n",
+        f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"float64, one run.",
+    ]
     linear_regression(lines)
     mlp_classifier(lines)
     text = "\n".join(lines) + "\n"

@@ -136,8 +136,8 @@ def main() -> None:
     for method, options in (("quadrature", {"rtol": 1e-6}), ("mc", {"seed": 0}), ("laplace", {})):
         start = time.perf_counter()
         result = pc.evidence(log_joint5, method=method, theta0=torch.zeros(5), **options)
-        error = "" if result.error is None else f" ± {result.error:.1e}"
-        print(f"  {method:<11}{float(result.log_value):.4f}{error:<12}"
+        error = f" ± {float(result.error):.1e}" if math.isfinite(result.error) else ""
+        print(f"  {method:<11}{float(result.log_evidence):.4f}{error:<12}"
               f"({time.perf_counter() - start:.1f} s)")  # fmt: skip
 
     # 8. a short policy-gradient run on a bandit with a known optimum

@@ -40,16 +40,22 @@ def log_joint_marginalized(params: torch.Tensor) -> torch.Tensor:
     """log p(y, mu, log tau) with the school effects integrated out."""
     mu, log_tau = params[0], params[1]
     scale = torch.sqrt(SIGMA**2 + torch.exp(2 * log_tau))
-    return (Normal(0.0, MU_SCALE).log_prob(mu) + Normal(mu, scale).log_prob(Y).sum()
-            + log_hyperprior(log_tau))  # fmt: skip
+    return (
+        Normal(0.0, MU_SCALE).log_prob(mu)
+        + Normal(mu, scale).log_prob(Y).sum()
+        + log_hyperprior(log_tau)
+    )
 
 
 def log_joint_full(theta: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """log p(y, mu, theta_1..8, log tau) for nested Laplace: theta = (mu, theta_1..8)."""
     mu, effects = theta[0], theta[1:]
-    return (Normal(0.0, MU_SCALE).log_prob(mu)
-            + Normal(mu, torch.exp(h[0])).log_prob(effects).sum()
-            + Normal(effects, SIGMA).log_prob(Y).sum() + log_hyperprior(h[0]))  # fmt: skip
+    return (
+        Normal(0.0, MU_SCALE).log_prob(mu)
+        + Normal(mu, torch.exp(h[0])).log_prob(effects).sum()
+        + Normal(effects, SIGMA).log_prob(Y).sum()
+        + log_hyperprior(h[0])
+    )
 
 
 def reference_density(log_tau: float) -> float:
@@ -63,28 +69,38 @@ def main() -> None:
     torch.set_default_dtype(torch.float64)
     OUTPUT.mkdir(exist_ok=True)
     bounds = (-6.0, 5.0)
-    reference, _ = scipy.integrate.quad(reference_density, -30, 10, epsabs=0, epsrel=1e-12,
-                                        limit=200)  # fmt: skip
-    print(f"Eight schools: log evidence, reference (scipy quad over log tau): "
-          f"{math.log(reference):.6f}\n")  # fmt: skip
+    reference, _ = scipy.integrate.quad(
+        reference_density, -30, 10, epsabs=0, epsrel=1e-12, limit=200
+    )
+    print(
+        f"Eight schools: log evidence, reference (scipy quad over log tau): "
+        f"{math.log(reference):.6f}\n"
+    )
     print(f"{'method':<34}{'log evidence':>14}{'error':>10}{'|diff|':>10}{'seconds':>9}")
     start = torch.tensor([5.0, 1.0])
-    for method, options in (("quadrature", {}), ("mc", {"n": 40_000, "seed": 0}),
-                            ("laplace", {})):  # fmt: skip
+    for method, options in (
+        ("quadrature", {}),
+        ("mc", {"n_samples": 40_000, "seed": 0}),
+        ("laplace", {}),
+    ):
         began = time.perf_counter()
         result = pc.evidence(log_joint_marginalized, method=method, theta0=start, **options)
         seconds = time.perf_counter() - began
-        error = "" if result.error is None else f"{result.error:.1e}"
-        diff = abs(float(result.log_value) - math.log(reference))
+        error = f"{float(result.error):.1e}" if math.isfinite(result.error) else ""
+        diff = abs(float(result.log_evidence) - math.log(reference))
         extra = f" (k-hat {result.diagnostics['khat']:.2f})" if method == "mc" else ""
-        print(f"{method + extra:<34}{float(result.log_value):>14.6f}{error:>10}{diff:>10.1e}"
-              f"{seconds:>9.2f}")  # fmt: skip
+        print(
+            f"{method + extra:<34}{float(result.log_evidence):>14.6f}{error:>10}{diff:>10.1e}"
+            f"{seconds:>9.2f}"
+        )
     began = time.perf_counter()
     nested = pc.nested_laplace(log_joint_full, torch.zeros(9), hyper_bounds=[bounds])
     seconds = time.perf_counter() - began
     diff = abs(float(nested.log_evidence) - math.log(reference))
-    print(f"{'nested Laplace (40 nodes of log tau)':<34}{float(nested.log_evidence):>14.6f}"
-          f"{'':>10}{diff:>10.1e}{seconds:>9.2f}")  # fmt: skip
+    print(
+        f"{'nested Laplace (40 nodes of log tau)':<34}{float(nested.log_evidence):>14.6f}"
+        f"{'':>10}{diff:>10.1e}{seconds:>9.2f}"
+    )
 
     # the marginal posterior of log tau: quadrature over mu at each grid point (one call)
     grid = torch.linspace(*bounds, 200)
@@ -99,12 +115,16 @@ def main() -> None:
     within, _ = scipy.integrate.quad(reference_density, *bounds, epsabs=0, epsrel=1e-12)
     exact = np.array([reference_density(float(h)) for h in grid]) / within
     exact_nodes = np.array([reference_density(float(h)) for h in nested.hyper_grid[0]]) / within
-    print(f"\nmarginal density of log tau on [{bounds[0]}, {bounds[1]}]: max |quadrature - "
-          f"reference| = {np.abs(density.numpy() - exact).max():.1e} (trapezoid "
-          f"normalization on 200 points); nested Laplace at its nodes: "
-          f"{np.abs(nested.hyper_density[0].numpy() - exact_nodes).max():.1e}")  # fmt: skip
-    print("(nested Laplace integrates log tau over the bounds only: the mass below "
-          f"{bounds[0]} is its evidence gap)")  # fmt: skip
+    print(
+        f"\nmarginal density of log tau on [{bounds[0]}, {bounds[1]}]: max |quadrature - "
+        f"reference| = {np.abs(density.numpy() - exact).max():.1e} (trapezoid "
+        f"normalization on 200 points); nested Laplace at its nodes: "
+        f"{np.abs(nested.hyper_density[0].numpy() - exact_nodes).max():.1e}"
+    )
+    print(
+        "(nested Laplace integrates log tau over the bounds only: the mass below "
+        f"{bounds[0]} is its evidence gap)"
+    )
 
     import matplotlib
 
@@ -113,8 +133,13 @@ def main() -> None:
 
     figure, axis = plt.subplots(figsize=(6.5, 4))
     axis.plot(grid.exp(), density / grid.exp(), label="quadrature over mu (probcalc)")
-    axis.plot(nested.hyper_grid[0].exp(), nested.hyper_density[0] / nested.hyper_grid[0].exp(),
-              "o", markersize=3, label="nested Laplace nodes")  # fmt: skip
+    axis.plot(
+        nested.hyper_grid[0].exp(),
+        nested.hyper_density[0] / nested.hyper_grid[0].exp(),
+        "o",
+        markersize=3,
+        label="nested Laplace nodes",
+    )
     axis.set_xlim(0, 30)
     axis.set_xlabel("tau")
     axis.set_ylabel("p(tau | y)")

@@ -25,7 +25,11 @@ import probcalc as pc
 
 DATA = Path(__file__).resolve().parent / "data"
 OUTPUT = Path(__file__).resolve().parent / "output"
-METHODS = (("quadrature", {"rtol": 1e-6}), ("mc", {"n": 20_000, "seed": 0}), ("laplace", {}))
+METHODS = (
+    ("quadrature", {"rtol": 1e-6}),
+    ("mc", {"n_samples": 20_000, "seed": 0}),
+    ("laplace", {}),
+)
 
 
 def radiata_models() -> dict[str, tuple]:
@@ -50,11 +54,18 @@ def radiata_closed_form(X: torch.Tensor, y: torch.Tensor) -> float:
     precision_n = PRIOR_PRECISION + X.T @ X
     mean_n = torch.linalg.solve(precision_n, PRIOR_PRECISION @ PRIOR_MEAN + X.T @ y)
     shape_n = SHAPE + n / 2
-    rate_n = RATE + 0.5 * float(y @ y + PRIOR_MEAN @ PRIOR_PRECISION @ PRIOR_MEAN
-                                - mean_n @ precision_n @ mean_n)  # fmt: skip
-    return (math.lgamma(shape_n) - math.lgamma(SHAPE) + SHAPE * math.log(RATE)
-            - shape_n * math.log(rate_n) + 0.5 * float(torch.logdet(PRIOR_PRECISION))
-            - 0.5 * float(torch.logdet(precision_n)) - 0.5 * n * math.log(2 * math.pi))  # fmt: skip
+    rate_n = RATE + 0.5 * float(
+        y @ y + PRIOR_MEAN @ PRIOR_PRECISION @ PRIOR_MEAN - mean_n @ precision_n @ mean_n
+    )
+    return (
+        math.lgamma(shape_n)
+        - math.lgamma(SHAPE)
+        + SHAPE * math.log(RATE)
+        - shape_n * math.log(rate_n)
+        + 0.5 * float(torch.logdet(PRIOR_PRECISION))
+        - 0.5 * float(torch.logdet(precision_n))
+        - 0.5 * n * math.log(2 * math.pi)
+    )
 
 
 def radiata_log_joint(X: torch.Tensor, y: torch.Tensor):
@@ -64,8 +75,9 @@ def radiata_log_joint(X: torch.Tensor, y: torch.Tensor):
         b, log_lam = params[:2], params[2]
         lam = torch.exp(log_lam)
         # validate_args=False: the symmetry check is data-dependent, which vmap cannot trace
-        prior_b = MultivariateNormal(PRIOR_MEAN, precision_matrix=lam * PRIOR_PRECISION,
-                                     validate_args=False)  # fmt: skip
+        prior_b = MultivariateNormal(
+            PRIOR_MEAN, precision_matrix=lam * PRIOR_PRECISION, validate_args=False
+        )
         likelihood = Normal(X @ b, torch.rsqrt(lam)).log_prob(y).sum()
         return prior_b.log_prob(b) + Gamma(SHAPE, RATE).log_prob(lam) + log_lam + likelihood
 
@@ -100,8 +112,12 @@ def evidence_row(log_joint: object, theta0: torch.Tensor) -> dict[str, tuple]:
     for method, options in METHODS:
         start = time.perf_counter()
         result = pc.evidence(log_joint, method=method, laplace=laplace, **options)
-        row[method] = (float(result.log_value), result.error, time.perf_counter() - start,
-                       result.diagnostics)  # fmt: skip
+        row[method] = (
+            float(result.log_evidence),
+            float(result.error),
+            time.perf_counter() - start,
+            result.diagnostics,
+        )
     return row
 
 
@@ -118,43 +134,52 @@ def main() -> None:
         theta0 = torch.tensor([3000.0, 185.0, math.log(1 / 300.0**2)])
         row = evidence_row(radiata_log_joint(X, y), theta0)
         radiata[name] = (exact, row)
-        cells = "".join(f"{value:>13.4f} ({abs(value - exact):.0e})" + " " * 2
-                        for value, *_ in row.values())  # fmt: skip
+        cells = "".join(
+            f"{value:>13.4f} ({abs(value - exact):.0e})" + " " * 2 for value, *_ in row.values()
+        )
         print(f"{name:<28}{exact:>13.4f}{cells}")
         plotted[f"radiata {name.split(' (')[0]}"] = (exact, row)
     (e1, r1), (e2, r2) = radiata.values()
     by_laplace = r2["laplace"][0] - r1["laplace"][0]
-    print(f"\nBayes factor model 2 : model 1 = exp({e2 - e1:.3f}) = {math.exp(e2 - e1):.1f} "
-          f"(closed form); by Laplace exp({by_laplace:.3f})\n")  # fmt: skip
+    print(
+        f"\nBayes factor model 2 : model 1 = exp({e2 - e1:.3f}) = {math.exp(e2 - e1):.1f} "
+        f"(closed form); by Laplace exp({by_laplace:.3f})\n"
+    )
 
     print("Pima diabetes, logistic regression: log evidence by method\n")
-    print(f"{'covariates, prior':<28}" + "".join(f"{m:>22}" for m, _ in METHODS)
-          + f"{'mc k-hat':>10}")  # fmt: skip
+    print(
+        f"{'covariates, prior':<28}" + "".join(f"{m:>22}" for m, _ in METHODS) + f"{'mc k-hat':>10}"
+    )
     pima = {}
     for name, (X, y, tau) in pima_models().items():
         row = evidence_row(pima_log_joint(X, y, tau), torch.zeros(X.shape[1]))
         pima[name] = row
         cells = ""
         for value, error, seconds, _ in row.values():
-            err = f"±{error:.0e}" if error is not None else "      "
+            err = f"±{error:.0e}" if math.isfinite(error) else "      "
             cells += f"{value:>12.4f} {err:>6} {seconds:>2.0f}s"
         print(f"{name:<28}{cells}{row['mc'][3]['khat']:>10.2f}")
         plotted[f"pima {name}"] = (None, row)
     for tau in ("0.01", "1"):
         without = pima[f"NP PGC BMI DP, tau = {tau}"]["quadrature"][0]
         with_age = pima[f"NP PGC BMI DP AGE, tau = {tau}"]["quadrature"][0]
-        print(f"tau = {tau}: Bayes factor (without AGE : with AGE) = exp({without - with_age:.3f})"
-              f" = {math.exp(without - with_age):.2f}")  # fmt: skip
+        print(
+            f"tau = {tau}: Bayes factor (without AGE : with AGE) = exp({without - with_age:.3f})"
+            f" = {math.exp(without - with_age):.2f}"
+        )
 
     # posterior predictive: p(diabetes) for an average woman with high glucose (+1.5 sd)
     X, y, tau = pima_models()["NP PGC BMI DP, tau = 1"]
     la = pc.laplace.fit(pima_log_joint(X, y, tau), torch.zeros(X.shape[1]))
     patient = torch.tensor([1.0, 0.0, 1.5, 0.0, 0.0])
-    predictive = pc.integrate.expect_normal(lambda w: torch.sigmoid(w @ patient), la.mode,
-                                            la.covariance)  # fmt: skip
-    print(f"\np(diabetes | glucose +1.5 sd, others average) = {float(predictive.value):.4f} "
-          f"(Gauss-Hermite under the Laplace posterior; plug-in at the mode "
-          f"{float(torch.sigmoid(patient @ la.mode)):.4f})")  # fmt: skip
+    predictive = pc.integrate.expect_normal(
+        lambda w: torch.sigmoid(w @ patient), la.mode, la.covariance
+    )
+    print(
+        f"\np(diabetes | glucose +1.5 sd, others average) = {float(predictive.value):.4f} "
+        f"(Gauss-Hermite under the Laplace posterior; plug-in at the mode "
+        f"{float(torch.sigmoid(patient @ la.mode)):.4f})"
+    )
 
     import matplotlib
 
@@ -165,18 +190,25 @@ def main() -> None:
     for axis, prefix in zip(axes, ("radiata", "pima"), strict=True):
         names = [k for k in plotted if k.startswith(prefix)]
         for offset, (method, _) in enumerate(METHODS):
-            reference = [plotted[k][0] if plotted[k][0] is not None
-                         else plotted[k][1]["quadrature"][0] for k in names]  # fmt: skip
-            values = [plotted[k][1][method][0] - ref for k, ref in zip(names, reference,
-                                                                       strict=True)]  # fmt: skip
-            axis.bar(np.arange(len(names)) + 0.25 * (offset - 1), values, width=0.25,
-                     label=method)  # fmt: skip
-        axis.set_xticks(range(len(names)), [k.removeprefix(prefix + " ") for k in names],
-                        rotation=15, fontsize=7)  # fmt: skip
+            reference = [
+                plotted[k][0] if plotted[k][0] is not None else plotted[k][1]["quadrature"][0]
+                for k in names
+            ]
+            values = [
+                plotted[k][1][method][0] - ref for k, ref in zip(names, reference, strict=True)
+            ]
+            axis.bar(np.arange(len(names)) + 0.25 * (offset - 1), values, width=0.25, label=method)
+        axis.set_xticks(
+            range(len(names)),
+            [k.removeprefix(prefix + " ") for k in names],
+            rotation=15,
+            fontsize=7,
+        )
         axis.axhline(0, color="k", linewidth=0.5)
         axis.set_ylabel("log evidence - reference")
-        axis.set_title(f"{prefix}: reference = "
-                       f"{'closed form' if prefix == 'radiata' else 'quadrature'}")  # fmt: skip
+        axis.set_title(
+            f"{prefix}: reference = {'closed form' if prefix == 'radiata' else 'quadrature'}"
+        )
         axis.legend(fontsize=8)
     figure.tight_layout()
     path = OUTPUT / "model_comparison.png"

@@ -47,8 +47,12 @@ def main() -> None:
     def log_joint(theta: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         b, u = theta[:2], theta[2:]
         rate = torch.exp(b[0] + b[1] * x + u[group])
-        return (Normal(0.0, 10.0).log_prob(b).sum() + Normal(0.0, torch.exp(h[0])).log_prob(u).sum()
-                + Poisson(rate).log_prob(y).sum() + log_hyperprior(h[0]))  # fmt: skip
+        return (
+            Normal(0.0, 10.0).log_prob(b).sum()
+            + Normal(0.0, torch.exp(h[0])).log_prob(u).sum()
+            + Poisson(rate).log_prob(y).sum()
+            + log_hyperprior(h[0])
+        )
 
     start = time.perf_counter()
     result = pc.nested_laplace(log_joint, torch.zeros(2 + GROUPS), hyper_bounds=[(-4.0, 1.5)])
@@ -57,8 +61,10 @@ def main() -> None:
     _, weights = pc.integrate.gauss_legendre(len(grid))
     weights = weights * (1.5 + 4.0) / 2
     s_mean = float((weights * density * torch.exp(grid)).sum())
-    print(f"nested Laplace over log s ({len(grid)} nodes, {seconds:.1f} s): "
-          f"log evidence {float(result.log_evidence):.4f}")  # fmt: skip
+    print(
+        f"nested Laplace over log s ({len(grid)} nodes, {seconds:.1f} s): "
+        f"log evidence {float(result.log_evidence):.4f}"
+    )
     print(f"posterior mean of s: {s_mean:.3f} (simulated with 0.6)")
     for name, index, truth in (("b0", 0, 0.5), ("b1", 1, 0.8)):
         mean, sd = float(result.theta_mean[index]), math.sqrt(float(result.theta_var[index]))
@@ -69,11 +75,13 @@ def main() -> None:
         return log_joint(params[:-1], params[-1:])
 
     theta0 = torch.cat([result.theta_mean, torch.tensor([math.log(s_mean)])])
-    check = pc.evidence(full, method="mc", theta0=theta0, n=40_000, seed=0)
-    print(f"importance sampling over all {theta0.numel()} parameters: "
-          f"{float(check.log_value):.4f} ± {check.error:.4f} (k-hat "
-          f"{check.diagnostics['khat']:.2f}); Laplace over all of them: "
-          f"{float(pc.evidence(full, method='laplace', theta0=theta0).log_value):.4f}")  # fmt: skip
+    check = pc.evidence(full, method="mc", theta0=theta0, n_samples=40_000, seed=0)
+    print(
+        f"importance sampling over all {theta0.numel()} parameters: "
+        f"{float(check.log_evidence):.4f} ± {float(check.error):.4f} (k-hat "
+        f"{check.diagnostics['khat']:.2f}); Laplace over all of them: "
+        f"{float(pc.evidence(full, method='laplace', theta0=theta0).log_evidence):.4f}"
+    )
 
     import matplotlib
 

@@ -22,18 +22,29 @@ from typing import Any
 
 import torch
 
+from .core.deprecation import deprecated_field, renamed
 from .core.errors import NonFiniteError
-from .core.evaluation import check_callable, check_scalar_output, vmap_points
+from .core.evaluation import (
+    check_callable,
+    check_finite_start,
+    check_scalar_output,
+    vmap_points,
+)
 from .core.options import Option
+from .core.random import Seed, check_seed
 from .integrate import expect_normal, gauss_legendre, log_integral
 from .laplace import LaplaceApproximation, fit
-from .laplace.fit import Constraints, as_start_point, describe_point, start_value
+from .laplace.approximation import Constraints, as_start_point, start_value
 from .mc import importance_sampling
 from .mc.proposals import MultivariateStudentT
 
 __all__ = ["Evidence", "EvidenceMethod", "NestedLaplaceResult", "evidence", "nested_laplace"]
 
 _QUADRATURE_MAX_DIM = 6
+# The draws of "mc" by default, and the fewest importance sampling takes (it fits the tail of
+# the weights).
+_DEFAULT_SAMPLES = 20_000
+_MIN_SAMPLES = 10
 
 LogJoint = Callable[[torch.Tensor], torch.Tensor]
 
@@ -51,31 +62,41 @@ class Evidence:
     """log p(y) by one method.
 
     Attributes:
-        log_value: the log evidence (a 0-d tensor, differentiable with respect to parameters
-            log_joint closes over; for "laplace" with the mode held fixed).
-        error: the method's error estimate of log_value (quadrature: its error bound; mc:
-            the standard error), or None for "laplace", whose error is not estimated.
+        log_evidence: the log evidence (a 0-d tensor, differentiable with respect to
+            parameters log_joint closes over; for "laplace" with the mode held fixed).
+            ``log_value`` is its deprecated name.
+        error: the method's estimate of the error of ``log_evidence``, a detached 0-d
+            tensor: the quadrature's error bound, importance sampling's standard error, or
+            inf for "laplace", whose error is not estimated.
         method: "quadrature", "mc" or "laplace".
         diagnostics: method-specific figures (k-hat and ESS for mc, evaluations for
             quadrature, the mode for laplace).
     """
 
-    log_value: torch.Tensor
-    error: float | None
+    log_evidence: torch.Tensor
+    error: torch.Tensor
     method: str
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
+    log_value = deprecated_field("log_value", "log_evidence")
+
 
 def _check_start(log_joint: LogJoint, theta0: torch.Tensor) -> None:
-    """log_joint at theta0: one finite number (see :func:`probcalc.laplace.fit.start_value`)."""
+    """log_joint at theta0: one finite number (see
+    :func:`probcalc.laplace.approximation.start_value`)."""
     value = start_value(log_joint, theta0, theta0)
-    if not bool(torch.isfinite(value)):
-        raise NonFiniteError(
-            f"log_joint is {float(value)} at theta0 = {describe_point(theta0)}; pass a theta0 "
-            f"where it is finite",
-            value=float(value),
-            where="theta0",
+    check_finite_start(value, what="log_joint", where="theta0", point=theta0)
+
+
+def _check_samples(n_samples: object) -> int:
+    """``n_samples`` as an int >= 10 (what importance sampling needs)."""
+    integer = isinstance(n_samples, numbers.Integral) and not isinstance(n_samples, bool)
+    if not integer or n_samples < _MIN_SAMPLES:
+        raise ValueError(
+            f"n_samples must be an integer >= {_MIN_SAMPLES} (importance sampling fits the "
+            f"tail of its weights), got {n_samples!r}"
         )
+    return int(n_samples)
 
 
 def _check_bounds(bounds: Any, name: str, *, finite: bool) -> list[tuple[float, float]]:
@@ -84,6 +105,8 @@ def _check_bounds(bounds: Any, name: str, *, finite: bool) -> list[tuple[float, 
     pairs = []
     if isinstance(bounds, str) or not isinstance(bounds, Sequence | torch.Tensor):
         raise TypeError(f"{name} must be a sequence of (low, high) pairs, got {bounds!r}")
+    if len(bounds) == 0:
+        raise ValueError(f"{name} must hold one (low, high) pair per dimension, got none")
     for pair in bounds:
         try:
             low, high = (float(end) for end in pair)
@@ -98,14 +121,15 @@ def _check_bounds(bounds: Any, name: str, *, finite: bool) -> list[tuple[float, 
     return pairs
 
 
+@renamed("n", "n_samples")
 def evidence(
     log_joint: LogJoint,
     *,
     method: str | EvidenceMethod = "laplace",
     theta0: torch.Tensor | None = None,
     bounds: Sequence[tuple[float, float]] | None = None,
-    n: int | None = None,
-    seed: int | None = None,
+    n_samples: int | None = None,
+    seed: Seed = None,
     laplace: LaplaceApproximation | None = None,
     constraints: Constraints = None,
     proposal: torch.distributions.Distribution | None = None,
@@ -123,8 +147,11 @@ def evidence(
         bounds: for "quadrature", a box [(low, high)] * d of θ to integrate over directly;
             without it the integral runs over all of R^d in the Laplace fit's whitened
             coordinates φ = φ* + L z.
-        n: draws for "mc" (default 20,000).
-        seed: for "mc".
+        n_samples: the draws of "mc", an integer >= 10 (None: 20,000). ``n=`` is its
+            deprecated name.
+        seed: the draws' randomness for "mc": an int (the same estimate on every call), a
+            torch.Generator (drawn from and advanced) or None (fresh entropy). The other
+            methods draw nothing.
         laplace: a fitted LaplaceApproximation to reuse. Its scale is kept: with
             constraints, "quadrature" and "mc" integrate log_joint(T(φ)) + log|det T'(φ)|
             over the unconstrained φ; with a prior_precision, its Gaussian prior is added to
@@ -135,25 +162,29 @@ def evidence(
             None/"real", "positive" or "unit" (see :func:`probcalc.laplace.fit`); every
             method then works on the unconstrained scale, as above.
         proposal: for "mc", a distribution with event shape (d,) on the fit's scale (φ with
-            constraints) instead of the default multivariate Student-t (``df`` degrees of
-            freedom) at the Laplace mode and covariance.
+            constraints) instead of the default multivariate Student-t at the Laplace mode
+            and covariance.
+        df: the default Student-t proposal's degrees of freedom, a positive number.
         rtol: the tolerance of the quadrature; by default the integrators' for the dtype
             (1e-8 in float64, 1.2e-4 in float32: the dtype of theta0 or of the fit).
 
     Returns:
-        Evidence(log_value, error, method, diagnostics).
+        Evidence(log_evidence, error, method, diagnostics), ``error`` a 0-d tensor (inf
+        for "laplace").
 
     Raises:
         ValueError: an unknown method; quadrature with d > 6 (use "laplace" or "mc"); bounds
-            or a proposal of the wrong dimension, bounds that are NaN or have low >= high;
-            no theta0 where one is needed, a theta0 not of shape (d,) or not finite;
-            constraints together with laplace= or bounds=; a df that is not positive; for
-            "laplace", a laplace= fit whose value at its mode is not log_joint's; log_joint
-            returning other than one number (a 0-d tensor) per point, at its first call; a
-            distribution in log_joint rejecting theta0 (torch's message included).
+            or a proposal of the wrong dimension, bounds that are empty or NaN or have
+            low >= high; no theta0 where one is needed, a theta0 not of shape (d,) or not
+            finite; constraints together with laplace= or bounds=; a df that is not
+            positive; n_samples below 10; a negative seed; for "laplace", a laplace= fit
+            whose value at its mode is not log_joint's; log_joint returning other than one
+            number (a 0-d tensor) per point, at its first call; a distribution in log_joint
+            rejecting theta0 (torch's message included).
         TypeError: log_joint not callable; theta0 complex, float16 or bfloat16; laplace=
             not a LaplaceApproximation, proposal= not a torch Distribution, bounds not
-            (low, high) pairs of numbers.
+            (low, high) pairs of numbers, a seed that is not an int, a torch.Generator or
+            None; n= given together with n_samples=.
         NonFiniteError: log_joint not finite at theta0.
         NotPositiveDefiniteError: from the Laplace fit, at a mode whose Hessian is not
             positive definite.
@@ -171,6 +202,8 @@ def evidence(
         )
     if isinstance(df, bool) or not isinstance(df, numbers.Real) or not 0 < df < math.inf:
         raise ValueError(f"df must be a positive finite number, got {df!r}")
+    n_samples = _DEFAULT_SAMPLES if n_samples is None else _check_samples(n_samples)
+    check_seed(seed)
     if bounds is not None:
         bounds = _check_bounds(bounds, "bounds", finite=False)
     if constraints is not None and (laplace is not None or bounds is not None):
@@ -182,11 +215,18 @@ def evidence(
         raise ValueError(f"method={method.value!r} needs theta0 (or a fitted laplace=)")
     if theta0 is not None:
         theta0 = as_start_point(theta0)
-        _check_start(log_joint, theta0)
     d = laplace.dim if laplace is not None else (len(bounds) if theta0 is None else theta0.numel())
+    if method is EvidenceMethod.MC and proposal is not None and proposal.event_shape != (d,):
+        raise ValueError(
+            f"the proposal must have event shape ({d},), got {tuple(proposal.event_shape)}"
+        )
+    if theta0 is not None:
+        _check_start(log_joint, theta0)
     # the dtype the integrals run in: the fit's or theta0's, else (bounds alone) float64
-    dtype = (laplace.mode.dtype if laplace is not None else theta0.dtype
-             if theta0 is not None else torch.float64)  # fmt: skip
+    if laplace is not None:
+        dtype = laplace.mode.dtype
+    else:
+        dtype = theta0.dtype if theta0 is not None else torch.float64
 
     if method is EvidenceMethod.QUADRATURE:
         if d > _QUADRATURE_MAX_DIM:
@@ -203,27 +243,25 @@ def evidence(
             upper = torch.tensor([high for _, high in bounds], dtype=dtype, device=device)
             integrand = vmap_points(log_joint, scalar="log_joint")
             result = log_integral(integrand, lower, upper, rtol=rtol)
-            return Evidence(result.value, float(result.error), method.value,
-                            {"n_evals": result.n_evals, "converged": result.converged})  # fmt: skip
+            diagnostics = {"n_evals": result.n_evals, "converged": result.converged}
+            return Evidence(result.value, result.error.detach(), method.value, diagnostics)
         laplace = laplace or fit(log_joint, theta0, constraints=constraints)
         return _whitened_quadrature(_fitted_target(log_joint, laplace, method), laplace, rtol)
 
     laplace = laplace or fit(log_joint, theta0, constraints=constraints)
     target = _fitted_target(log_joint, laplace, method)
     if method is EvidenceMethod.LAPLACE:
-        return Evidence(laplace.log_evidence, None, method.value,
-                        {"mode": laplace.mode, "repair": laplace.repair})  # fmt: skip
+        mode = laplace.mode
+        unknown = torch.tensor(math.inf, dtype=mode.dtype, device=mode.device)
+        diagnostics = {"mode": mode, "repair": laplace.repair}
+        return Evidence(laplace.log_evidence, unknown, method.value, diagnostics)
     if proposal is None:
         scale = torch.linalg.cholesky(laplace.covariance.detach())
         proposal = MultivariateStudentT(df, laplace.mode.detach(), scale)
-    elif proposal.event_shape != torch.Size([d]):
-        raise ValueError(
-            f"the proposal must have event shape ({d},), got {tuple(proposal.event_shape)}"
-        )
-    result = importance_sampling(vmap_points(target, scalar="log_joint"), proposal,
-                                 20_000 if n is None else n, seed=seed)  # fmt: skip
-    return Evidence(result.log_evidence, float(result.stderr), method.value,
-                    {"khat": result.khat, "ess": result.ess, "scale": laplace.scale})  # fmt: skip
+    batched = vmap_points(target, scalar="log_joint")
+    result = importance_sampling(batched, proposal, n_samples, seed=seed)
+    diagnostics = {"khat": result.khat, "ess": result.ess, "scale": laplace.scale}
+    return Evidence(result.log_evidence, result.stderr.detach(), method.value, diagnostics)
 
 
 def _fitted_target(
@@ -279,9 +317,9 @@ def _whitened_quadrature(
             result = log_integral(integrand, -infinite, infinite, rtol=rtol)
         except NonFiniteError as error:
             raise _on_user_scale(error, laplace, factor) from error
-        return Evidence(result.value, float(result.error), "quadrature",
-                        {"n_evals": result.n_evals, "converged": result.converged,
-                         "rule": "adaptive"})  # fmt: skip
+        diagnostics = {"n_evals": result.n_evals, "converged": result.converged}
+        diagnostics["rule"] = "adaptive"
+        return Evidence(result.value, result.error.detach(), "quadrature", diagnostics)
     # Z = Z_laplace E_q[r], r = p(y, θ) / (Z_laplace q(θ)) ≈ 1 near a Gaussian posterior
     gaussian = torch.distributions.MultivariateNormal(mode, scale_tril=factor)
     log_laplace = laplace.log_evidence.detach()
@@ -293,9 +331,10 @@ def _whitened_quadrature(
 
     result = expect_normal(ratio, mode, factor @ factor.T, rtol=rtol)
     value = log_laplace + torch.log(result.value)
-    return Evidence(value, float(result.error / result.value.detach()), "quadrature",
-                    {"n_evals": result.n_evals, "converged": result.converged,
-                     "rule": "gauss-hermite"})  # fmt: skip
+    # the error of log Z = log Z_laplace + log E_q[r] is the relative error of E_q[r]
+    error = (result.error / result.value).detach()
+    diagnostics = {"n_evals": result.n_evals, "converged": result.converged}
+    return Evidence(value, error, "quadrature", {**diagnostics, "rule": "gauss-hermite"})
 
 
 def _on_user_scale(
@@ -322,19 +361,23 @@ class NestedLaplaceResult:
     """The outcome of :func:`nested_laplace`.
 
     Attributes:
-        log_evidence: log p(y) = log ∫ p(y | h) p(h) dh by the quadrature over h.
-        hyper_grid: for each hyperparameter i, its quadrature nodes (n_i,).
-        hyper_density: for each hyperparameter i, its normalized marginal posterior density
-            at those nodes (n_i,).
-        theta_mean, theta_var: the posterior mean and variance of θ, the mixture over nodes
-            of the conditional Laplace fits.
-        log_conditional: log p(y, h_j) = the Laplace evidence of θ at every node (n_nodes,).
-        nodes: the hyperparameter nodes (n_nodes, d_h).
+        log_evidence: log p(y) = log ∫ p(y | h) p(h) dh by the quadrature over h, a 0-d
+            tensor.
+        hyper_grid: row i holds hyperparameter i's quadrature nodes, shape (d_h, n) for n
+            nodes per hyperparameter (``hyper_grid[i]`` is hyperparameter i's grid).
+        hyper_density: row i holds hyperparameter i's normalized marginal posterior
+            density at those nodes, shape (d_h, n).
+        theta_mean: the posterior mean of θ, the mixture over nodes of the conditional
+            Laplace fits, shape (d,).
+        theta_var: the posterior variance of θ under that mixture, shape (d,).
+        log_conditional: log p(y, h_j) = the Laplace evidence of θ at every node, shape
+            (n^d_h,).
+        nodes: the hyperparameter nodes, shape (n^d_h, d_h).
     """
 
     log_evidence: torch.Tensor
-    hyper_grid: list[torch.Tensor]
-    hyper_density: list[torch.Tensor]
+    hyper_grid: torch.Tensor
+    hyper_density: torch.Tensor
     theta_mean: torch.Tensor
     theta_var: torch.Tensor
     log_conditional: torch.Tensor
@@ -363,8 +406,12 @@ def nested_laplace(
             posterior mass.
         n_nodes: nodes per hyperparameter (default 40, 16, 10 for d_h = 1, 2, 3).
 
+    Returns:
+        NestedLaplaceResult. Nothing is drawn: the result is a deterministic function of
+        the inputs.
+
     Raises:
-        ValueError: d_h not in 1..3; bounds that are not finite or have low >= high;
+        ValueError: d_h not in 1..3; bounds that are empty, not finite or have low >= high;
             n_nodes not a positive integer; theta0 not of shape (d,) or not finite;
             log_joint returning other than one number (a 0-d tensor) at (theta0, h).
         TypeError: log_joint not callable, hyper_bounds not (low, high) pairs of numbers,
@@ -412,5 +459,12 @@ def nested_laplace(
         # integrate the other hyperparameters out with their quadrature weights
         per_node = (density * weight_grid).sum(dim=others) if others else density * weight_grid
         hyper_density.append(per_node / weight_axes[i])
-    return NestedLaplaceResult(log_evidence, grids, hyper_density, theta_mean, theta_var,
-                               log_conditional, nodes)  # fmt: skip
+    return NestedLaplaceResult(
+        log_evidence=log_evidence,
+        hyper_grid=torch.stack(grids),
+        hyper_density=torch.stack(hyper_density),
+        theta_mean=theta_mean,
+        theta_var=theta_var,
+        log_conditional=log_conditional,
+        nodes=nodes,
+    )

@@ -26,8 +26,6 @@ import numbers
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
-import numpy as np
-import scipy.sparse.linalg
 import torch
 from torch import nn
 from torch.func import jacrev, vmap
@@ -38,13 +36,15 @@ from ..core.errors import NonFiniteError, NotPositiveDefiniteError, ProbcalcErro
 from ..core.losses import categorical_nll
 from ..core.optim import minimize
 from ..core.options import Option
+from ..core.random import Seed, check_seed, generator
+from .approximation import Predictive
+from .eigen import check_rank, top_eigenpairs
+from .structures import Curvature, Structure
 
 __all__ = [
-    "Curvature",
     "Likelihood",
     "LinkApprox",
     "ModuleLaplace",
-    "ModuleStructure",
     "expected_softmax",
     "fit_module",
 ]
@@ -57,22 +57,6 @@ class Likelihood(Option):
 
     REGRESSION = "regression"  # y ~ N(f(x), σ² I)
     CLASSIFICATION = "classification"  # y ~ Categorical(softmax(f(x)))
-
-
-class Curvature(Option):
-    """The likelihood curvature of :func:`fit_module`."""
-
-    GGN = "ggn"  # generalized Gauss-Newton: positive semi-definite
-    HESSIAN = "hessian"  # the exact Hessian of the negative log-likelihood
-
-
-class ModuleStructure(Option):
-    """Which parameters and which form of the curvature :func:`fit_module` keeps."""
-
-    FULL = "full"  # all parameters, the full d x d curvature (eigendecomposed)
-    DIAG = "diag"  # all parameters, the curvature's diagonal
-    LOWRANK = "lowrank"  # all parameters, the top-k eigenpairs of the curvature
-    LAST_LAYER = "last_layer"  # the last nn.Linear's parameters only, full curvature
 
 
 class LinkApprox(Option):
@@ -90,16 +74,19 @@ class ModuleLaplace:
     Attributes:
         functional: the network as a function of the flat vector of the fitted parameters.
         mode: those parameters, θ*, shape (d,).
-        likelihood, structure: as fitted.
+        likelihood: "regression" or "classification", as fitted.
+        structure: "full", "diag", "lowrank" or "last_layer", as fitted.
         curvature: the unit-noise curvature G, dense (full, last_layer), or None.
         factor: F with G = F'F (the GGN's square-root rows, full structures), or None.
-        eigenvalues, eigenvectors: for lowrank, G's top k eigenpairs; for diag, G's diagonal
-            and None; for full and last_layer both None: :attr:`spectrum` computes the
-            eigendecomposition when first needed (the fit itself needs only a Cholesky).
+        eigenvalues: for lowrank, G's top k eigenvalues (ascending); for diag, G's
+            diagonal; for full and last_layer None (:attr:`spectrum` computes the
+            eigendecomposition when first needed: the fit itself needs only a Cholesky).
+        eigenvectors: for lowrank, the matching eigenvectors (d, k); otherwise None.
         fit_term: for regression, the sum of squared residuals; for classification, the
             negative log-likelihood; both at θ*.
         n_outputs: the number of scalar observations (data points x outputs).
-        prior_precision: α; sigma_noise: σ (regression).
+        prior_precision: α, the precision of the prior N(0, I/α).
+        sigma_noise: σ, the noise scale of a regression likelihood (1 for classification).
     """
 
     functional: FunctionalModule
@@ -117,6 +104,7 @@ class ModuleLaplace:
 
     @property
     def dim(self) -> int:
+        """d, the number of fitted parameters."""
         return self.mode.numel()
 
     @functools.cached_property
@@ -136,8 +124,8 @@ class ModuleLaplace:
         if self.factor is not None and self.factor.shape[0] < self.dim:
             gram = self.factor @ self.factor.T
             nonzero = torch.linalg.eigvalsh(0.5 * (gram + gram.T))
-            padding = torch.zeros(self.dim - nonzero.numel(), dtype=nonzero.dtype,
-                                  device=nonzero.device)  # fmt: skip
+            size = self.dim - nonzero.numel()
+            padding = torch.zeros(size, dtype=nonzero.dtype, device=nonzero.device)
             return torch.cat([padding, nonzero])
         return torch.linalg.eigvalsh(self.curvature)
 
@@ -186,7 +174,15 @@ class ModuleLaplace:
         self, prior_precision: torch.Tensor | float, sigma_noise: torch.Tensor | float
     ) -> torch.Tensor:
         """The Laplace log evidence for another (α, σ), θ* held fixed: O(d) from G's
-        eigenvalues (computed once). α and σ may be tensors (differentiable).
+        eigenvalues (computed once).
+
+        Args:
+            prior_precision: α, a positive number or a 0-d tensor (differentiable).
+            sigma_noise: σ, a positive number or a 0-d tensor (differentiable); it enters
+                regression likelihoods only.
+
+        Returns:
+            log p(y | α, σ), a 0-d tensor.
 
         Raises:
             ValueError: α or σ given as a Python number that is not positive and finite.
@@ -203,7 +199,7 @@ class ModuleLaplace:
                 min_eigenvalue=float(posterior.min()),
             )
         log_det = torch.log(posterior).sum()
-        if self.structure == ModuleStructure.LOWRANK.value:
+        if self.structure == Structure.LOWRANK.value:
             missing = self.dim - posterior.numel()  # the complement has precision α
             log_det = log_det + missing * torch.log(torch.as_tensor(alpha, dtype=self.mode.dtype))
         return self._likelihood_and_prior(alpha, sigma) - 0.5 * log_det
@@ -218,31 +214,45 @@ class ModuleLaplace:
         return self._likelihood_and_prior(self.prior_precision, self.sigma_noise) - 0.5 * log_det
 
     def posterior_variance_of(self, J: torch.Tensor) -> torch.Tensor:
-        """diag(J Σ J') for J (m, d), Σ the posterior covariance, without forming Σ (m,)."""
+        """diag(J Σ J'), Σ the posterior covariance, without forming Σ.
+
+        Args:
+            J: the rows J_i, shape (m, d).
+
+        Returns:
+            J_i Σ J_i' for each row, shape (m,).
+        """
         if self.curvature is not None:  # full structures: by the Cholesky factor
-            white = torch.linalg.solve_triangular(self._cholesky, J.T, upper=False)
-            return (white**2).sum(dim=0)
+            return (self._whitened(J) ** 2).sum(dim=0)
         posterior = self._posterior_eigenvalues(self.prior_precision, self.sigma_noise)
         vectors = self.spectrum[1]
         if vectors is None:  # diagonal
             return (J**2 / posterior).sum(dim=1)
         projected = J @ vectors
         variance = (projected**2 / posterior).sum(dim=1)
-        if self.structure == ModuleStructure.LOWRANK.value:
+        if self.structure == Structure.LOWRANK.value:
             # the complement of the top-k eigenvectors has precision α
             rest = (J**2).sum(dim=1) - (projected**2).sum(dim=1)
             variance = variance + rest / self.prior_precision
         return variance
 
+    def _whitened(self, J: torch.Tensor) -> torch.Tensor:
+        """L⁻¹ J' for rows J (n, d), L the Cholesky factor of the posterior precision (full
+        structures): shape (d, n); Σ = L'⁻¹ L⁻¹, so J_i Σ J_j' is column i · column j."""
+        return torch.linalg.solve_triangular(self._cholesky, J.T, upper=False)
+
     def posterior_covariance_of(self, J: torch.Tensor) -> torch.Tensor:
-        """J_i Σ J_i' for each block J_i of J (m, k, d), Σ the posterior covariance, without
-        forming Σ: shape (m, k, k)."""
+        """J_i Σ J_i' for each block J_i, Σ the posterior covariance, without forming Σ.
+
+        Args:
+            J: the blocks J_i, shape (m, k, d).
+
+        Returns:
+            One (k, k) matrix per block, shape (m, k, k).
+        """
         m, k, d = J.shape
         if self.curvature is not None:  # full structures: by the Cholesky factor
-            white = torch.linalg.solve_triangular(
-                self._cholesky, J.reshape(m * k, d).T, upper=False
-            )
-            white = white.reshape(d, m, k)
+            white = self._whitened(J.reshape(m * k, d)).reshape(d, m, k)
             return torch.einsum("dmi,dmj->mij", white, white)
         posterior = self._posterior_eigenvalues(self.prior_precision, self.sigma_noise)
         vectors = self.spectrum[1]
@@ -250,15 +260,34 @@ class ModuleLaplace:
             return torch.einsum("mid,d,mjd->mij", J, 1 / posterior, J)
         projected = J @ vectors  # (m, k, r)
         covariance = torch.einsum("mir,r,mjr->mij", projected, 1 / posterior, projected)
-        if self.structure == ModuleStructure.LOWRANK.value:
+        if self.structure == Structure.LOWRANK.value:
             # the complement of the top-k eigenvectors has precision α
             rest = J @ J.transpose(1, 2) - projected @ projected.transpose(1, 2)
             covariance = covariance + rest / self.prior_precision
         return covariance
 
+    def _moments(self, J: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(diag(J_i Σ J_i') (m, k), J_i Σ J_i' (m, k, k)) for J (m, k, d): the variances as
+        :meth:`posterior_variance_of` computes them, with one triangular solve for both in
+        the full structures."""
+        m, k, d = J.shape
+        if self.curvature is None:
+            variance = self.posterior_variance_of(J.reshape(m * k, d)).reshape(m, k)
+            return variance, self.posterior_covariance_of(J)
+        white = self._whitened(J.reshape(m * k, d))
+        variance = (white**2).sum(dim=0).reshape(m, k)
+        blocks = white.reshape(d, m, k)
+        return variance, torch.einsum("dmi,dmj->mij", blocks, blocks)
+
     def output_moments(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The Gaussian of the outputs f(X) linearized at θ*: f(X; θ*) + J (θ - θ*) with
-        θ ~ N(θ*, Σ), noise excluded: (mean (m, k), covariance J Σ J' (m, k, k)).
+        θ ~ N(θ*, Σ), noise excluded.
+
+        Args:
+            X: inputs (m, ...) that the network takes, in its parameters' dtype.
+
+        Returns:
+            (mean f(X; θ*) (m, k), covariance J Σ J' (m, k, k)).
 
         Raises:
             ValueError: X empty or of a shape the network does not take (the message names
@@ -279,15 +308,29 @@ class ModuleLaplace:
         *,
         link_approx: str | LinkApprox | None = None,
         n_samples: int = 1000,
-        seed: int | torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
-        """Predictions for new inputs X (m, ...), linearized at θ*.
+        seed: Seed = None,
+    ) -> Predictive:
+        """The predictive distribution of the observation y at new inputs X, linearized at
+        θ*: its mean and covariance, as :meth:`LaplaceApproximation.predictive
+        <probcalc.laplace.LaplaceApproximation.predictive>` returns them.
 
-        Regression: (mean (m, k), variance (m, k)) with variance = diag(J Σ J') + σ².
-        Classification: probabilities (m, C) approximating E[softmax(f)] for the logits'
-        Gaussian f ~ N(f(X; θ*), J Σ J') of :meth:`output_moments`, by
-        :func:`expected_softmax` with ``link_approx`` ("probit", the default, "bridge" or
-        "mc" with ``n_samples`` and ``seed``).
+        Regression: mean f(X; θ*) (m, k), covariance J Σ J' + σ² I (m, k, k) and variance
+        diag(J Σ J') + σ² (m, k). Classification: mean = the probabilities p (m, C)
+        approximating E[softmax(f)] for the logits' Gaussian f ~ N(f(X; θ*), J Σ J') of
+        :meth:`output_moments`, by :func:`expected_softmax` with ``link_approx``;
+        covariance diag(p) - pp' (m, C, C), the one-hot label's, and variance p(1 - p).
+
+        Args:
+            X: inputs (m, ...) that the network takes, in its parameters' dtype.
+            link_approx: for classification: "probit" (the default), "bridge" or "mc"
+                (see :func:`expected_softmax`); None for regression.
+            n_samples: the draws of the logits for "mc", an integer >= 1.
+            seed: for "mc": an int (the same draws on every call), a torch.Generator (drawn
+                from and advanced) or None (fresh entropy).
+
+        Returns:
+            Predictive(mean, covariance, variance). Unpacking it as ``mean, variance`` is
+            deprecated: it works, with a DeprecationWarning.
 
         Raises:
             ValueError: an unknown ``link_approx`` (the message lists the choices), a
@@ -306,27 +349,35 @@ class ModuleLaplace:
         if regression and link_approx is not None:
             raise ValueError("link_approx applies to classification likelihoods only")
         link = LinkApprox.PROBIT if link_approx is None else link_approx
-        if not regression:  # bad options fail before the network's Jacobians are taken
-            link = _check_link_options(link, n_samples, seed)
+        # bad options fail before the network's Jacobians are taken
+        link = _check_link_options(link, n_samples, seed)
         _check_inputs(self.functional, self.mode, X, "X")
         outputs, J = _outputs_and_jacobian(self.functional, self.mode, X)  # (m, k), (m, k, d)
         _check_finite(outputs, J)
-        m, k = outputs.shape
+        k = outputs.shape[1]
         if regression:
-            variance = self.posterior_variance_of(J.reshape(m * k, -1)).reshape(m, k)
-            return outputs, variance + self.sigma_noise**2
+            variance, covariance = self._moments(J)
+            noise = self.sigma_noise**2
+            eye = torch.eye(k, dtype=covariance.dtype, device=covariance.device)
+            return Predictive(outputs, covariance + noise * eye, variance + noise)
         if k < 2:
             raise ValueError(f"classification needs at least 2 logits, the network gives {k}")
         covariance = self.posterior_covariance_of(J)
-        return expected_softmax(
+        probabilities = expected_softmax(
             outputs, covariance, link_approx=link, n_samples=n_samples, seed=seed
         )
+        outer = probabilities[:, :, None] * probabilities[:, None, :]
+        return Predictive(probabilities, torch.diag_embed(probabilities) - outer)
 
     def optimize_prior_precision(
         self, *, optimize_noise: bool | None = None, max_iter: int = 100
     ) -> tuple[ModuleLaplace, dict[str, list[float]]]:
         """Maximize the log evidence over log α (and log σ for regression) by Newton's
         method on the O(d) formula (θ* and the curvature fixed, as laplace-torch does).
+
+        Args:
+            optimize_noise: whether to tune σ too; None: for regression likelihoods only.
+            max_iter: the Newton iteration budget.
 
         Returns:
             (the refitted approximation, the trace: {"prior_precision", "sigma_noise",
@@ -340,8 +391,11 @@ class ModuleLaplace:
         # the eigenvalues, once, before minimize's transforms: computed inside them they
         # would be batched over their tangents (and cached as transformed tensors)
         self.curvature_eigenvalues  # noqa: B018
-        trace: dict[str, list[float]] = {"prior_precision": [], "sigma_noise": [],
-                                         "log_evidence": []}  # fmt: skip
+        trace: dict[str, list[float]] = {
+            "prior_precision": [],
+            "sigma_noise": [],
+            "log_evidence": [],
+        }
 
         def negative(log_params: torch.Tensor) -> torch.Tensor:
             alpha = torch.exp(log_params[0])
@@ -354,8 +408,8 @@ class ModuleLaplace:
             trace["sigma_noise"].append(float(torch.exp(x[1])) if noise else self.sigma_noise)
             trace["log_evidence"].append(-float(state.fun))
 
-        result = minimize(negative, torch.tensor(start, dtype=self.mode.dtype), method="newton",
-                          max_iter=max_iter, callback=record)  # fmt: skip
+        x0 = torch.tensor(start, dtype=self.mode.dtype)
+        result = minimize(negative, x0, method="newton", max_iter=max_iter, callback=record)
         alpha = float(torch.exp(result.x[0]))
         sigma = float(torch.exp(result.x[1])) if noise else self.sigma_noise
         trace["prior_precision"].append(alpha)
@@ -374,7 +428,7 @@ def _outputs_and_jacobian(
 
     Per-sample Jacobians, vmapped over the samples (each a batch of one): a reverse pass per
     output of one sample. Differentiating the whole batch's outputs at once would run m·k
-    backward passes through all m samples: 125x slower for 1,000 points (measured).
+    backward passes through all m samples.
     """
 
     def single(t: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -391,7 +445,7 @@ def expected_softmax(
     *,
     link_approx: str | LinkApprox = "probit",
     n_samples: int = 1000,
-    seed: int | torch.Generator | None = None,
+    seed: Seed = None,
 ) -> torch.Tensor:
     """E[softmax(f)] for Gaussian logits f ~ N(μ, Σ), one Gaussian per row.
 
@@ -416,12 +470,17 @@ def expected_softmax(
       mean does not change when Σ is scaled, so for 2 classes it is softmax(μ) whatever
       the variance; measured against Monte Carlo as above, mean error 0.07-0.39.
     - "mc": the mean of softmax(f) over ``n_samples`` draws of f, standard error at most
-      0.5 / sqrt(n_samples) per probability; ``seed``: an int or a torch.Generator (None:
-      fresh entropy). The only method whose error can be made as small as wanted.
+      0.5 / sqrt(n_samples) per probability. The only method whose error can be made as
+      small as wanted.
 
     Args:
         mean: μ, shape (m, C), C >= 2.
         covariance: Σ, shape (m, C, C), symmetric positive semi-definite.
+        link_approx: "probit", "bridge" or "mc" (or a LinkApprox), as above.
+        n_samples: the draws of "mc", an integer >= 1 (checked whatever the link).
+        seed: the draws' randomness for "mc": an int (the same draws on every call), a
+            torch.Generator (drawn from and advanced, on its own device) or None (fresh
+            entropy).
 
     Returns:
         probabilities, shape (m, C).
@@ -459,19 +518,18 @@ def expected_softmax(
         return _probit(mean, covariance)
     if link is LinkApprox.BRIDGE:
         return _laplace_bridge(mean, covariance)
-    return _softmax_mean_by_sampling(mean, covariance, n_samples, _generator(seed, mean.device))
+    # a Generator is drawn from on its own device, the draws then moved to the mean's
+    device = seed.device if isinstance(seed, torch.Generator) else mean.device
+    return _softmax_mean_by_sampling(mean, covariance, n_samples, generator(seed, device))
 
 
-def _check_link_options(
-    link_approx: str | LinkApprox, n_samples: int, seed: int | torch.Generator | None
-) -> LinkApprox:
+def _check_link_options(link_approx: str | LinkApprox, n_samples: int, seed: Seed) -> LinkApprox:
+    """The link, after checking ``n_samples`` (an integer >= 1) and ``seed``, whatever the
+    link, so that a bad value fails before any work."""
     link = LinkApprox.parse(link_approx, name="link_approx")
-    if link is LinkApprox.MC:
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
-        integer = isinstance(seed, int) and not isinstance(seed, bool)
-        if not (seed is None or integer or isinstance(seed, torch.Generator)):
-            raise TypeError(f"seed must be an int, a torch.Generator or None, got {seed!r}")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+        raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
+    check_seed(seed)
     return link
 
 
@@ -549,7 +607,7 @@ def _softmax_mean_by_sampling(
     mean: torch.Tensor,
     covariance: torch.Tensor,
     n_samples: int,
-    generator: torch.Generator,
+    source: torch.Generator,
 ) -> torch.Tensor:
     """The mean of softmax(μ + R z), z ~ N(0, I), R R' = Σ by eigendecomposition (Σ may be
     singular), over n_samples draws drawn in chunks of at most about 2²² numbers."""
@@ -570,25 +628,11 @@ def _softmax_mean_by_sampling(
     total = torch.zeros_like(mean)
     for start in range(0, n_samples, chunk):
         count = min(chunk, n_samples - start)
-        z = torch.randn(
-            (count, m, C), generator=generator, dtype=mean.dtype, device=generator.device
-        )
+        z = torch.randn((count, m, C), generator=source, dtype=mean.dtype, device=source.device)
         z = z.to(mean.device)
         logits = mean + torch.einsum("mij,smj->smi", root, z)
         total = total + torch.softmax(logits, dim=-1).sum(dim=0)
     return total / n_samples
-
-
-def _generator(seed: int | torch.Generator | None, device: torch.device) -> torch.Generator:
-    """The Generator itself, one seeded with the int, or one from fresh entropy (None)."""
-    if isinstance(seed, torch.Generator):
-        return seed
-    generator = torch.Generator(device=device)
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
-    return generator
 
 
 def _check_finite(outputs: torch.Tensor, J: torch.Tensor) -> None:
@@ -787,8 +831,11 @@ def _last_linear(model: nn.Module) -> list[str]:
     if last is None:
         raise ValueError(f"structure='last_layer' needs an nn.Linear in {type(model).__name__}")
     prefix = f"{last}." if last else ""
-    return [name for name, _ in model.named_parameters() if name.startswith(prefix)
-            and name.count(".") == prefix.count(".")]  # fmt: skip
+    return [
+        name
+        for name, _ in model.named_parameters()
+        if name.startswith(prefix) and name.count(".") == prefix.count(".")
+    ]
 
 
 def fit_module(
@@ -799,8 +846,9 @@ def fit_module(
     prior_precision: float = 1.0,
     sigma_noise: float = 1.0,
     curvature: str | Curvature = "ggn",
-    structure: str | ModuleStructure = "full",
+    structure: str | Structure = "full",
     rank: int | None = None,
+    seed: Seed = None,
 ) -> ModuleLaplace:
     """The Laplace approximation of a trained network at its current parameters.
 
@@ -814,8 +862,22 @@ def fit_module(
             classification y holds class indices.
         likelihood: "regression" (Gaussian, noise ``sigma_noise``) or "classification".
         prior_precision: α of the prior N(0, I/α) on the fitted parameters.
-        curvature: "ggn" or "hessian".
-        structure: "full", "diag", "lowrank" (with ``rank``) or "last_layer".
+        sigma_noise: σ, the noise scale of a regression likelihood (ignored for
+            classification).
+        curvature: the likelihood's curvature: "ggn" (the generalized Gauss-Newton
+            J' Λ J, positive semi-definite) or "hessian" (exact), as in
+            :func:`probcalc.laplace.fit`, whose log joint has the Hessian only.
+        structure: how the posterior precision is kept, the same names as in
+            :func:`probcalc.laplace.fit`: "full", "diag", "lowrank" (the ``rank`` largest
+            eigenpairs of the curvature, by scipy's ARPACK on products with the GGN's
+            square-root rows, plus the prior's α I) or "last_layer" (the last nn.Linear's
+            parameters only, full).
+        rank: for "lowrank": the number of eigenpairs, an integer with 1 <= rank <= d,
+            the same rule as fit's (rank = d keeps them all).
+        seed: the start vector of the Lanczos iteration of "lowrank" with the GGN (rank <
+            d - 1), the only draw fit_module makes: an int (the same fit on every call), a
+            torch.Generator (drawn from and advanced) or None (fresh entropy: fits then
+            differ in the last digits).
 
     Returns:
         ModuleLaplace.
@@ -824,7 +886,8 @@ def fit_module(
     first input.
 
     Raises:
-        ValueError: unknown options, a rank out of range, no nn.Linear for last_layer,
+        ValueError: unknown options, "lowrank" without a rank in 1..d, no nn.Linear for
+            last_layer,
             prior_precision or sigma_noise not positive and finite; data with no batches,
             an empty batch, X or y on another device than the parameters, inputs the
             network does not take (the message names the shape received and the input its
@@ -843,19 +906,16 @@ def fit_module(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     likelihood = Likelihood.parse(likelihood, name="likelihood")
     curvature = Curvature.parse(curvature, name="curvature")
-    structure = ModuleStructure.parse(structure, name="structure")
+    structure = Structure.parse(structure, name="structure")
     prior_precision = _positive(prior_precision, "prior_precision")
     sigma_noise = _positive(sigma_noise, "sigma_noise")
-    names = _last_linear(model) if structure is ModuleStructure.LAST_LAYER else None
+    check_seed(seed)
+    names = _last_linear(model) if structure is Structure.LAST_LAYER else None
     functional = functional_module(model, names)
     theta = functional.params
     d = theta.numel()
-    if structure is ModuleStructure.LOWRANK and (
-        isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or not 1 <= rank < d
-    ):
-        raise ValueError(
-            f"structure='lowrank' needs an integer rank, 1 <= rank < d = {d}, got {rank!r}"
-        )
+    if structure is Structure.LOWRANK:
+        rank = check_rank(rank, d)
     # no d x d matrix unless the structure needs one: diag keeps a vector, the others the
     # square-root rows F of the GGN = F'F
     diagonal = torch.zeros(d, dtype=theta.dtype, device=theta.device)
@@ -876,7 +936,7 @@ def fit_module(
             fit_term = fit_term + categorical_nll(y, outputs)
             root = _softmax_root(torch.softmax(outputs, dim=-1), J)
         if curvature is Curvature.GGN:
-            if structure is ModuleStructure.DIAG:
+            if structure is Structure.DIAG:
                 diagonal = diagonal + (root**2).sum(dim=0)
             else:
                 factors.append(root)
@@ -886,19 +946,29 @@ def fit_module(
         diagonal = torch.diagonal(hessian).clone()
     sigma = sigma_noise
     dense = factor = None
-    if structure is ModuleStructure.DIAG:
+    if structure is Structure.DIAG:
         values, vectors = diagonal, None
-    elif structure is ModuleStructure.LOWRANK:
-        values, vectors = _top_eigenpairs(hessian, factors, d, rank)
+    elif structure is Structure.LOWRANK:
+        values, vectors = _top_eigenpairs(hessian, factors, theta, rank, seed)
     elif hessian is not None:
         values, vectors, dense = None, None, 0.5 * (hessian + hessian.T)
     else:
         factor = torch.cat(factors)
         values, vectors, dense = None, None, factor.T @ factor
     laplace = ModuleLaplace(
-        functional, theta, likelihood.value, structure.value, dense, factor, values, vectors,
-        fit_term.detach(), n_outputs, float(prior_precision), float(sigma),
-    )  # fmt: skip
+        functional=functional,
+        mode=theta,
+        likelihood=likelihood.value,
+        structure=structure.value,
+        curvature=dense,
+        factor=factor,
+        eigenvalues=values,
+        eigenvectors=vectors,
+        fit_term=fit_term.detach(),
+        n_outputs=n_outputs,
+        prior_precision=float(prior_precision),
+        sigma_noise=float(sigma),
+    )
     laplace.log_evidence  # noqa: B018  (raises NotPositiveDefiniteError now, not later)
     return laplace
 
@@ -937,22 +1007,16 @@ def _negative_log_likelihood_hessian(
 
 
 def _top_eigenpairs(
-    dense: torch.Tensor | None, factors: list[torch.Tensor], d: int, rank: int | None
+    hessian: torch.Tensor | None,
+    factors: list[torch.Tensor],
+    theta: torch.Tensor,
+    rank: int,
+    seed: Seed,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The top-``rank`` eigenpairs of G = F'F (F the stacked factors) by ARPACK on products
-    F'(F v), or of a dense matrix."""
-    if rank is None or not 1 <= rank < d:
-        raise ValueError(f"structure='lowrank' needs 1 <= rank < d = {d}, got {rank!r}")
-    if dense is not None:
-        values, vectors = torch.linalg.eigh(0.5 * (dense + dense.T))
-        return values[-rank:], vectors[:, -rank:]
+    """The top-``rank`` eigenpairs of the exact Hessian (formed: by eigh) or of the GGN
+    G = F'F (F the stacked factors: by ARPACK on products F'(F v)), on θ's device."""
+    if hessian is not None:
+        matrix = 0.5 * (hessian + hessian.T)
+        return top_eigenpairs(lambda v: matrix @ v, rank, theta, matrix=matrix)
     F = torch.cat(factors)
-    dtype, device = F.dtype, F.device
-
-    def matvec(v: np.ndarray) -> np.ndarray:
-        vector = torch.as_tensor(v.reshape(-1), dtype=dtype, device=device)
-        return (F.T @ (F @ vector)).cpu().numpy()
-
-    operator = scipy.sparse.linalg.LinearOperator((d, d), matvec=matvec, dtype=np.float64)
-    values, vectors = scipy.sparse.linalg.eigsh(operator, k=rank, which="LA")
-    return torch.as_tensor(values, dtype=dtype), torch.as_tensor(vectors, dtype=dtype)
+    return top_eigenpairs(lambda v: F.T @ (F @ v), rank, theta, seed=seed)

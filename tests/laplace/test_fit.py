@@ -41,7 +41,7 @@ def _linear_regression(n=200, d=10, diagonal_design=False, seed=0):
 @pytest.mark.parametrize(("structure", "rank"), [("full", None), ("lowrank", 10)])
 def test_bayesian_linear_regression_is_exact(structure, rank):
     log_likelihood, alpha, evidence, mean, covariance, _ = _linear_regression()
-    la = fit(log_likelihood, torch.zeros(10), prior_precision=alpha, hessian=structure, rank=rank)
+    la = fit(log_likelihood, torch.zeros(10), prior_precision=alpha, structure=structure, rank=rank)
     assert float(la.log_evidence) == pytest.approx(evidence, abs=1e-8)
     assert torch.allclose(la.mode, mean, atol=1e-10)
     assert torch.allclose(la.covariance, covariance, atol=1e-12)
@@ -50,7 +50,7 @@ def test_bayesian_linear_regression_is_exact(structure, rank):
 
 def test_diag_is_exact_on_a_diagonal_design():
     log_likelihood, alpha, evidence, mean, covariance, _ = _linear_regression(diagonal_design=True)
-    la = fit(log_likelihood, torch.zeros(10), prior_precision=alpha, hessian="diag")
+    la = fit(log_likelihood, torch.zeros(10), prior_precision=alpha, structure="diag")
     assert float(la.log_evidence) == pytest.approx(evidence, abs=1e-8)
     assert torch.allclose(la.mode, mean, atol=1e-10)
     assert torch.allclose(la.marginal_variances(), torch.diagonal(covariance), atol=1e-12)
@@ -64,17 +64,26 @@ def test_logistic_regression_matches_scipy_and_a_numpy_laplace_evidence():
 
     def neg_log_joint_np(w):
         z = X @ w
-        return (np.sum(np.logaddexp(0, z) - y * z) + 0.5 * tau * w @ w
-                - 0.5 * d * math.log(tau / (2 * math.pi)))  # fmt: skip
+        return (
+            np.sum(np.logaddexp(0, z) - y * z)
+            + 0.5 * tau * w @ w
+            - 0.5 * d * math.log(tau / (2 * math.pi))
+        )
 
     reference = scipy.optimize.minimize(
-        neg_log_joint_np, np.zeros(d), jac=lambda w: X.T @ (expit(X @ w) - y) + tau * w,
-        method="BFGS", options={"gtol": 1e-10},
-    )  # fmt: skip
+        neg_log_joint_np,
+        np.zeros(d),
+        jac=lambda w: X.T @ (expit(X @ w) - y) + tau * w,
+        method="BFGS",
+        options={"gtol": 1e-10},
+    )
     p = expit(X @ reference.x)
     H = (X * (p * (1 - p))[:, None]).T @ X + tau * np.eye(d)
-    numpy_evidence = (-neg_log_joint_np(reference.x) + 0.5 * d * math.log(2 * math.pi)
-                      - 0.5 * np.linalg.slogdet(H)[1])  # fmt: skip
+    numpy_evidence = (
+        -neg_log_joint_np(reference.x)
+        + 0.5 * d * math.log(2 * math.pi)
+        - 0.5 * np.linalg.slogdet(H)[1]
+    )
     Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
     la = fit(lambda w: -pc.core.bernoulli_nll(yt, Xt @ w), torch.zeros(d), prior_precision=tau)
     np.testing.assert_allclose(la.mode.numpy(), reference.x, atol=1e-6)
@@ -95,7 +104,8 @@ def test_laplace_approaches_the_quadrature_evidence_as_the_data_grow(d):
             prior = torch.distributions.Normal(0.0, 1.0).log_prob(w).sum(-1)
             logits = w @ X.T
             return prior - torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, y.expand_as(logits), reduction="none").sum(-1)  # fmt: skip
+                logits, y.expand_as(logits), reduction="none"
+            ).sum(-1)
 
         la = fit(log_joint, torch.zeros(d))
         exact = pc.integrate.log_integral(log_joint, [-math.inf] * d, [math.inf] * d, rtol=1e-10)
@@ -116,13 +126,20 @@ def test_diag_and_lowrank_run_at_d_100000_on_a_quadratic_with_known_hessian():
 
     mode = b / (a + 1)
     at_mode = float(-0.5 * ((a + 1) * mode**2).sum() + b @ mode - 0.5 * d * math.log(2 * math.pi))
-    diag = fit(log_likelihood, torch.zeros(d), prior_precision=1.0, hessian="diag",
-               optimizer="newton-cg")  # fmt: skip
+    diag = fit(
+        log_likelihood, torch.zeros(d), prior_precision=1.0, structure="diag", optimizer="newton-cg"
+    )
     assert torch.allclose(diag.precision, a + 1, rtol=1e-12)
     exact = at_mode + 0.5 * d * math.log(2 * math.pi) - 0.5 * float(torch.log(a + 1).sum())
     assert float(diag.log_evidence) == pytest.approx(exact, rel=1e-10)
-    low = fit(log_likelihood, torch.zeros(d), prior_precision=1.0, hessian="lowrank", rank=5,
-              optimizer="newton-cg")  # fmt: skip
+    low = fit(
+        log_likelihood,
+        torch.zeros(d),
+        prior_precision=1.0,
+        structure="lowrank",
+        rank=5,
+        optimizer="newton-cg",
+    )
     eigenvalues = low.precision_structure.eigenvalues
     np.testing.assert_allclose(np.sort(eigenvalues.numpy()), [10, 20, 30, 40, 50], rtol=1e-8)
     top = at_mode + 0.5 * d * math.log(2 * math.pi) - 0.5 * math.log(11 * 21 * 31 * 41 * 51)
@@ -148,7 +165,7 @@ def test_predictive_moments():
 
 def test_samples_have_the_posterior_covariance():
     log_likelihood, alpha, _, _, _, _ = _linear_regression()
-    low = fit(log_likelihood, torch.zeros(10), prior_precision=alpha, hessian="lowrank", rank=3)
+    low = fit(log_likelihood, torch.zeros(10), prior_precision=alpha, structure="lowrank", rank=3)
     draws = low.sample(200_000, seed=1)
     # each entry's standard error is about sqrt((Σ_ii Σ_jj + Σ_ij²) / n) <= sqrt(2/n) max Σ_ii
     tolerance = 5 * math.sqrt(2 / 200_000) * float(low.marginal_variances().max())
@@ -162,9 +179,11 @@ def test_bad_input_and_a_saddle():
     with pytest.raises(ValueError, match=r"shape \(d,\)"):
         fit(lambda th: -(th**2).sum(), torch.zeros(2, 2))
     with pytest.raises(ValueError, match="'full', 'diag', 'lowrank'"):
-        fit(lambda th: -(th**2).sum(), torch.zeros(2), hessian="kron")
-    with pytest.raises(ValueError, match="rank= and prior_precision="):
-        fit(lambda th: -(th**2).sum(), torch.zeros(2), hessian="lowrank")
+        fit(lambda th: -(th**2).sum(), torch.zeros(2), structure="kron")
+    with pytest.raises(ValueError, match="needs rank= an integer"):
+        fit(lambda th: -(th**2).sum(), torch.zeros(2), structure="lowrank", prior_precision=1.0)
+    with pytest.raises(ValueError, match="needs prior_precision="):
+        fit(lambda th: -(th**2).sum(), torch.zeros(2), structure="lowrank", rank=1)
 
     def saddle(th):  # log p = -θ_0² + θ_1²: Newton from (1, 0) stops at the saddle (0, 0)
         return -(th[0] ** 2) + th[1] ** 2
@@ -190,8 +209,10 @@ def test_positive_parameters_are_fitted_on_the_log_scale_with_the_jacobian():
 
     def log_joint(lam):
         rate = lam[0]
-        return (torch.distributions.Gamma(a, b).log_prob(rate)
-                + torch.distributions.Poisson(rate).log_prob(y).sum())  # fmt: skip
+        return (
+            torch.distributions.Gamma(a, b).log_prob(rate)
+            + torch.distributions.Poisson(rate).log_prob(y).sum()
+        )
 
     la = fit(log_joint, torch.tensor([1.0]), constraints="positive")
     rate = (a + total) / (b + n)
@@ -199,13 +220,22 @@ def test_positive_parameters_are_fitted_on_the_log_scale_with_the_jacobian():
     assert float(la.mode) == pytest.approx(math.log(rate), abs=1e-10)
     assert float(la.constrained_mode) == pytest.approx(rate, rel=1e-10)
     assert float(la.precision) == pytest.approx(a + total, rel=1e-10)
-    laplace = (float(log_joint(torch.tensor([rate]))) + math.log(rate)
-               + 0.5 * math.log(2 * math.pi) - 0.5 * math.log(a + total))  # fmt: skip
+    laplace = (
+        float(log_joint(torch.tensor([rate])))
+        + math.log(rate)
+        + 0.5 * math.log(2 * math.pi)
+        - 0.5 * math.log(a + total)
+    )
     assert float(la.log_evidence) == pytest.approx(laplace, abs=1e-10)
     # and it approximates the exact (negative binomial) evidence to a few percent
     log_factorials = sum(math.lgamma(v + 1) for v in y.tolist())
-    exact = (a * math.log(b) - math.lgamma(a) + math.lgamma(a + total)
-             - (a + total) * math.log(b + n) - log_factorials)  # fmt: skip
+    exact = (
+        a * math.log(b)
+        - math.lgamma(a)
+        + math.lgamma(a + total)
+        - (a + total) * math.log(b + n)
+        - log_factorials
+    )
     assert abs(float(la.log_evidence) - exact) < 0.05
 
 
@@ -231,7 +261,7 @@ def test_unit_interval_parameters_are_fitted_on_the_logit_scale():
 
 def test_the_lowrank_distribution_keeps_its_structure():
     log_likelihood, alpha, _, _, _, _ = _linear_regression()
-    low = fit(log_likelihood, torch.zeros(10), prior_precision=alpha, hessian="lowrank", rank=3)
+    low = fit(log_likelihood, torch.zeros(10), prior_precision=alpha, structure="lowrank", rank=3)
     dist = low.distribution
     dense = torch.distributions.MultivariateNormal(low.mode, covariance_matrix=low.covariance)
     x = low.sample(5, seed=2)

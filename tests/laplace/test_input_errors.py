@@ -34,35 +34,61 @@ def _gaussian(t):
 
 
 BAD_FIT_INPUT = [
-    ("a vector per point", dict(log_joint=lambda t: -0.5 * t**2), ValueError,
-     r"one number per point, a tensor of shape \(\), got shape \(2,\) at theta0"),
+    (
+        "a vector per point",
+        dict(log_joint=lambda t: -0.5 * t**2),
+        ValueError,
+        r"one number per point, a tensor of shape \(\), got shape \(2,\) at theta0",
+    ),
     ("a Python float", dict(log_joint=lambda t: 1.0), TypeError, "must return a 0-d tensor"),
     ("log_joint not callable", dict(log_joint="model"), TypeError, "log_joint must be a function"),
-    ("theta0 NaN", dict(theta0=torch.tensor([math.nan, 0.0])), ValueError,
-     "theta0 must be finite"),
-    ("theta0 complex", dict(theta0=torch.zeros(2, dtype=torch.complex128)), TypeError,
-     "complex128"),
+    ("theta0 NaN", dict(theta0=torch.tensor([math.nan, 0.0])), ValueError, "theta0 must be finite"),
+    (
+        "theta0 complex",
+        dict(theta0=torch.zeros(2, dtype=torch.complex128)),
+        TypeError,
+        "complex128",
+    ),
     ("theta0 float16", dict(theta0=torch.zeros(2, dtype=torch.float16)), TypeError, "float16"),
     ("theta0 a string", dict(theta0="0"), TypeError, "theta0 must be a tensor"),
     ("theta0 a matrix", dict(theta0=torch.zeros(2, 2)), ValueError, r"shape \(d,\)"),
-    ("a stochastic optimizer", dict(optimizer="adam"), ValueError,
-     "'newton', 'newton-cg', 'lbfgs'"),
+    (
+        "a stochastic optimizer",
+        dict(optimizer="adam"),
+        ValueError,
+        "'newton', 'newton-cg', 'lbfgs'",
+    ),
     ("an unknown optimizer", dict(optimizer="bfgs"), ValueError, "unknown optimizer 'bfgs'"),
-    ("rank 1.5", dict(hessian="lowrank", rank=1.5, prior_precision=1.0), ValueError,
-     "rank must be an integer"),
-    ("n_probes 0", dict(hessian="diag", n_probes=0), ValueError, "n_probes must be an integer"),
-    ("seed a string", dict(seed="0"), TypeError, "seed must be an integer"),
-    ("prior_precision inf", dict(prior_precision=math.inf), ValueError,
-     "positive and finite"),
+    (
+        "rank 1.5",
+        dict(structure="lowrank", rank=1.5, prior_precision=1.0),
+        ValueError,
+        r"rank= an integer with 1 <= rank <= d = 2, got 1.5",
+    ),
+    (
+        "rank above d",
+        dict(structure="lowrank", rank=3, prior_precision=1.0),
+        ValueError,
+        r"rank= an integer with 1 <= rank <= d = 2, got 3",
+    ),
+    ("n_probes 0", dict(structure="diag", n_probes=0), ValueError, "n_probes must be an integer"),
+    ("seed a string", dict(seed="0"), TypeError, "seed must be an int, a torch.Generator"),
+    ("prior_precision inf", dict(prior_precision=math.inf), ValueError, "positive and finite"),
     ("prior_precision a string", dict(prior_precision="1"), TypeError, "prior_precision"),
     ("constraints a number", dict(constraints=3), TypeError, "constraints must be a kind"),
     ("constraints unknown", dict(constraints="simplex"), ValueError, "unknown constraints"),
-    ("a stray hessian", dict(hessian="dense"), ValueError, "'full', 'diag', 'lowrank'"),
-]  # fmt: skip
+    (
+        "a stray structure",
+        dict(structure="dense"),
+        ValueError,
+        "unknown structure 'dense'; valid choices are 'full', 'diag', 'lowrank'$",
+    ),
+]
 
 
-@pytest.mark.parametrize(("label", "arguments", "error", "match"), BAD_FIT_INPUT,
-                         ids=[case[0] for case in BAD_FIT_INPUT])  # fmt: skip
+@pytest.mark.parametrize(
+    ("label", "arguments", "error", "match"), BAD_FIT_INPUT, ids=[case[0] for case in BAD_FIT_INPUT]
+)
 def test_bad_fit_input_is_named_before_the_mode_search(label, arguments, error, match):
     calls = []
     log_joint = arguments.pop("log_joint", _gaussian)
@@ -155,8 +181,10 @@ def test_a_trial_step_outside_the_support_is_a_rejected_step(prior, init, optimi
     assert abs(float(la.mode[0]) - mode) <= 1e-8
     # the curvature at the mode is the closed form's second derivative
     sigma = mode
-    second = {"HalfNormal": N / sigma**2 - 3 * S / sigma**4 - 1,
-              "Gamma": (N - 1) / sigma**2 - 3 * S / sigma**4}[prior]  # fmt: skip
+    second = {
+        "HalfNormal": N / sigma**2 - 3 * S / sigma**4 - 1,
+        "Gamma": (N - 1) / sigma**2 - 3 * S / sigma**4,
+    }[prior]
     assert float(la.precision[0, 0]) == pytest.approx(-second, rel=1e-8)
 
 
@@ -196,58 +224,130 @@ def _data():
 
 
 BAD_DATA = [
-    ("wrong number of features", lambda d: fit_module(d.model_r, (torch.randn(10, 5), d.y_r)),
-     ValueError, r"X \(batch 0\) of shape \(10, 5\).*takes inputs of shape \(n, 3\)"),
-    ("a convolution given a matrix", lambda d: fit_module(d.conv, (torch.randn(5, 8), d.y_r[:5])),
-     ValueError, r"shape \(5, 8\).*Conv1d\(1, 2.*\(n, 1, \.\.\.\) with 1 spatial"),
-    ("batch sizes differ", lambda d: fit_module(d.model_r, (d.X_r, d.y_r[:7])), ValueError,
-     r"X has shape \(10, 3\), y \(7, 2\)"),
-    ("targets of the wrong width", lambda d: fit_module(d.model_r, (d.X_r, torch.randn(10, 3))),
-     ValueError, r"y of batch 0 has shape \(10, 3\), expected \(10, 2\)"),
-    ("targets flattened", lambda d: fit_module(d.model_r, (d.X_r, d.y_r.reshape(-1))), ValueError,
-     r"y \(20,\)"),
-    ("an empty batch", lambda d: fit_module(d.model_r, (d.X_r[:0], d.y_r[:0])), ValueError,
-     r"must hold inputs along dim 0, got shape \(0, 3\)"),
+    (
+        "wrong number of features",
+        lambda d: fit_module(d.model_r, (torch.randn(10, 5), d.y_r)),
+        ValueError,
+        r"X \(batch 0\) of shape \(10, 5\).*takes inputs of shape \(n, 3\)",
+    ),
+    (
+        "a convolution given a matrix",
+        lambda d: fit_module(d.conv, (torch.randn(5, 8), d.y_r[:5])),
+        ValueError,
+        r"shape \(5, 8\).*Conv1d\(1, 2.*\(n, 1, \.\.\.\) with 1 spatial",
+    ),
+    (
+        "batch sizes differ",
+        lambda d: fit_module(d.model_r, (d.X_r, d.y_r[:7])),
+        ValueError,
+        r"X has shape \(10, 3\), y \(7, 2\)",
+    ),
+    (
+        "targets of the wrong width",
+        lambda d: fit_module(d.model_r, (d.X_r, torch.randn(10, 3))),
+        ValueError,
+        r"y of batch 0 has shape \(10, 3\), expected \(10, 2\)",
+    ),
+    (
+        "targets flattened",
+        lambda d: fit_module(d.model_r, (d.X_r, d.y_r.reshape(-1))),
+        ValueError,
+        r"y \(20,\)",
+    ),
+    (
+        "an empty batch",
+        lambda d: fit_module(d.model_r, (d.X_r[:0], d.y_r[:0])),
+        ValueError,
+        r"must hold inputs along dim 0, got shape \(0, 3\)",
+    ),
     ("no batches", lambda d: fit_module(d.model_r, []), ValueError, "data holds no batches"),
-    ("data a tensor", lambda d: fit_module(d.model_r, d.X_r), TypeError,
-     "data must be a pair"),
-    ("a batch of three", lambda d: fit_module(d.model_r, [(d.X_r, d.y_r, d.y_r)]), TypeError,
-     "its batch 0 is tuple of length 3"),
-    ("float32 inputs", lambda d: fit_module(d.model_r, (d.X_r.float(), d.y_r)), TypeError,
-     r"torch.float32, the network's parameters torch.float64"),
-    ("inputs on another device", lambda d: fit_module(d.model_r, (d.X_r.to("meta"), d.y_r)),
-     ValueError, "is on meta"),
-    ("NaN in X", lambda d: fit_module(d.model_r, (d.X_nan, d.y_r)), NonFiniteError,
-     r"X \(batch 0\) is not finite at input 2"),
-    ("inf in y", lambda d: fit_module(d.model_r, (d.X_r, d.y_nan)), NonFiniteError,
-     r"y \(batch 0\) is not finite at input 4"),
-    ("classes as floats",
-     lambda d: fit_module(d.model_c, (d.X_c, d.y_c.double()), likelihood="classification"),
-     TypeError, "integer class indices"),
-    ("one-hot classes",
-     lambda d: fit_module(d.model_c, (d.X_c, nn.functional.one_hot(d.y_c, 3)),
-                          likelihood="classification"),
-     ValueError, r"y\.argmax\(dim=1\)"),
-    ("a class out of range",
-     lambda d: fit_module(d.model_c, (d.X_c, d.y_c + 1), likelihood="classification"),
-     ValueError, r"class indices in 0\.\.2 \(the network gives 3 logits\), got 3"),
-    ("a negative class",
-     lambda d: fit_module(d.model_c, (d.X_c, d.y_c - 1), likelihood="classification"),
-     ValueError, "got -1"),
-    ("prior_precision inf",
-     lambda d: fit_module(d.model_r, (d.X_r, d.y_r), prior_precision=math.inf), ValueError,
-     "prior_precision must be positive and finite"),
-    ("sigma_noise a string", lambda d: fit_module(d.model_r, (d.X_r, d.y_r), sigma_noise="1"),
-     TypeError, "sigma_noise must be a positive number"),
-    ("rank 2.5", lambda d: fit_module(d.model_r, (d.X_r, d.y_r), structure="lowrank", rank=2.5),
-     ValueError, "integer rank"),
-    ("model a function", lambda d: fit_module(lambda x: x, (d.X_r, d.y_r)), TypeError,
-     "model must be a torch.nn.Module"),
-]  # fmt: skip
+    ("data a tensor", lambda d: fit_module(d.model_r, d.X_r), TypeError, "data must be a pair"),
+    (
+        "a batch of three",
+        lambda d: fit_module(d.model_r, [(d.X_r, d.y_r, d.y_r)]),
+        TypeError,
+        "its batch 0 is tuple of length 3",
+    ),
+    (
+        "float32 inputs",
+        lambda d: fit_module(d.model_r, (d.X_r.float(), d.y_r)),
+        TypeError,
+        r"torch.float32, the network's parameters torch.float64",
+    ),
+    (
+        "inputs on another device",
+        lambda d: fit_module(d.model_r, (d.X_r.to("meta"), d.y_r)),
+        ValueError,
+        "is on meta",
+    ),
+    (
+        "NaN in X",
+        lambda d: fit_module(d.model_r, (d.X_nan, d.y_r)),
+        NonFiniteError,
+        r"X \(batch 0\) is not finite at input 2",
+    ),
+    (
+        "inf in y",
+        lambda d: fit_module(d.model_r, (d.X_r, d.y_nan)),
+        NonFiniteError,
+        r"y \(batch 0\) is not finite at input 4",
+    ),
+    (
+        "classes as floats",
+        lambda d: fit_module(d.model_c, (d.X_c, d.y_c.double()), likelihood="classification"),
+        TypeError,
+        "integer class indices",
+    ),
+    (
+        "one-hot classes",
+        lambda d: fit_module(
+            d.model_c, (d.X_c, nn.functional.one_hot(d.y_c, 3)), likelihood="classification"
+        ),
+        ValueError,
+        r"y\.argmax\(dim=1\)",
+    ),
+    (
+        "a class out of range",
+        lambda d: fit_module(d.model_c, (d.X_c, d.y_c + 1), likelihood="classification"),
+        ValueError,
+        r"class indices in 0\.\.2 \(the network gives 3 logits\), got 3",
+    ),
+    (
+        "a negative class",
+        lambda d: fit_module(d.model_c, (d.X_c, d.y_c - 1), likelihood="classification"),
+        ValueError,
+        "got -1",
+    ),
+    (
+        "prior_precision inf",
+        lambda d: fit_module(d.model_r, (d.X_r, d.y_r), prior_precision=math.inf),
+        ValueError,
+        "prior_precision must be positive and finite",
+    ),
+    (
+        "sigma_noise a string",
+        lambda d: fit_module(d.model_r, (d.X_r, d.y_r), sigma_noise="1"),
+        TypeError,
+        "sigma_noise must be a positive number",
+    ),
+    (
+        "rank 2.5",
+        lambda d: fit_module(d.model_r, (d.X_r, d.y_r), structure="lowrank", rank=2.5),
+        ValueError,
+        r"rank= an integer with 1 <= rank <= d = \d+, got 2.5",
+    ),
+    (
+        "model a function",
+        lambda d: fit_module(lambda x: x, (d.X_r, d.y_r)),
+        TypeError,
+        "model must be a torch.nn.Module",
+    ),
+]
 
 
-@pytest.mark.parametrize(("label", "call", "error", "match"), BAD_DATA,
-                         ids=[case[0] for case in BAD_DATA])  # fmt: skip
+@pytest.mark.parametrize(
+    ("label", "call", "error", "match"), BAD_DATA, ids=[case[0] for case in BAD_DATA]
+)
 def test_bad_data_for_fit_module_is_named_before_the_jacobians(label, call, error, match):
     data = _data()
     with pytest.raises(error, match=match) as info:
@@ -286,5 +386,6 @@ def test_targets_of_shape_m_for_one_output_and_a_list_pair_are_the_same_data():
     assert torch.equal(fit_module(model, (X, y.reshape(-1))).log_evidence, reference)
     assert torch.equal(fit_module(model, [X, y]).log_evidence, reference)
     batches = [(X[:4], y[:4]), (X[4:], y[4:])]
-    assert float(fit_module(model, batches).log_evidence) == pytest.approx(float(reference),
-                                                                           rel=1e-12)  # fmt: skip
+    assert float(fit_module(model, batches).log_evidence) == pytest.approx(
+        float(reference), rel=1e-12
+    )

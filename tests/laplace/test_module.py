@@ -41,8 +41,15 @@ def test_linear_regression_evidence_is_the_closed_form(structure, curvature):
     X, y = _data()
     model, evidence, _ = _map_linear_model(X, y)
     rank = 3 if structure == "lowrank" else None
-    la = pc.laplace.fit_module(model, (X, y[:, None]), prior_precision=ALPHA, sigma_noise=SIGMA,
-                               structure=structure, curvature=curvature, rank=rank)  # fmt: skip
+    la = pc.laplace.fit_module(
+        model,
+        (X, y[:, None]),
+        prior_precision=ALPHA,
+        sigma_noise=SIGMA,
+        structure=structure,
+        curvature=curvature,
+        rank=rank,
+    )
     if structure == "lowrank":  # rank 3 of 4: below the exact evidence, not equal to it
         assert float(la.log_evidence) != pytest.approx(evidence, abs=1e-3)
         return
@@ -56,8 +63,9 @@ def test_batches_accumulate_to_the_full_data_result():
     la = pc.laplace.fit_module(model, batches, prior_precision=ALPHA, sigma_noise=SIGMA)
     assert float(la.log_evidence) == pytest.approx(evidence, abs=1e-8)
     # a one-shot iterable works with the exact Hessian too (it needs the data twice)
-    la = pc.laplace.fit_module(model, iter(batches), prior_precision=ALPHA, sigma_noise=SIGMA,
-                               curvature="hessian")  # fmt: skip
+    la = pc.laplace.fit_module(
+        model, iter(batches), prior_precision=ALPHA, sigma_noise=SIGMA, curvature="hessian"
+    )
     assert float(la.log_evidence) == pytest.approx(evidence, abs=1e-8)
 
 
@@ -66,7 +74,8 @@ def test_predictive_variance_of_linear_regression():
     model, _, precision = _map_linear_model(X, y)
     la = pc.laplace.fit_module(model, (X, y[:, None]), prior_precision=ALPHA, sigma_noise=SIGMA)
     X_new = torch.randn(5, 4, dtype=torch.float64)
-    mean, variance = la.predictive(X_new)
+    predictive = la.predictive(X_new)
+    mean, variance = predictive.mean, predictive.variance
     exact = (X_new @ torch.linalg.solve(precision, X_new.T)).diagonal() + SIGMA**2
     assert torch.allclose(variance[:, 0], exact, atol=1e-12)
     assert torch.allclose(mean[:, 0], model(X_new)[:, 0].detach(), atol=1e-12)
@@ -90,10 +99,11 @@ def test_classification_ggn_equals_laplace_fit_for_a_linear_softmax():
     with torch.no_grad():
         model.weight.copy_(reference.mode.reshape(3, 3))
     for curvature in ("ggn", "hessian"):
-        la = pc.laplace.fit_module(model, (X, y), likelihood="classification",
-                                   prior_precision=ALPHA, curvature=curvature)  # fmt: skip
+        la = pc.laplace.fit_module(
+            model, (X, y), likelihood="classification", prior_precision=ALPHA, curvature=curvature
+        )
         assert float(la.log_evidence) == pytest.approx(float(reference.log_evidence), abs=1e-8)
-    probs = la.predictive(X[:4])
+    probs = la.predictive(X[:4]).mean
     assert torch.allclose(probs.sum(-1), torch.ones(4, dtype=torch.float64))
 
 
@@ -102,8 +112,9 @@ def test_diag_structure_on_an_orthogonal_design_is_exact():
     q, _ = torch.linalg.qr(X)
     X = q * torch.tensor([3.0, 2.0, 1.5, 1.0], dtype=torch.float64)
     model, evidence, _ = _map_linear_model(X, y)
-    la = pc.laplace.fit_module(model, (X, y[:, None]), prior_precision=ALPHA, sigma_noise=SIGMA,
-                               structure="diag")  # fmt: skip
+    la = pc.laplace.fit_module(
+        model, (X, y[:, None]), prior_precision=ALPHA, sigma_noise=SIGMA, structure="diag"
+    )
     assert float(la.log_evidence) == pytest.approx(evidence, abs=1e-8)
 
 
@@ -121,13 +132,21 @@ def test_optimize_prior_precision_matches_scipy_on_the_same_formula():
 
     def negative_evidence(log_params):
         alpha, sigma = np.exp(log_params)
-        return -(-0.5 * sse / sigma**2 - n * np.log(sigma) - 0.5 * n * np.log(2 * np.pi)
-                 + 0.5 * d * np.log(alpha) - 0.5 * alpha * norm2
-                 - 0.5 * np.sum(np.log(eigenvalues / sigma**2 + alpha)))  # fmt: skip
+        return -(
+            -0.5 * sse / sigma**2
+            - n * np.log(sigma)
+            - 0.5 * n * np.log(2 * np.pi)
+            + 0.5 * d * np.log(alpha)
+            - 0.5 * alpha * norm2
+            - 0.5 * np.sum(np.log(eigenvalues / sigma**2 + alpha))
+        )
 
-    reference = scipy.optimize.minimize(negative_evidence, np.log([ALPHA, SIGMA]),
-                                        method="Nelder-Mead",
-                                        options={"xatol": 1e-10, "fatol": 1e-12})  # fmt: skip
+    reference = scipy.optimize.minimize(
+        negative_evidence,
+        np.log([ALPHA, SIGMA]),
+        method="Nelder-Mead",
+        options={"xatol": 1e-10, "fatol": 1e-12},
+    )
     assert tuned.prior_precision == pytest.approx(math.exp(reference.x[0]), rel=1e-5)
     assert tuned.sigma_noise == pytest.approx(math.exp(reference.x[1]), rel=1e-5)
     assert float(tuned.log_evidence) == pytest.approx(-reference.fun, abs=1e-8)
@@ -150,8 +169,8 @@ def test_cholesky_and_eigendecomposition_paths_agree():
     model, _, _ = _map_linear_model(X, y)
     la = pc.laplace.fit_module(model, (X, y[:, None]), prior_precision=ALPHA, sigma_noise=SIGMA)
     by_cholesky = float(la.log_evidence)
-    _, variance = la.predictive(X[:3])
+    variance = la.predictive(X[:3]).variance
     by_eigen = float(la.log_evidence_at(ALPHA, SIGMA))  # computes the spectrum
     assert by_cholesky == pytest.approx(by_eigen, abs=1e-10)
-    _, variance_eigen = la.predictive(X[:3])  # now through the eigenvectors
+    variance_eigen = la.predictive(X[:3]).variance  # now through the eigenvectors
     assert torch.allclose(variance, variance_eigen, atol=1e-12)

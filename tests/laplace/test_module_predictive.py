@@ -183,7 +183,7 @@ def test_two_class_probit_is_within_its_bound_of_the_exact_predictive(seed):
     the probit bound."""
     model, X, y, X_new = _classifier(2, seed=seed)
     la = pc.laplace.fit_module(model, (X, y), likelihood="classification", prior_precision=ALPHA)
-    probs = la.predictive(X_new).numpy()
+    probs = la.predictive(X_new).mean.numpy()
     mean, covariance = _dense_moments(model, X, y, X_new)
     delta = mean[:, 1] - mean[:, 0]
     variance = covariance[:, 0, 0] + covariance[:, 1, 1] - 2 * covariance[:, 0, 1]
@@ -201,7 +201,7 @@ def test_mc_link_matches_the_exact_two_class_predictive_within_standard_errors()
     model, X, y, X_new = _classifier(2, seed=3)
     la = pc.laplace.fit_module(model, (X, y), likelihood="classification", prior_precision=ALPHA)
     n = 20_000
-    probs = la.predictive(X_new, link_approx="mc", n_samples=n, seed=0).numpy()
+    probs = la.predictive(X_new, link_approx="mc", n_samples=n, seed=0).mean.numpy()
     mean, covariance = _dense_moments(model, X, y, X_new)
     delta = mean[:, 1] - mean[:, 0]
     variance = covariance[:, 0, 0] + covariance[:, 1, 1] - 2 * covariance[:, 0, 1]
@@ -209,12 +209,12 @@ def test_mc_link_matches_the_exact_two_class_predictive_within_standard_errors()
     stderr = np.sqrt(exact[:, 1] / n)
     assert np.all(np.abs(probs[:, 1] - exact[:, 0]) <= 5 * stderr + 1e-12)
     # the same seed gives the same numbers; a Generator advances
-    again = la.predictive(X_new, link_approx="mc", n_samples=n, seed=0).numpy()
+    again = la.predictive(X_new, link_approx="mc", n_samples=n, seed=0).mean.numpy()
     assert np.array_equal(probs, again)
     generator = torch.Generator().manual_seed(0)
     first = la.predictive(X_new[:2], link_approx="mc", n_samples=50, seed=generator)
     second = la.predictive(X_new[:2], link_approx="mc", n_samples=50, seed=generator)
-    assert not torch.equal(first, second)
+    assert not torch.equal(first.mean, second.mean)
 
 
 @pytest.mark.parametrize(("n_classes", "seed"), [(3, 0), (3, 1), (10, 0), (10, 2)])
@@ -223,11 +223,11 @@ def test_multiclass_links_against_monte_carlo(n_classes, seed):
     la = pc.laplace.fit_module(model, (X, y), likelihood="classification", prior_precision=ALPHA)
     mean, covariance = _dense_moments(model, X, y, X_new)
     reference, stderr = _monte_carlo(mean, covariance, seed=seed)
-    probit = la.predictive(X_new).numpy()
+    probit = la.predictive(X_new).mean.numpy()
     bound = MULTICLASS_FACTOR * _difference_sd(covariance)[:, None] + 5 * stderr
     assert np.all(np.abs(probit - reference) <= bound)
     n = 20_000
-    mc = la.predictive(X_new, link_approx="mc", n_samples=n, seed=seed + 1).numpy()
+    mc = la.predictive(X_new, link_approx="mc", n_samples=n, seed=seed + 1).mean.numpy()
     # both estimates' standard errors: the reference's, and sqrt(p(1-p)/n) for ours
     mc_stderr = np.sqrt(stderr**2 + reference * (1 - reference) / n)
     assert np.all(np.abs(mc - reference) <= 5 * mc_stderr + 1e-12)

@@ -1,4 +1,4 @@
-"""fit: the Laplace approximation, the third way probcalc marginalizes.
+"""fit: the Laplace approximation of a log joint, the third way probcalc marginalizes.
 
 Find the mode of log p(y, θ) with the core's ``minimize``, take the curvature there (the
 core's ``hessian``, or Hessian-vector products for the structures that never form it),
@@ -13,37 +13,49 @@ import functools
 import math
 import numbers
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import scipy.sparse.linalg
 import torch
 from torch.func import vmap
 
+from ..core.deprecation import renamed
 from ..core.derivatives import hessian as hessian_transform
 from ..core.derivatives import hvp_operator, jacobian
 from ..core.errors import ConvergenceWarning, NonFiniteError, NotPositiveDefiniteError
 from ..core.evaluation import (
     check_callable,
+    check_finite_start,
     check_scalar_output,
+    describe_point,
     is_support_error,
     vmap_points,
 )
 from ..core.optim import Method, minimize
 from ..core.options import Option
+from ..core.random import Seed, check_seed, generator
 from ..core.results import OptimizeResult
+from .eigen import check_rank, top_eigenpairs
 from .structures import (
+    Curvature,
     DiagonalPrecision,
     FullPrecision,
     LowRankPrecision,
     LowRankPrecisionNormal,
     Precision,
+    Structure,
     gaussian_log_normalizer,
 )
 
-__all__ = ["LaplaceApproximation", "Predictive", "PredictiveMethod", "Repair", "Structure", "fit"]
+__all__ = [
+    "LaplaceApproximation",
+    "Predictive",
+    "PredictiveMethod",
+    "Repair",
+    "Structure",
+    "fit",
+]
 
 LogJoint = Callable[[torch.Tensor], torch.Tensor]
 # per coordinate None/"real", "positive" or "unit", or one kind for every coordinate
@@ -69,14 +81,8 @@ _EXACT_DIAGONAL_MAX_DIM = 2048
 _OPTIMIZERS = (Method.NEWTON, Method.NEWTON_CG, Method.LBFGS)
 # The dtypes the curvature's Cholesky and eigendecompositions run in.
 _DTYPES = (torch.float32, torch.float64)
-
-
-class Structure(Option):
-    """How the posterior precision is represented."""
-
-    FULL = "full"  # the exact Hessian, d x d, Cholesky-factored
-    DIAG = "diag"  # its diagonal, from Hessian-vector products; never forms the matrix
-    LOWRANK = "lowrank"  # top-k eigenpairs of the likelihood's Hessian (Lanczos) + the prior
+# The structures fit keeps (fit_module also keeps "last_layer", a network's last layer).
+_STRUCTURES = (Structure.FULL, Structure.DIAG, Structure.LOWRANK)
 
 
 class Repair(Option):
@@ -96,10 +102,39 @@ class PredictiveMethod(Option):
 
 @dataclass(frozen=True)
 class Predictive:
-    """The Gaussian approximation of f(θ) under the posterior: mean (m,), covariance (m, m)."""
+    """The predictive moments that ``predictive`` returns, for :meth:`LaplaceApproximation.
+    predictive` and :meth:`probcalc.laplace.ModuleLaplace.predictive` alike.
+
+    Attributes:
+        mean: the predictive mean: of f(θ), shape (m,), for ``LaplaceApproximation``; of
+            the observation y at each of m inputs, shape (m, k), for ``ModuleLaplace`` (for
+            classification the class probabilities, (m, C)).
+        covariance: the covariance around ``mean``: (m, m) for ``LaplaceApproximation``
+            (between the m outputs of f); one (k, k) block per input, (m, k, k), for
+            ``ModuleLaplace`` (J Σ J' + σ² I for regression; diag(p) - pp', the covariance
+            of the one-hot label, for classification).
+        variance: the diagonal of ``covariance``, the shape of ``mean``; taken from
+            ``covariance`` when not given.
+    """
 
     mean: torch.Tensor
     covariance: torch.Tensor
+    variance: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.variance is None:
+            variance = torch.diagonal(self.covariance, dim1=-2, dim2=-1)
+            object.__setattr__(self, "variance", variance)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        """``mean, variance = predictive``: deprecated (a DeprecationWarning); use
+        ``.mean`` and ``.variance``."""
+        warnings.warn(
+            "unpacking a Predictive into (mean, variance) is deprecated: use .mean and .variance",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return iter((self.mean, self.variance))
 
 
 @dataclass(frozen=True)
@@ -109,7 +144,8 @@ class LaplaceApproximation:
     Attributes:
         mode: θ*, shape (d,).
         structure: "full", "diag" or "lowrank".
-        precision_structure: the precision H in that structure (see laplace/structures.py).
+        precision_structure: the precision H in that structure (a FullPrecision,
+            DiagonalPrecision or LowRankPrecision).
         log_joint_at_mode: log p(y, θ*) (prior included).
         log_evidence: log p(y, θ*) + d/2 log 2π - ½ log det H. Its gradient with respect to
             parameters log_joint closes over holds the mode fixed: exact for the first term
@@ -146,11 +182,29 @@ class LaplaceApproximation:
         """The function this fit approximates, built from a log_joint on the user's scale:
         φ ↦ log_joint(T(φ)) + log|det T'(φ)| (with ``constraints``), plus the Gaussian prior
         (with ``prior_precision``). Its integral over φ is the integral of exp(log_joint)
-        over θ: evidence, importance sampling and MCMC started from the fit integrate it."""
+        over θ: evidence, importance sampling and MCMC started from the fit integrate it.
+
+        Args:
+            log_joint: log p(y, θ) on the user's scale, the function the fit was made from:
+                of one point θ (d,) -> (), or of a batch (n, d) -> (n,) (then the returned
+                function takes batches too, and can be handed to
+                :func:`probcalc.mc.importance_sampling` as it is).
+
+        Returns:
+            φ (d,) -> () or φ (n, d) -> (n,), as log_joint maps θ.
+        """
+        check_callable(log_joint, "log_joint")
         return _on_fitted_scale(log_joint, self.transform, self.prior_precision)
 
     def to_constrained(self, phi: torch.Tensor) -> torch.Tensor:
-        """θ = T(φ) for points on the fitted scale (the identity without constraints)."""
+        """θ = T(φ) for points on the fitted scale (the identity without constraints).
+
+        Args:
+            phi: one point (d,) or a batch (n, d) on the fitted scale.
+
+        Returns:
+            θ, the shape of ``phi``.
+        """
         return phi if self.transform is None else self.transform(phi)
 
     @property
@@ -160,6 +214,7 @@ class LaplaceApproximation:
 
     @property
     def dim(self) -> int:
+        """d, the number of parameters."""
         return self.mode.numel()
 
     @property
@@ -195,21 +250,29 @@ class LaplaceApproximation:
             )
         return LowRankPrecisionNormal(self.mode, self.precision_structure)
 
-    def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
-        """n posterior draws, shape (n, d), in O(n d k) for "lowrank" and O(n d) for "diag".
+    @renamed("n", "n_samples")
+    def sample(self, n_samples: int, seed: Seed = None) -> torch.Tensor:
+        """Posterior draws θ ~ N(mode, H⁻¹), in O(n d k) for "lowrank" and O(n d) for
+        "diag", from a generator of their own (torch's global random state is untouched).
+
+        Args:
+            n_samples: the number of draws, an integer >= 0 (``n=`` is its deprecated
+                name).
+            seed: an int (the same draws on every call), a torch.Generator on the mode's
+                device (drawn from and advanced), or None (fresh entropy).
+
+        Returns:
+            The draws, shape (n_samples, d), on the fitted scale.
 
         Raises:
-            ValueError: n not a non-negative integer. TypeError: a seed that is not an int.
+            ValueError: n_samples not a non-negative integer; a negative seed; a Generator
+                on another device than the mode.
+            TypeError: a seed that is not an int, a torch.Generator or None.
         """
-        _check_count(n, "n", 0)
-        _check_seed(seed)
-        generator = torch.Generator(device=self.mode.device)
-        if seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(seed)
-        z = torch.randn((n, self.dim), generator=generator, dtype=self.mode.dtype,
-                        device=self.mode.device)  # fmt: skip
+        n_samples = _check_count(n_samples, "n_samples", 0)
+        source = generator(seed, self.mode.device)
+        size = (n_samples, self.dim)
+        z = torch.randn(size, generator=source, dtype=self.mode.dtype, device=self.mode.device)
         return self.mode + self.precision_structure.noise_to_draws(z)
 
     def predictive(
@@ -218,23 +281,37 @@ class LaplaceApproximation:
         method: str | PredictiveMethod = "linearized",
         *,
         n_samples: int = 1000,
-        seed: int | None = None,
+        seed: Seed = None,
     ) -> Predictive:
-        """The mean and covariance of f(θ), θ ~ N(mode, H⁻¹), for f: (d,) -> (m,) or ().
+        """The mean and covariance of f(θ), θ ~ N(mode, H⁻¹).
 
         "linearized": f(θ*) and J H⁻¹ J' (J from the core's jacobian); "mc": moments over
         ``n_samples`` draws; "unscented": the 2d + 1 sigma points mode ± √d (H⁻¹)^(1/2)
         columns with equal weights 1/(2d) (and 0 at the mode), exact for quadratic f.
 
+        Args:
+            f: a function of one point θ (d,) to an output of shape (m,) or () (treated as
+                (1,)), traceable by torch.func.
+            method: "linearized", "mc" or "unscented" (or a PredictiveMethod).
+            n_samples: the number of draws for "mc", an integer >= 2.
+            seed: for "mc": an int, a torch.Generator or None (fresh entropy), as in
+                :meth:`sample`.
+
+        Returns:
+            Predictive with mean (m,), covariance (m, m) and variance (m,).
+
         Raises:
             ValueError: an unknown method (the valid ones are listed), "mc" with fewer than
-                2 samples. TypeError: f not callable, a seed that is not an int.
+                2 samples, a negative seed.
+            TypeError: f not callable, a seed that is not an int, a torch.Generator or None.
+            NonFiniteError: f (or, for "linearized", its Jacobian) is NaN or infinite at a
+                point it is evaluated at; the message names the point.
         """
         check_callable(f, "f")
         method = PredictiveMethod.parse(method, name="method")
         if method is PredictiveMethod.MC:
             _check_count(n_samples, "n_samples", 2)
-            _check_seed(seed)
+            check_seed(seed)
 
         def vector_f(theta: torch.Tensor) -> torch.Tensor:
             return f(theta).reshape(-1)
@@ -242,18 +319,41 @@ class LaplaceApproximation:
         if method is PredictiveMethod.LINEARIZED:
             mean = vector_f(self.mode)
             J = jacobian(vector_f)(self.mode)  # (m, d)
+            _check_outputs(torch.cat([mean[None], J.T]), self.mode[None], "f or its Jacobian")
             return Predictive(mean, J @ self.precision_structure.solve(J.T))
         if method is PredictiveMethod.MC:
-            values = vmap(vector_f)(self.sample(n_samples, seed=seed))
+            draws = self.sample(n_samples, seed=seed)
+            values = _check_outputs(vmap(vector_f)(draws), draws, "f")
             return Predictive(values.mean(dim=0), torch.cov(values.T).reshape(values.shape[1], -1))
         d = self.dim
         eye = torch.eye(d, dtype=self.mode.dtype, device=self.mode.device)
         root = math.sqrt(d) * self.precision_structure.noise_to_draws(eye)  # rows: (H^-1/2)' e_i
         points = torch.cat([self.mode + root, self.mode - root])
-        values = vmap(vector_f)(points)
+        values = _check_outputs(vmap(vector_f)(points), points, "f")
         mean = values.mean(dim=0)
         centred = values - mean
         return Predictive(mean, centred.T @ centred / (2 * d))
+
+
+def _check_outputs(values: torch.Tensor, points: torch.Tensor, what: str) -> torch.Tensor:
+    """``values`` (n, m), f at ``points`` (n, d) (or one point (1, d) for rows that all
+    belong to it), when all finite.
+
+    Raises:
+        NonFiniteError: at the first point with a NaN or infinite value, naming it.
+    """
+    finite = torch.isfinite(values.detach()).all(dim=1)
+    if not bool(finite.all()):
+        row = int((~finite).nonzero()[0])
+        point = points[min(row, len(points) - 1)]
+        value = float(values[row][~torch.isfinite(values[row])][0])
+        raise NonFiniteError(
+            f"{what} is {value} at θ = {describe_point(point)} (on the fitted scale); the "
+            f"predictive needs finite values",
+            value=value,
+            where=describe_point(point),
+        )
+    return values
 
 
 class _CoordinateTransform:
@@ -307,11 +407,12 @@ class _CoordinateTransform:
         return phi
 
     def log_abs_det_jacobian(self, phi: torch.Tensor) -> torch.Tensor:
+        """log|det T'(φ)| for one point φ (d,) -> (), or a batch (n, d) -> (n,)."""
         total = torch.zeros((), dtype=phi.dtype, device=phi.device)
         for kind, mask in self.masks.items():
             bijection = self.bijections[kind]
             terms = bijection.log_abs_det_jacobian(phi, bijection(phi))
-            total = total + torch.where(mask, terms, torch.zeros_like(terms)).sum()
+            total = total + torch.where(mask, terms, torch.zeros_like(terms)).sum(-1)
         return total
 
 
@@ -320,7 +421,8 @@ def _on_fitted_scale(
     transform: _CoordinateTransform | None,
     prior: torch.Tensor | None,
 ) -> LogJoint:
-    """φ ↦ log_joint(T(φ)) + log|det T'(φ)| + log N(φ | 0, diag(1 / prior))."""
+    """φ ↦ log_joint(T(φ)) + log|det T'(φ)| + log N(φ | 0, diag(1 / prior)), for one point
+    φ (d,) or a batch (n, d) (the sums run over the last dimension)."""
     if transform is None and prior is None:
         return log_joint
 
@@ -332,7 +434,7 @@ def _on_fitted_scale(
         if prior is not None:
             d = phi.shape[-1]
             value = value + (
-                -0.5 * (prior * phi * phi).sum()
+                -0.5 * (prior * phi * phi).sum(-1)
                 + 0.5 * (torch.log(prior).sum() - d * math.log(2 * math.pi))
             )
         return value
@@ -349,13 +451,15 @@ def _check_count(value: object, name: str, minimum: int) -> int:
     return int(value)
 
 
-def _check_seed(seed: object) -> None:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be an integer or None, got {seed!r}")
-
-
 def as_start_point(theta0: Any, name: str = "theta0") -> torch.Tensor:
     """theta0 as a real floating tensor of shape (d,), finite (integers become float64).
+
+    Args:
+        theta0: the start point as the user gave it (a tensor or a sequence of numbers).
+        name: how messages name it.
+
+    Returns:
+        The start point, shape (d,), float32 or float64.
 
     Raises:
         TypeError: not numbers; complex, float16 or bfloat16 (the curvature's Cholesky and
@@ -381,17 +485,18 @@ def as_start_point(theta0: Any, name: str = "theta0") -> torch.Tensor:
     return theta
 
 
-def describe_point(x: torch.Tensor) -> str:
-    """x's values for a message: all of them up to 6, else d and the first 3."""
-    values = x.detach().reshape(-1)
-    if values.numel() <= 6:
-        return str(values.tolist())
-    return f"(d = {values.numel()}, first {values[:3].tolist()} ...)"
-
-
 def start_value(log_joint: LogJoint, theta0: torch.Tensor, shown: torch.Tensor) -> torch.Tensor:
     """log_joint(theta0), checked: one number, and not an error of torch.distributions'
-    argument validation (``shown``: theta0 as the user gave it, for the messages).
+    argument validation.
+
+    Args:
+        log_joint: the function to evaluate (on the fitted scale).
+        theta0: the start point on that scale.
+        shown: theta0 as the user gave it, for the messages.
+
+    Returns:
+        log_joint(theta0), a 0-d tensor (possibly not finite: see
+        :func:`probcalc.core.evaluation.check_finite_start`).
 
     Raises:
         ValueError: log_joint returns other than a 0-d tensor, or a distribution in it
@@ -417,7 +522,14 @@ def rejecting_support_errors(objective: LogJoint) -> LogJoint:
     distribution in it rejects the point: a trial step outside a parameter's support (a
     negative scale under a Gamma prior, say) then fails like a step to an infinite value,
     and the line search backs off (scipy's optimizers treat NaN and inf the same way).
-    Other errors pass through."""
+    Other errors pass through.
+
+    Args:
+        objective: the function to minimize, of one point.
+
+    Returns:
+        The guarded objective.
+    """
 
     def guarded(t: torch.Tensor) -> torch.Tensor:
         try:
@@ -468,34 +580,67 @@ def _prior_terms(prior_precision: Any, d: int, like: torch.Tensor) -> torch.Tens
     return precision
 
 
+def _choice(
+    option: type[Option], value: object, name: str, allowed: Sequence[Option], why: str
+) -> Any:
+    """``value`` parsed as a member of ``option`` that is in ``allowed``.
+
+    Raises:
+        ValueError: an unknown value, listing the allowed ones; a member outside
+            ``allowed``, with ``why``.
+    """
+    valid = ", ".join(repr(member.value) for member in allowed)
+    member = next((m for m in option if m is value or m.value == value), None)
+    if member is None:
+        raise ValueError(f"unknown {name} {value!r}; valid choices are {valid}")
+    if member not in allowed:
+        raise ValueError(f"{name}={member.value!r} {why}; valid choices are {valid}")
+    return member
+
+
+@renamed("hessian", "structure")
 def fit(
     log_joint: LogJoint,
     theta0: torch.Tensor,
     *,
-    hessian: str | Structure = "full",
+    structure: str | Structure = "full",
+    curvature: str | Curvature = "hessian",
     rank: int | None = None,
-    optimizer: str = "newton",
+    optimizer: str | Method = "newton",
     prior_precision: float | torch.Tensor | None = None,
     repair: str | Repair | None = None,
     constraints: Constraints = None,
     tol: float | None = None,
     max_iter: int | None = None,
     n_probes: int = 64,
-    seed: int | None = None,
+    seed: Seed = None,
 ) -> LaplaceApproximation:
     """Fit the Laplace approximation N(θ*, H⁻¹) to the posterior ∝ exp(log_joint).
+
+    The mode θ* by the core's ``minimize``; H = -∇² log_joint(θ*) in the chosen structure;
+    log p(y) ≈ log_joint(θ*) + d/2 log 2π - ½ log det H.
+
+    A trial step of the mode search at which a torch.distributions object in log_joint
+    rejects its arguments (validation on: a negative scale, a value outside the support)
+    counts as a step to log_joint = -inf: "newton" and "newton-cg" back off along the
+    line, "lbfgs" stops with NonFiniteError naming the point.
 
     Args:
         log_joint: log p(y, θ) for θ of shape (d,), returning a 0-d tensor (traceable by
             torch.func). With ``prior_precision`` it is the log likelihood and probcalc adds
             the prior N(0, diag(1 / prior_precision)).
-        theta0: where the optimizer starts, shape (d,).
-        hessian: "full" (exact Hessian), "diag" (exact from d Hessian-vector products up to
-            d = 2048, else estimated from ``n_probes`` Rademacher probes: exact when H is
-            diagonal) or "lowrank" (the ``rank`` largest eigenpairs of the likelihood's
-            Hessian by Lanczos — scipy's ARPACK on Hessian-vector products — plus the
-            prior's diagonal; needs ``prior_precision``).
-        rank: the number of eigenpairs for "lowrank".
+        theta0: where the optimizer starts, shape (d,), float32 or float64 (integers
+            become float64).
+        structure: how H is kept: "full" (the exact Hessian, Cholesky-factored), "diag"
+            (its diagonal: exact from d Hessian-vector products up to d = 2048, else
+            estimated from ``n_probes`` Rademacher probes, exact when H is diagonal) or
+            "lowrank" (the ``rank`` largest eigenpairs of the likelihood's Hessian, by
+            scipy's ARPACK on Hessian-vector products, plus the prior's diagonal; needs
+            ``prior_precision``). ``hessian=`` is its deprecated name.
+        curvature: "hessian", the only curvature of a log joint (accepted for symmetry
+            with :func:`probcalc.laplace.fit_module`, whose "ggn" needs a model's outputs).
+        rank: for "lowrank": the number of eigenpairs, an integer with 1 <= rank <= d,
+            the same rule as fit_module's (rank = d keeps them all).
         optimizer: "newton", "newton-cg" or "lbfgs" (the core's minimize).
         prior_precision: a positive scalar or (d,) vector: the Gaussian prior's precision.
         repair: None (a non-positive-definite H raises), "jitter" or "clip" (a warning
@@ -506,32 +651,39 @@ def fit(
             unchanged by the change of variables); theta0 is given on the constrained scale;
             the result's ``scale`` is "unconstrained". A ``prior_precision`` then applies to
             φ, the fitted scale.
-        tol, max_iter: passed to minimize.
-        n_probes, seed: for the stochastic diagonal.
+        tol: the gradient tolerance of the mode search, passed to minimize (None: its
+            default for the dtype).
+        max_iter: the iteration budget of the mode search, passed to minimize.
+        n_probes: the number of Rademacher probes of the stochastic "diag" (d > 2048).
+        seed: what fit draws: the probes of the stochastic "diag", and the start vector of
+            the Lanczos iteration of "lowrank" (rank < d - 1). An int gives the same fit on
+            every call, a torch.Generator is drawn from (and advanced), None draws fresh
+            entropy (two fits then differ: by the probes' estimation error for "diag", in
+            the last digits for "lowrank"). "full" and the mode search draw nothing.
 
     Returns:
         LaplaceApproximation.
 
-    A trial step of the mode search at which a torch.distributions object in log_joint
-    rejects its arguments (validation on: a negative scale, a value outside the support)
-    counts as a step to log_joint = -inf: "newton" and "newton-cg" back off along the
-    line, "lbfgs" stops with NonFiniteError naming the point.
-
     Raises:
         ValueError: theta0 not of shape (d,) or not finite; an unknown option (the valid
-            ones are listed; optimizer: "newton", "newton-cg", "lbfgs"); a bad
-            prior_precision (not positive and finite, wrong shape), rank, n_probes;
-            "lowrank" without rank or prior_precision; log_joint returning other than one
+            ones are listed; optimizer: "newton", "newton-cg", "lbfgs"); structure
+            "last_layer" or curvature "ggn" (fit_module's); a bad prior_precision (not
+            positive and finite, wrong shape), n_probes or seed; "lowrank" without
+            prior_precision, or without a rank in 1..d; log_joint returning other than one
             number (a 0-d tensor) at theta0; a distribution in log_joint rejecting theta0
             (torch's message included).
         TypeError: log_joint not callable or not returning a tensor; theta0 complex,
-            float16 or bfloat16; a constraints, prior_precision or seed of the wrong type.
+            float16 or bfloat16; a constraints, prior_precision or seed of the wrong type;
+            hessian= given together with structure=.
         NonFiniteError: log_joint is not finite at theta0.
         NotPositiveDefiniteError: H at the mode is not positive definite (its smallest
             eigenvalue in the message and the attribute) and no repair was asked for.
     """
     check_callable(log_joint, "log_joint")
-    structure = Structure.parse(hessian, name="hessian")
+    why = "keeps a network's last layer: it is fit_module's"
+    structure = _choice(Structure, structure, "structure", _STRUCTURES, why)
+    why = "linearizes a model's outputs, which a log joint does not have: use fit_module"
+    _choice(Curvature, curvature, "curvature", (Curvature.HESSIAN,), why)
     repair = None if repair is None else Repair.parse(repair, name="repair")
     method = Method.parse(optimizer, name="optimizer")
     if method not in _OPTIMIZERS:
@@ -542,29 +694,26 @@ def fit(
         )
     theta0 = as_start_point(theta0)
     d = theta0.numel()
-    if rank is not None:
-        rank = _check_count(rank, "rank", 1)
+    if structure is Structure.LOWRANK:
+        rank = check_rank(rank, d)
     n_probes = _check_count(n_probes, "n_probes", 1)
-    _check_seed(seed)
+    check_seed(seed)
     prior = _prior_terms(prior_precision, d, theta0)
     kinds = _coordinate_kinds(constraints, d)
     transform = None if kinds is None else _CoordinateTransform(kinds, theta0)
     shown = theta0.detach()
     if transform is not None:
         theta0 = transform.inverse(theta0.detach())
-    if structure is Structure.LOWRANK and (rank is None or prior is None):
-        raise ValueError("hessian='lowrank' needs rank= and prior_precision= (its diagonal)")
+    if structure is Structure.LOWRANK and prior is None:
+        raise ValueError(
+            "structure='lowrank' needs prior_precision= (the diagonal its top eigenpairs are "
+            "added to)"
+        )
     likelihood_on_fitted_scale = _on_fitted_scale(log_joint, transform, None)
     total_log_joint = _on_fitted_scale(log_joint, transform, prior)
 
     at_start = start_value(total_log_joint, theta0.detach(), shown)
-    if not bool(torch.isfinite(at_start)):
-        raise NonFiniteError(
-            f"log_joint is {float(at_start)} at theta0 = {describe_point(shown)}; start where it "
-            f"is finite",
-            value=float(at_start),
-            where="theta0",
-        )
+    check_finite_start(at_start, what="log_joint", where="theta0", point=shown)
     objective = rejecting_support_errors(lambda t: -total_log_joint(t))
     result = minimize(objective, theta0.detach(), method=method, tol=tol, max_iter=max_iter)
     mode = result.x
@@ -575,19 +724,30 @@ def fit(
         precision, note = _checked_diagonal(values, repair)
     else:
         precision, note = _low_rank(
-            lambda t: -likelihood_on_fitted_scale(t), mode, int(rank), prior, repair
+            lambda t: -likelihood_on_fitted_scale(t), mode, rank, prior, repair, seed
         )
     if note is not None:
-        warnings.warn(ConvergenceWarning(f"laplace.fit: {note}"), stacklevel=2)
+        # stacklevel 3: past the wrapper that maps hessian= to structure=
+        warnings.warn(ConvergenceWarning(f"laplace.fit: {note}"), stacklevel=3)
     at_mode = total_log_joint(mode)
     log_evidence = at_mode + gaussian_log_normalizer(precision, d)
     drops = _log_density_drops(total_log_joint, mode.detach(), precision, at_mode.detach())
     mismatch = _gaussian_mismatch(drops)
     if mismatch is not None:
-        warnings.warn(ConvergenceWarning(f"laplace.fit: {mismatch}"), stacklevel=2)
-    scale = "identity" if transform is None else "unconstrained"
-    return LaplaceApproximation(mode, structure.value, precision, at_mode, log_evidence, result,
-                                note, scale, transform, prior, drops)  # fmt: skip
+        warnings.warn(ConvergenceWarning(f"laplace.fit: {mismatch}"), stacklevel=3)
+    return LaplaceApproximation(
+        mode=mode,
+        structure=structure.value,
+        precision_structure=precision,
+        log_joint_at_mode=at_mode,
+        log_evidence=log_evidence,
+        optimize_result=result,
+        repair=note,
+        scale="identity" if transform is None else "unconstrained",
+        transform=transform,
+        prior_precision=prior,
+        log_density_drops=drops,
+    )
 
 
 def _checked_axes(precision: Precision, like: torch.Tensor) -> torch.Tensor:
@@ -680,18 +840,17 @@ def _full(H: torch.Tensor, repair: Repair | None) -> tuple[FullPrecision, str | 
 
 
 def _diagonal(
-    neg_log_joint: LogJoint, mode: torch.Tensor, n_probes: int, seed: int | None
+    neg_log_joint: LogJoint, mode: torch.Tensor, n_probes: int, seed: Seed
 ) -> torch.Tensor:
     """diag(∇² f) from Hessian-vector products: exact (d products) for small d, else the
-    unbiased estimate mean_k v_k ⊙ H v_k over Rademacher v_k."""
+    unbiased estimate mean_k v_k ⊙ H v_k over Rademacher v_k drawn with ``seed``."""
     operator = hvp_operator(neg_log_joint, mode)
     d = mode.numel()
     if d <= _EXACT_DIAGONAL_MAX_DIM:
         eye = torch.eye(d, dtype=mode.dtype, device=mode.device)
         return torch.diagonal(vmap(operator)(eye))
-    generator = torch.Generator(device=mode.device)
-    generator.manual_seed(0 if seed is None else seed)
-    probes = torch.randint(0, 2, (n_probes, d), generator=generator, device=mode.device)
+    source = generator(seed, mode.device)
+    probes = torch.randint(0, 2, (n_probes, d), generator=source, device=mode.device)
     probes = (2 * probes - 1).to(mode.dtype)
     return (probes * vmap(operator)(probes)).mean(dim=0)
 
@@ -720,27 +879,12 @@ def _low_rank(
     rank: int,
     prior: torch.Tensor,
     repair: Repair | None,
+    seed: Seed,
 ) -> tuple[LowRankPrecision, str | None]:
-    """The top eigenpairs of the likelihood's Hessian, by ARPACK's Lanczos on HVPs (dense
-    eigh when rank >= d - 1, where ARPACK cannot go)."""
-    d = mode.numel()
-    if not 1 <= rank <= d:
-        raise ValueError(f"rank must be in 1..{d}, got {rank}")
+    """The top eigenpairs of the likelihood's Hessian (:func:`top_eigenpairs` on
+    Hessian-vector products) added to the prior's diagonal."""
     operator = hvp_operator(neg_log_likelihood, mode)
-    if rank >= d - 1:
-        eye = torch.eye(d, dtype=mode.dtype, device=mode.device)
-        eigenvalues, vectors = torch.linalg.eigh(vmap(operator)(eye))
-        eigenvalues, vectors = eigenvalues[-rank:], vectors[:, -rank:]
-    else:
-
-        def matvec(v: np.ndarray) -> np.ndarray:
-            product = operator(torch.as_tensor(v.reshape(-1), dtype=mode.dtype, device=mode.device))
-            return product.detach().cpu().numpy()
-
-        linear = scipy.sparse.linalg.LinearOperator((d, d), matvec=matvec, dtype=np.float64)
-        values, vecs = scipy.sparse.linalg.eigsh(linear, k=rank, which="LA")
-        eigenvalues = torch.as_tensor(values, dtype=mode.dtype, device=mode.device)
-        vectors = torch.as_tensor(vecs, dtype=mode.dtype, device=mode.device)
+    eigenvalues, vectors = top_eigenpairs(operator, rank, mode, seed=seed)
     note = None
     smallest = float(eigenvalues.min())
     if smallest < 0:  # the structure D + U diag(λ) U' needs λ >= 0
