@@ -14,10 +14,17 @@ MODULES = [pc, pc.core, pc.integrate, pc.mc, pc.laplace, pc.rl]
 RETIRED_PARAMETERS = {"n": "n_samples", "nfev": "n_evals", "hessian": "structure"}
 # a quadrature rule's n is its order (numpy.polynomial.legendre.leggauss(deg) likewise), not a
 # sample count
-RULE_ORDERS = {"probcalc.integrate.gauss_legendre", "probcalc.integrate.gauss_kronrod",
-               "probcalc.integrate.gauss_hermite"}  # fmt: skip
-RETIRED_FIELDS = {"log_value": "log_evidence", "nfev": "n_evals", "success": "converged",
-                  "n": "n_evals"}  # fmt: skip
+RULE_ORDERS = {
+    "probcalc.integrate.gauss_legendre",
+    "probcalc.integrate.gauss_kronrod",
+    "probcalc.integrate.gauss_hermite",
+}
+RETIRED_FIELDS = {
+    "log_value": "log_evidence",
+    "nfev": "n_evals",
+    "success": "converged",
+    "n": "n_evals",
+}
 
 
 def _public_callables():
