@@ -79,7 +79,7 @@ def main() -> None:
         elapsed = 1e3 * (time.perf_counter() - start)
         results[method] = result
         gap = np.abs(result.x.numpy() - reference.x).max()
-        print(f"{method:<11}{result.nit:>11}{result.nfev:>9}{float(result.grad.abs().max()):>12.1e}"
+        print(f"{method:<11}{result.nit:>11}{result.n_evals:>9}{float(result.grad.abs().max()):>12.1e}"
               f"{gap:>13.1e}{elapsed:>8.1f}")  # fmt: skip
     print(f"{'scipy BFGS':<11}{reference.nit:>11}{reference.nfev:>9}"
           f"{np.abs(reference.jac).max():>12.1e}{'':>13}")  # fmt: skip

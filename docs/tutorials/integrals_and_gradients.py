@@ -75,16 +75,18 @@ assert abs(float(tiny.value) - (-1000 + 0.5 * math.log(2 * math.pi))) < 1e-10
 # E[X²] under N(μ, σ²) is μ² + σ², so its gradient is (2μ, 2σ). `pathwise_grad`
 # differentiates through the draws (reparameterization); `score_function_grad` uses
 # ∇ log q, the estimator REINFORCE is built on. Both return a scalar whose `backward()`
-# puts the estimate into `.grad`.
+# puts the estimate into `.grad`. `n_samples` is the number of draws; `seed` is an int (the
+# same draws on every call), a `torch.Generator` or `None` (fresh entropy), and the
+# caller's random state is never moved.
 
 # %%
 mu = torch.tensor(0.5, requires_grad=True)
 sigma = torch.tensor(1.2, requires_grad=True)
-pc.mc.pathwise_grad(lambda x: x**2, Normal(mu, sigma), 20_000, seed=0).backward()
+pc.mc.pathwise_grad(lambda x: x**2, Normal(mu, sigma), n_samples=20_000, seed=0).backward()
 pathwise = (mu.grad.item(), sigma.grad.item())
 mu.grad = sigma.grad = None
 pc.mc.score_function_grad(
-    lambda x: x**2, Normal(mu, sigma), 20_000, baseline="leave-one-out", seed=0
+    lambda x: x**2, Normal(mu, sigma), n_samples=20_000, baseline="leave-one-out", seed=0
 ).backward()
 score = (mu.grad.item(), sigma.grad.item())
 print(
@@ -111,9 +113,12 @@ assert abs(score[0] - 1.0) < 0.14 and abs(score[1] - 2.4) < 0.32
 # %%
 normal5 = torch.distributions.MultivariateNormal(torch.zeros(5), torch.eye(5))
 weights = torch.full((5,), 0.25)
-estimate = pc.mc.expectation(lambda x: torch.exp(x @ weights), normal5, 2**14, method="qmc", seed=0)
+estimate = pc.mc.expectation(
+    lambda x: torch.exp(x @ weights), normal5, n_samples=2**14, method="qmc", seed=0
+)
 exact = math.exp(0.5 * float(weights @ weights))
 print(
-    f"E[exp(w'x)] = {float(estimate.value):.6f} ± {float(estimate.stderr):.1e} (exact {exact:.6f})"
+    f"E[exp(w'x)] = {float(estimate.value):.6f} ± {float(estimate.stderr):.1e} "
+    f"(exact {exact:.6f}, {estimate.n_evals} evaluations)"
 )
 assert abs(float(estimate.value) - exact) < 4 * float(estimate.stderr)

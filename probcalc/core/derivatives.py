@@ -23,6 +23,7 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, jacfwd, jacrev, vjp, vmap
 
 from .errors import NonFiniteError
+from .evaluation import check_callable
 from .options import Option
 
 __all__ = [
@@ -48,11 +49,6 @@ class JacobianMode(Option):
 
     REVERSE = "reverse"  # one vector-Jacobian product per output: best for few outputs
     FORWARD = "forward"  # one Jacobian-vector product per input: best for few inputs
-
-
-def _check_callable(f: object, name: str = "f") -> None:
-    if not callable(f):
-        raise TypeError(f"{name} must be a function, got {type(f).__name__} {f!r:.60}")
 
 
 def _is_integer(value: object) -> bool:
@@ -175,6 +171,10 @@ def grad(
     Values are not checked: a NaN in ``x`` gives NaN in the gradient, as in torch.func (the
     transforms compose with vmap, where a check of the data cannot run).
 
+    Returns:
+        A function of ``f``'s arguments returning the gradient (a tuple of them for a tuple
+        ``argnums``).
+
     Raises:
         TypeError: ``f`` not callable, ``argnums`` not an int or tuple of ints, a
             differentiated argument that is not a floating-point (or complex) tensor, or a
@@ -187,7 +187,7 @@ def grad(
         >>> pc.grad(lambda x: (x**3).sum())(torch.tensor([1.0, 2.0]))
         tensor([ 3., 12.])
     """
-    _check_callable(f)
+    check_callable(f, "f")
     _positions(argnums)
     inner = torch.func.grad(_scalar_output(f, has_aux), argnums=argnums, has_aux=has_aux)
     return _over_batch(inner, argnums, batch)
@@ -198,9 +198,20 @@ def value_and_grad(
 ) -> Callable[..., Any]:
     """``value_and_grad(f)(x) = (f(x), ∇f(x))`` in one pass; ``((f(x), aux), ∇f(x))`` with aux.
 
-    Arguments and errors as for :func:`grad`.
+    Args:
+        f: a function returning a 0-d tensor (or ``(scalar, aux)`` with ``has_aux``).
+        argnums: which positional argument(s) to differentiate with respect to.
+        has_aux: ``f`` returns ``(value, aux)``.
+        batch: map over a leading batch dimension of the differentiated arguments.
+
+    Returns:
+        A function of ``f``'s arguments returning ``(value, gradient)``.
+
+    Raises:
+        TypeError: as for :func:`grad`.
+        ValueError: as for :func:`grad`.
     """
-    _check_callable(f)
+    check_callable(f, "f")
     _positions(argnums)
     inner = grad_and_value(_scalar_output(f, has_aux), argnums=argnums, has_aux=has_aux)
 
@@ -233,12 +244,16 @@ def jacobian(
         chunk_size: reverse mode only: how many VJPs to vectorize at once (memory bound).
         batch: map over a leading batch dimension of the differentiated arguments.
 
+    Returns:
+        A function of ``f``'s arguments returning the Jacobian.
+
     Raises:
         ValueError: for an unknown mode, a chunk_size that is not a positive integer, or a
             chunk_size with forward mode; otherwise as for :func:`grad`.
+        TypeError: as for :func:`grad`.
     """
     mode = JacobianMode.parse(mode, name="jacobian mode")
-    _check_callable(f)
+    check_callable(f, "f")
     _positions(argnums)
     if chunk_size is not None and not (_is_integer(chunk_size) and chunk_size >= 1):
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
@@ -271,17 +286,20 @@ def hessian(
         f: a function returning a 0-d tensor.
         argnums: which positional argument(s) to differentiate with respect to.
         mode: "reverse-over-reverse" (default) or "forward-over-reverse" (torch.func.hessian's
-            choice). Both are exact; they differ in speed. On CPU, at d = 1000, reverse-over-
-            reverse measured 11x faster on a dense log-sum-exp and within 10% on Rosenbrock
-            and an elementwise function (benchmarks/bench_core.py); forward-over-reverse may
-            win on accelerators.
+            choice). Both are exact; they differ in speed (see the benchmarks page):
+            reverse-over-reverse is usually the faster on CPU, forward-over-reverse may win
+            on accelerators.
         batch: map over a leading batch dimension of the differentiated arguments.
+
+    Returns:
+        A function of ``f``'s arguments returning the Hessian.
 
     Raises:
         ValueError: for an unknown mode; otherwise as for :func:`grad`.
+        TypeError: as for :func:`grad`.
     """
     mode = HessianMode.parse(mode, name="hessian mode")
-    _check_callable(f)
+    check_callable(f, "f")
     _positions(argnums)
     outer = jacrev if mode is HessianMode.REVERSE_OVER_REVERSE else jacfwd
     inner = outer(jacrev(_scalar_output(f, False), argnums=argnums), argnums=argnums)
@@ -319,17 +337,26 @@ class HessianVectorOperator:
     Built by :func:`hvp_operator`. The gradient's graph is recorded once; each product is one
     reverse pass through it (the VJP of the gradient, which equals ``H v`` since H is
     symmetric). The forward-over-reverse ``jvp(grad(f))`` that torch.func suggests re-runs
-    the forward and backward passes on every product and measured 5x slower per product on
-    CPU at d = 100,000 (benchmarks/bench_core.py), which matters inside a CG loop.
+    the forward and backward passes on every product, which is slower per product (see the
+    benchmarks page) and matters inside a CG loop.
+
+    Args:
+        f: a scalar function of one tensor.
+        x: the point, a finite floating-point tensor of any shape.
 
     Attributes:
         x: the point.
         value: ``f(x)``, a 0-d tensor.
         grad: ``∇f(x)``, the shape of ``x``.
+
+    Raises:
+        TypeError: ``f`` not callable, ``x`` not a floating-point tensor, or a complex
+            output.
+        ValueError: ``x`` not finite, or ``f`` not scalar.
     """
 
     def __init__(self, f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> None:
-        _check_callable(f)
+        check_callable(f, "f")
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
             raise TypeError(f"x must be a floating-point tensor, got {got}")
@@ -342,6 +369,12 @@ class HessianVectorOperator:
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
         """``∇²f(x) v``, the shape of ``x``.
+
+        Args:
+            v: the direction, the shape of ``x``.
+
+        Returns:
+            The product, the shape of ``x``.
 
         Raises:
             TypeError: ``v`` is not a real tensor (floating point or integer).
@@ -364,8 +397,16 @@ def hvp_operator(
 ) -> HessianVectorOperator:
     """The linear map ``v -> ∇²f(x) v`` at ``x``, reusable for many ``v`` (one pass each).
 
-    Errors as for :func:`hvp` (those of ``x`` and ``f`` when it is built, those of ``v`` at
-    each product).
+    Args:
+        f: a scalar function of one tensor.
+        x: the point, any shape.
+
+    Returns:
+        A :class:`HessianVectorOperator`, with ``value = f(x)`` and ``grad = ∇f(x)``.
+
+    Raises:
+        TypeError: as for :func:`hvp` (when it is built; those of ``v`` at each product).
+        ValueError: as for :func:`hvp`.
 
     Example:
         >>> import torch, probcalc as pc
@@ -436,7 +477,7 @@ def finite_difference(
             complex ``h`` or direction.
         NonFiniteError: when ``f`` is not finite at a perturbed point.
     """
-    _check_callable(f)
+    check_callable(f, "f")
     if isinstance(order, bool) or order not in (2, 4):
         raise ValueError(f"order must be 2 or 4, got {order!r}")
     x = _as_tensor(x, "x")
@@ -459,8 +500,9 @@ def finite_difference(
         if not bool(torch.isfinite(direction).all()):
             raise ValueError(f"direction must be finite, got {direction.tolist()}")
         if h is not None and h.numel() != 1:
-            raise ValueError(f"with a direction the step h is one number, got shape "
-                             f"{tuple(h.shape)}")  # fmt: skip
+            raise ValueError(
+                f"with a direction the step h is one number, got shape {tuple(h.shape)}"
+            )
     offsets, weights = _STENCILS[order]
     offsets_t = torch.tensor(offsets, dtype=x.dtype, device=x.device)
     weights_t = torch.tensor(weights, dtype=x.dtype, device=x.device)
@@ -484,8 +526,10 @@ def finite_difference(
         try:
             steps = h.to(device=x.device).expand(x.shape)
         except RuntimeError:
-            raise ValueError(f"the step h must broadcast to the shape of x {tuple(x.shape)}, "
-                             f"got shape {tuple(h.shape)}") from None  # fmt: skip
+            raise ValueError(
+                f"the step h must broadcast to the shape of x {tuple(x.shape)}, "
+                f"got shape {tuple(h.shape)}"
+            ) from None
     steps = (x + steps) - x  # a step that is exactly representable at x
     n = x.numel()
     basis = torch.diag(steps.reshape(-1)).reshape((n, *x.shape))  # row i: h_i e_i
@@ -540,10 +584,19 @@ class FunctionalModule:
     so every derivative transform applies: ``pc.hessian(lambda th: loss(fm(th, X), y))``.
     With ``names``, only those parameters are packed into theta; the rest keep their values.
 
+    Args:
+        module: the module.
+        names: the parameters to pack (default: every trainable one).
+
     Attributes:
         params: the module's current parameters, flattened and detached, shape ``(d,)``.
         names: parameter names, in the order they are packed.
         shapes: their shapes.
+
+    Raises:
+        TypeError: ``module`` is not an nn.Module, or ``names`` is not a sequence of names.
+        ValueError: ``names`` is empty or names parameters the module does not train, or the
+            module has no trainable parameters.
     """
 
     def __init__(self, module: nn.Module, names: Sequence[str] | None = None) -> None:
@@ -552,15 +605,18 @@ class FunctionalModule:
         named = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
         if names is not None:
             if isinstance(names, str) or not isinstance(names, Sequence):
-                raise TypeError(f"names must be a sequence of parameter names such as "
-                                f"['weight'], got {names!r}")  # fmt: skip
+                raise TypeError(
+                    f"names must be a sequence of parameter names such as ['weight'], got {names!r}"
+                )
             if not names or not all(isinstance(name, str) for name in names):
                 raise ValueError(f"names must hold one parameter name or more, got {names!r}")
             known = {name for name, _ in named}
             unknown = sorted(set(names) - known)
             if unknown:
-                raise ValueError(f"names: {type(module).__name__} has no trainable parameters "
-                                 f"{unknown}; it has {sorted(known)}")  # fmt: skip
+                raise ValueError(
+                    f"names: {type(module).__name__} has no trainable parameters {unknown}; "
+                    f"it has {sorted(known)}"
+                )
             named = [(name, p) for name, p in named if name in set(names)]
         if not named:
             raise ValueError(f"{type(module).__name__} has no parameters that require grad")
@@ -576,14 +632,31 @@ class FunctionalModule:
         return int(self.params.numel())
 
     def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The parameter dictionary that ``theta`` (shape ``(d,)``) packs."""
+        """The parameter dictionary that ``theta`` packs.
+
+        Args:
+            theta: shape ``(d,)``.
+
+        Returns:
+            ``{name: tensor}`` with the parameters' shapes (views of ``theta``).
+
+        Raises:
+            ValueError: ``theta`` is not of shape ``(d,)``.
+        """
         if theta.shape != (self.dim,):
             raise ValueError(f"theta must have shape ({self.dim},), got {tuple(theta.shape)}")
         pieces = torch.split(theta, self._sizes)
         return {n: p.reshape(s) for n, p, s in zip(self.names, pieces, self.shapes, strict=True)}
 
     def flatten(self, params: dict[str, torch.Tensor] | Sequence[torch.Tensor]) -> torch.Tensor:
-        """The flat vector of a parameter dictionary (or sequence in ``names`` order)."""
+        """The flat vector of a parameter dictionary (or sequence in ``names`` order).
+
+        Args:
+            params: ``{name: tensor}``, or the tensors in ``names`` order.
+
+        Returns:
+            The vector, shape ``(d,)``.
+        """
         tensors = [params[n] for n in self.names] if isinstance(params, dict) else list(params)
         return torch.cat([t.reshape(-1) for t in tensors])
 
@@ -592,7 +665,14 @@ class FunctionalModule:
         return functional_call(self.module, self.unflatten(theta), args, kwargs)
 
     def load_into_module(self, theta: torch.Tensor) -> None:
-        """Copy ``theta`` into the module's parameters in place."""
+        """Copy ``theta`` into the module's parameters in place.
+
+        Args:
+            theta: shape ``(d,)``.
+
+        Raises:
+            ValueError: ``theta`` is not of shape ``(d,)``.
+        """
         values = self.unflatten(theta.detach())
         with torch.no_grad():
             for name, p in self.module.named_parameters():
@@ -603,6 +683,13 @@ class FunctionalModule:
 def functional_module(module: nn.Module, names: Sequence[str] | None = None) -> FunctionalModule:
     """See ``module`` as a function ``(theta, *inputs) -> output`` of one flat vector theta
     (of all its trainable parameters, or of those in ``names``).
+
+    Args:
+        module: the module.
+        names: the parameters to pack (default: every trainable one).
+
+    Returns:
+        A :class:`FunctionalModule`.
 
     Raises:
         TypeError: ``module`` is not an nn.Module, or ``names`` is not a sequence of names.

@@ -32,7 +32,15 @@ _VALIDATION_MESSAGES = ("Expected parameter", "Expected value argument")
 
 
 def check_callable(f: object, name: str) -> None:
-    """TypeError naming ``name`` when ``f`` is not callable."""
+    """Refuse an ``f`` that is not callable.
+
+    Args:
+        f: the user's function.
+        name: how the message names it ("f", "the integrand", "callback").
+
+    Raises:
+        TypeError: ``f`` is not callable (the message names ``name`` and the value).
+    """
     if not callable(f):
         raise TypeError(f"{name} must be a function, got {type(f).__name__} {f!r:.80}")
 
@@ -40,6 +48,14 @@ def check_callable(f: object, name: str) -> None:
 def check_scalar_output(value: object, *, what: str, where: str) -> torch.Tensor:
     """``value`` when it is a 0-d real tensor: the one number a log density, log joint or
     objective returns for one point.
+
+    Args:
+        value: what the function returned.
+        what: how messages name the function ("log_joint").
+        where: the point, as messages show it.
+
+    Returns:
+        ``value``.
 
     Raises:
         ValueError: a tensor of another shape (a vector of per-observation terms, say),
@@ -102,15 +118,17 @@ def check_finite_start(
         NonFiniteError: the value is NaN or ±inf (``value`` holds it), or an entry of the
             gradient is (``value`` holds that entry); the message names the point.
     """
+    value = value.detach()
     if not bool(torch.isfinite(value)):
         raise NonFiniteError(
             f"{what} is {float(value)} at {where} = {describe_point(point)}; {hint}",
             value=float(value),
             where=where,
         )
-    if gradient is not None and not bool(torch.isfinite(gradient).all()):
-        bad = int((~torch.isfinite(gradient)).reshape(-1).nonzero()[0])
-        entry = float(gradient.reshape(-1)[bad])
+    if gradient is not None and not bool(torch.isfinite(gradient.detach()).all()):
+        flat = gradient.detach().reshape(-1)
+        bad = int((~torch.isfinite(flat)).nonzero()[0])
+        entry = float(flat[bad])
         raise NonFiniteError(
             f"the gradient of {what} at {where} is not finite: grad[{bad}] = {entry} at "
             f"{where} = {describe_point(point)}",
@@ -124,7 +142,14 @@ def is_support_error(error: BaseException) -> bool:
     raises at a point outside a distribution's domain: a parameter that breaks its
     constraint (a negative scale) or a value outside the support (log_prob of a negative
     number under a Gamma). There the log density is -inf; optimizers treat the point as
-    they treat an infinite value (a rejected step)."""
+    they treat an infinite value (a rejected step).
+
+    Args:
+        error: the exception caught.
+
+    Returns:
+        True for torch.distributions' validation error.
+    """
     if not isinstance(error, ValueError) or not str(error).startswith(_VALIDATION_MESSAGES):
         return False
     frame = error.__traceback__
@@ -159,7 +184,16 @@ def vmap_points(
 
     With ``scalar`` (how messages name ``f``, e.g. "log_joint") each point must give one
     number: the first call raises ValueError when ``f`` returns another shape per point
-    (see :func:`check_scalar_output`) instead of passing a batch of vectors on."""
+    (see :func:`check_scalar_output`) instead of passing a batch of vectors on.
+
+    Args:
+        f: a function of one point.
+        scalar: how messages name ``f`` when it must return one number a point; None to
+            accept any output shape.
+
+    Returns:
+        The batched function.
+    """
     mapped = vmap(f)
 
     def batched(points: torch.Tensor) -> torch.Tensor:
@@ -193,6 +227,10 @@ def evaluate_batch(
         allow_minus_inf: accept -inf (a log density outside its support).
         hint: appended to the shape error (e.g. how to pass a one-point function).
 
+    Returns:
+        ``(values, shape)``: the values as ``(N, B)`` and f's output shape after its first
+        dimension.
+
     Raises:
         ValueError: when the output's leading dimension is not N (a 0-d output included).
         TypeError: when the output is complex.
@@ -215,7 +253,7 @@ def evaluate_batch(
         row = int(bad.any(dim=1).nonzero()[0])
         point = points[row].detach()
         where = point.tolist() if point.numel() > 1 else float(point)
-        value = float(flat[row][bad[row]][0])
+        value = float(flat[row][bad[row]][0].detach())
         raise NonFiniteError(
             f"{what} is {value} at the {point_name} x = {where}", value=value, where=str(where)
         )

@@ -130,8 +130,20 @@ def gaussian_nll(
 ) -> torch.Tensor:
     """``-log N(y | mean, scale²)`` = ``(y - mean)² / 2 scale² + log scale + log(2π)/2``.
 
-    Shapes broadcast. Raises ValueError for a scale that is not positive (NaN included) or
-    shapes that do not broadcast; TypeError for inputs that are not real numbers.
+    Args:
+        y: the observations; shapes broadcast.
+        mean: the means.
+        scale: the standard deviations, positive.
+        reduction: "sum" (default: the log-likelihood of the data set), "mean" or "none"
+            (the terms, of the broadcast shape).
+
+    Returns:
+        The negative log-likelihood: a 0-d tensor, or the terms with ``reduction="none"``.
+
+    Raises:
+        ValueError: a scale that is not positive (NaN included), shapes that do not
+            broadcast, an unknown reduction, or "mean" of no observations.
+        TypeError: inputs that are not real numbers.
     """
     reduction = Reduction.parse(reduction, name="reduction")
     y, mean, scale = _tensor(y, "y"), _tensor(mean, "mean"), _tensor(scale, "scale")
@@ -147,9 +159,19 @@ def bernoulli_nll(
 ) -> torch.Tensor:
     """``-log Bernoulli(y | sigmoid(logits))`` = ``softplus(logits) - y * logits``.
 
-    ``y`` holds 0s and 1s (any floating, integer or bool dtype); shapes broadcast.
-    Raises ValueError for other values of ``y`` (NaN included) or shapes that do not
-    broadcast; TypeError for inputs that are not real numbers.
+    Args:
+        y: 0s and 1s (any floating, integer or bool dtype); shapes broadcast.
+        logits: the log-odds.
+        reduction: "sum" (default: the log-likelihood of the data set), "mean" or "none"
+            (the terms, of the broadcast shape).
+
+    Returns:
+        The negative log-likelihood: a 0-d tensor, or the terms with ``reduction="none"``.
+
+    Raises:
+        ValueError: other values of ``y`` (NaN included), shapes that do not broadcast, an
+            unknown reduction, or "mean" of no observations.
+        TypeError: inputs that are not real numbers.
     """
     reduction = Reduction.parse(reduction, name="reduction")
     y, logits = _tensor(y, "y"), _tensor(logits, "logits")
@@ -165,10 +187,21 @@ def categorical_nll(
 ) -> torch.Tensor:
     """``-log softmax(logits)[y]``, the softmax cross-entropy.
 
-    Shapes: ``logits`` ``(..., K)``, ``y`` integer class indices ``(...)`` (broadcasting
-    against ``logits.shape[:-1]``). Raises ValueError for indices outside ``0..K-1``,
-    floating-point indices, logits without a class dimension or shapes that do not
-    broadcast; TypeError for inputs that are not real numbers.
+    Args:
+        y: integer class indices, shape ``(...)``, broadcasting against
+            ``logits.shape[:-1]``.
+        logits: unnormalized log-probabilities, shape ``(..., K)``.
+        reduction: "sum" (default: the log-likelihood of the data set), "mean" or "none"
+            (the terms, of the broadcast shape).
+
+    Returns:
+        The negative log-likelihood: a 0-d tensor, or the terms with ``reduction="none"``.
+
+    Raises:
+        ValueError: indices outside ``0..K-1``, floating-point indices, logits without a
+            class dimension, shapes that do not broadcast, an unknown reduction, or "mean"
+            of no observations.
+        TypeError: inputs that are not real numbers.
     """
     reduction = Reduction.parse(reduction, name="reduction")
     y, logits = _tensor(y, "y"), _tensor(logits, "logits")
@@ -189,9 +222,21 @@ def poisson_nll(
 ) -> torch.Tensor:
     """``-log Poisson(y | exp(log_rate))`` = ``exp(log_rate) - y log_rate + log y!``.
 
-    Takes the log rate (the canonical link), so a linear predictor plugs in directly.
-    Raises ValueError when ``y`` is not a non-negative integer (NaN and infinity included) or
-    shapes do not broadcast; TypeError for inputs that are not real numbers.
+    Args:
+        y: non-negative integer counts (any dtype); shapes broadcast.
+        log_rate: the log of the rate (the canonical link), so a linear predictor plugs in
+            directly.
+        reduction: "sum" (default: the log-likelihood of the data set), "mean" or "none"
+            (the terms, of the broadcast shape).
+
+    Returns:
+        The negative log-likelihood: a 0-d tensor, or the terms with ``reduction="none"``.
+
+    Raises:
+        ValueError: a ``y`` that is not a non-negative integer (NaN and infinity included),
+            shapes that do not broadcast, an unknown reduction, or "mean" of no
+            observations.
+        TypeError: inputs that are not real numbers.
     """
     reduction = Reduction.parse(reduction, name="reduction")
     y, log_rate = _tensor(y, "y"), _tensor(log_rate, "log_rate")
@@ -235,6 +280,9 @@ def score_function_surrogate(
         weight: ``w_i`` (a return, an advantage, ``f(x_i)``), the same shape; detached here.
         reduction: "mean" (default), "sum" or "none".
 
+    Returns:
+        The surrogate: a 0-d tensor, or the terms with ``reduction="none"``.
+
     Raises:
         ValueError: when the shapes differ, data is not finite, or "mean" has no terms.
         TypeError: inputs that are not real numbers.
@@ -257,7 +305,17 @@ def clipped_surrogate_loss(
     ``r = exp(log_prob - old_log_prob)`` is the probability ratio of the new policy to the
     one that collected the data (Schulman et al., 2017, eq. 7). ``old_log_prob`` and
     ``advantage`` are detached. At ``r = 1`` its gradient is minus the score-function
-    surrogate's. ``clip_range = inf`` is no clipping.
+    surrogate's.
+
+    Args:
+        log_prob: the new policy's log-probabilities of the actions taken, differentiable.
+        old_log_prob: the collecting policy's, the same shape; detached here.
+        advantage: the advantage estimates A, the same shape; detached here.
+        clip_range: ε, positive; ``inf`` is no clipping.
+        reduction: "mean" (default), "sum" or "none".
+
+    Returns:
+        The loss to minimize: a 0-d tensor, or the terms with ``reduction="none"``.
 
     Raises:
         ValueError: when the shapes differ, ``clip_range`` is not positive, data is not

@@ -25,11 +25,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from .derivatives import hessian, hvp_operator, value_and_grad
 from .errors import ConvergenceWarning, NonFiniteError, NotPositiveDefiniteError
-from .evaluation import check_callable
+from .evaluation import check_callable, check_finite_start, describe_point
 from .options import Option
 from .results import ConjugateGradientResult, OptimizeResult
 
@@ -91,8 +92,9 @@ def conjugate_gradient(
     Args:
         matvec: the product with ``A``; maps a tensor of the shape of ``b`` to the same shape.
         b: the right-hand side, any shape (inner products run over all elements).
-        x0: the starting guess (default zeros).
-        rtol, atol: relative and absolute tolerances on the residual norm.
+        x0: the starting guess, a real tensor of the shape of ``b`` (default zeros).
+        rtol: the tolerance on the residual norm relative to ``||b||_2``.
+        atol: the absolute tolerance on the residual norm.
         max_iter: the most products with ``A`` (default ``10 * b.numel()``).
         preconditioner: ``r -> M⁻¹ r`` for a symmetric positive definite ``M ≈ A``.
         stop_on_negative_curvature: on a direction with ``p'Ap <= 0`` return the iterate so
@@ -111,10 +113,10 @@ def conjugate_gradient(
 
     Raises:
         ValueError: when ``matvec`` or ``preconditioner`` changes the shape, tolerances are
-            negative or NaN, ``b`` is not floating point, or max_iter is not a non-negative
-            integer.
+            negative or NaN, ``b`` is not floating point, ``x0`` is not of the shape of ``b``
+            or not finite, or max_iter is not a non-negative integer.
         TypeError: ``matvec`` or ``preconditioner`` not callable, ``b`` or ``x0`` not a
-            tensor.
+            tensor, a complex ``x0``.
         NotPositiveDefiniteError: on a direction with ``p'Ap <= 0``; ``min_eigenvalue`` is the
             Rayleigh quotient ``p'Ap / p'p``, an upper bound on A's smallest eigenvalue.
         NonFiniteError: when ``b``, a product with ``A``, ``p'Ap`` or a residual norm is not
@@ -167,6 +169,10 @@ def _conjugate_gradient(
         raise ValueError(f"b must be floating point, got {b.dtype}")
     if x0 is not None and not isinstance(x0, torch.Tensor):
         raise TypeError(f"x0 must be a tensor or None, got {type(x0).__name__}")
+    if x0 is not None and x0.is_complex():
+        raise TypeError(
+            f"x0 must be real, got {x0.dtype}; conjugate_gradient solves real symmetric systems"
+        )
     max_iter = 10 * b.numel() if max_iter is None else _count(max_iter, "max_iter", 0)
     b_norm = float(torch.linalg.vector_norm(b))
     if not math.isfinite(b_norm):
@@ -181,6 +187,8 @@ def _conjugate_gradient(
     else:
         if x0.shape != b.shape:
             raise ValueError(f"x0 must have the shape of b {tuple(b.shape)}, got {tuple(x0.shape)}")
+        if not bool(torch.isfinite(x0.detach()).all()):
+            raise ValueError(f"x0 must be finite, got {describe_point(x0)}")
         x = x0.detach().clone().to(dtype=b.dtype)
         r = b - _checked_matvec(matvec, x, b)
     residual_norm = float(torch.linalg.vector_norm(r))
@@ -266,7 +274,7 @@ def minimize(
 ) -> OptimizeResult:
     """Minimize a scalar function ``fun: R^d -> R`` from ``x0``.
 
-    Stops with ``success=True`` when ``max_i |∂f/∂x_i| <= tol``. With the default tolerance,
+    Stops with ``converged=True`` when ``max_i |∂f/∂x_i| <= tol``. With the default tolerance,
     "newton" and "newton-cg" also succeed when max|∂f/∂x| is at its rounding floor above
     sqrt(eps) — a full Newton step no longer reduces it, and f cannot resolve the decrease
     the step predicts — and that step is within ``100 eps max(1, max_i |x_i|)``: x is then
@@ -282,8 +290,11 @@ def minimize(
             for newton and newton-cg (or their rounding floor, see above), ``eps^(1/3)``
             (6e-6) for lbfgs, and none for "adam"/"sgd", which then run ``max_iter`` steps.
         max_iter: the most iterations (default 100 newton, 200 newton-cg, 1000 otherwise).
-        callback: called with an OptimizeResult after every iteration; returning True stops.
-            With "lbfgs" a callback costs one extra evaluation of ``fun`` per iteration.
+        callback: called with an OptimizeResult after every iteration. Returning ``False``
+            or raising ``StopIteration`` stops the run (``converged=False``, message "stopped
+            by callback"); returning ``None`` continues. Returning ``True`` still stops, with
+            a DeprecationWarning: it will continue in the next release. With "lbfgs" a
+            callback costs one extra evaluation of ``fun`` per iteration.
         options: method settings. newton-cg: ``cg_max_iter`` (default ``min(d, 1000)``
             products per Newton step). lbfgs: torch.optim.LBFGS keywords (``history_size``,
             ``lr``, ...; not ``tolerance_grad``, which is ``tol``, nor ``tolerance_change``,
@@ -291,8 +302,8 @@ def minimize(
             ``momentum``, ``betas``, ``weight_decay``, ...).
 
     Returns:
-        OptimizeResult(x, fun, grad, nit, nfev, success, message, method). When the
-        tolerance is not met, ``success`` is False and a ConvergenceWarning says by how much
+        OptimizeResult(x, fun, grad, nit, n_evals, converged, message, method). When the
+        tolerance is not met, ``converged`` is False and a ConvergenceWarning says by how much
         and why the method stopped (max_iter, a gradient at its rounding floor with the
         figures, a line search that f's rounding stops).
 
@@ -305,7 +316,8 @@ def minimize(
             constructor minimize does not set itself).
         TypeError: ``fun`` or ``callback`` not callable, a complex ``x0`` (or a float16 or
             bfloat16 one for "newton", whose Cholesky torch.linalg does not do), options
-            that are not a dict, a tol or max_iter that is not a number.
+            that are not a dict, a tol or max_iter that is not a number, a callback that
+            returns something other than None, True or False.
         NonFiniteError: when ``fun`` or its gradient is not finite at ``x0`` (and, for
             lbfgs/adam/sgd, at any later iterate: newton methods backtrack instead).
 
@@ -313,7 +325,7 @@ def minimize(
         >>> import torch, probcalc as pc
         >>> rosen = lambda x: 100 * (x[1] - x[0] ** 2) ** 2 + (1 - x[0]) ** 2
         >>> result = pc.minimize(rosen, torch.tensor([-1.2, 1.0], dtype=torch.float64))
-        >>> result.success, result.nit, torch.allclose(result.x, torch.ones(2, dtype=torch.float64))
+        >>> result.converged, result.nit, torch.allclose(result.x, torch.ones(2).double())
         (True, 21, True)
     """
     check_callable(fun, "fun")
@@ -343,7 +355,7 @@ def minimize(
         result = _lbfgs(fun, x0, tol, max_iter, callback, options)
     else:
         result = _first_order(fun, x0, tol, max_iter, callback, options, method)
-    if not result.success:
+    if not result.converged:
         warnings.warn(
             ConvergenceWarning(f"minimize({method.value}): {result.message}"), stacklevel=2
         )
@@ -424,28 +436,26 @@ def _optimizer_options(optimizer_class: type[torch.optim.Optimizer]) -> set[str]
     } - _SET_BY_MINIMIZE
 
 
-def _check_start(value: torch.Tensor, gradient: torch.Tensor, x0: torch.Tensor) -> None:
-    if not bool(torch.isfinite(value)):
-        raise NonFiniteError(
-            f"the objective is {float(value)} at x0 = {_describe(x0)}; start where it is finite",
-            value=float(value),
-            where="x0",
-        )
-    if not bool(torch.isfinite(gradient).all()):
-        bad = int((~torch.isfinite(gradient)).nonzero()[0])
-        raise NonFiniteError(
-            f"the gradient at x0 is not finite: grad[{bad}] = {float(gradient[bad])} "
-            f"at x0 = {_describe(x0)}",
-            value=float(gradient[bad]),
-            where="x0",
-        )
+def _check_start(value: torch.Tensor, gradient: torch.Tensor | None, x0: torch.Tensor) -> None:
+    check_finite_start(value, what="the objective", where="x0", point=x0, gradient=gradient)
 
 
-def _describe(x: torch.Tensor) -> str:
-    values = x.reshape(-1)
-    if values.numel() <= 6:
-        return str([round(float(v), 6) for v in values])
-    return f"(d={values.numel()}, first {[round(float(v), 6) for v in values[:3]]} ...)"
+def _scalar_objective(fun: Objective) -> Objective:
+    """``fun`` with its output checked to be one real number, so that a vector objective
+    is reported as ``fun``'s (also under torch.func's transforms: the check reads shapes)."""
+
+    def checked(x: torch.Tensor) -> torch.Tensor:
+        value = fun(x)
+        if not isinstance(value, torch.Tensor) or value.dim() != 0:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(
+                f"fun must return a 0-d tensor (a scalar), got {shape}; reduce it (e.g. .sum())"
+            )
+        if value.is_complex():
+            raise TypeError(f"fun must return a real 0-d tensor, got {value.dtype}")
+        return value
+
+    return checked
 
 
 def _grad_norm(gradient: torch.Tensor) -> float:
@@ -480,7 +490,7 @@ def _finish(
     value: torch.Tensor,
     gradient: torch.Tensor,
     nit: int,
-    nfev: int,
+    n_evals: int,
     tol: float | None,
     method: Method,
     reason: str | None,
@@ -505,8 +515,8 @@ def _finish(
         fun=value.detach(),
         grad=gradient.detach(),
         nit=nit,
-        nfev=nfev,
-        success=reason is None,
+        n_evals=n_evals,
+        converged=reason is None,
         message=message,
         method=method.value,
     )
@@ -521,16 +531,42 @@ def _call_back(
     value: torch.Tensor,
     gradient: torch.Tensor,
     nit: int,
-    nfev: int,
+    n_evals: int,
     method: Method,
 ) -> bool:
-    """Run the callback on the current iterate; True when it asks to stop."""
+    """Run the callback on the current iterate; True when it asks to stop (returns False or
+    raises StopIteration; returning True stops too, deprecated)."""
     if callback is None:
         return False
     state = OptimizeResult(
-        x.detach(), value.detach(), gradient.detach(), nit, nfev, False, "in progress", method.value
+        x.detach(),
+        value.detach(),
+        gradient.detach(),
+        nit,
+        n_evals,
+        False,
+        "in progress",
+        method.value,
     )
-    return bool(callback(state))
+    try:
+        answer = callback(state)
+    except StopIteration:
+        return True
+    if answer is None:
+        return False
+    if isinstance(answer, bool | np.bool_):
+        if answer:
+            warnings.warn(
+                "a minimize callback that returns True stops the run today and will let it "
+                "continue in the next release: return False or raise StopIteration to stop",
+                DeprecationWarning,
+                stacklevel=4,  # the caller of minimize
+            )
+        return True
+    raise TypeError(
+        f"callback must return None (continue), False (stop) or True, got "
+        f"{type(answer).__name__} {answer!r:.60}"
+    )
 
 
 def _newton(
@@ -558,11 +594,12 @@ def _newton(
       unchanged within the slack, ∇f is at the floor that rounding leaves, and the method
       stops there.
 
-    Stops with success when max|g| <= tol; and, where ``rounding_stop_succeeds`` (the
+    Converges when max|g| <= tol; and, where ``rounding_stop_succeeds`` (the
     default tolerance), at that floor when the Newton step there is within
     ``_STEP_ULPS eps max(1, max|x|)``: x is then the minimizer to rounding.
     """
     eps = torch.finfo(x.dtype).eps
+    fun = _scalar_objective(fun)
     value_grad = value_and_grad(fun)
     hess = hessian(fun)
 
@@ -575,13 +612,13 @@ def _newton(
 
     value, gradient, operator = evaluate(x)
     _check_start(value, gradient, x)
-    nfev = 1
+    n_evals = 1
     nit = 0
     modified_steps = 0
     reason: str | None = None
     converged: str | None = None
     while True:
-        if nit > 0 and _call_back(callback, x, value, gradient, nit, nfev, method):
+        if nit > 0 and _call_back(callback, x, value, gradient, nit, n_evals, method):
             reason = _CALLBACK_STOP
             break
         if _grad_norm(gradient) <= tol:
@@ -607,7 +644,7 @@ def _newton(
         if -slope <= slack:
             # f cannot resolve the decrease that the step predicts: judge it by ∇f
             trial_value, trial_gradient, trial_operator = evaluate(x + direction)
-            nfev += 1
+            n_evals += 1
             norm = float(torch.linalg.vector_norm(gradient))
             predicted = float(torch.linalg.vector_norm(gradient + product(direction).detach()))
             trial_norm = float(torch.linalg.vector_norm(trial_gradient))
@@ -646,12 +683,12 @@ def _newton(
             reason = f"the line search found no decrease along the {method.value} direction"
             break
         step, evaluations = found
-        nfev += evaluations
+        n_evals += evaluations
         x = (x + step * direction).detach()
         value, gradient, operator = evaluate(x)
-        nfev += 1
+        n_evals += 1
         nit += 1
-    result = _finish(x, value, gradient, nit, nfev, tol, method, reason, converged)
+    result = _finish(x, value, gradient, nit, n_evals, tol, method, reason, converged)
     if modified_steps:
         note = f" ({modified_steps} steps used a modified Hessian: not positive definite there)"
         result = replace(result, message=result.message + note)
@@ -721,7 +758,7 @@ class _AutogradObjective:
     def __init__(
         self, fun: Objective, x0: torch.Tensor, value_scale: float = 1.0, step_scale: float = 1.0
     ) -> None:
-        self.fun = fun
+        self.fun = _scalar_objective(fun)
         self.value_scale = value_scale
         self.step_scale = step_scale
         self.scaled = value_scale != 1.0 or step_scale != 1.0
@@ -746,14 +783,13 @@ class _AutogradObjective:
         self.leaf.grad = None
         point = self.point()
         value = self.fun(self.origin + self.step_scale * self.leaf if self.scaled else self.leaf)
-        if not isinstance(value, torch.Tensor) or value.dim() != 0:
-            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise ValueError(f"fun must return a 0-d tensor (a scalar), got {shape}")
         self.evaluations += 1
-        if not bool(torch.isfinite(value)):
-            where = "x0" if self.evaluations == 1 else f"evaluation {self.evaluations}"
+        if self.evaluations == 1:
+            _check_start(value, None, point)
+        if not bool(torch.isfinite(value.detach())):
+            where = f"evaluation {self.evaluations}"
             raise NonFiniteError(
-                f"the objective is {float(value.detach())} at {where}, x = {_describe(point)}",
+                f"the objective is {float(value.detach())} at {where}, x = {describe_point(point)}",
                 value=float(value.detach()),
                 where=where,
             )

@@ -2,8 +2,12 @@
 
 Results are frozen dataclasses with named fields, never bare tuples. Field names are the
 same across the library: ``x`` and ``fun`` for optimizers, ``value``/``error``/``stderr``
-for estimates, ``n_evals`` or ``nfev`` for evaluation counts, ``success``/``converged`` and
-``message`` for the outcome.
+for estimates (tensors), ``n_evals`` for evaluation counts, ``converged`` and ``message``
+for the outcome.
+
+scipy's names map onto these: ``nfev`` is ``n_evals`` and ``success`` is ``converged``.
+``OptimizeResult.nfev``, ``OptimizeResult.success`` and ``Estimate.n`` still read the new
+fields for one release, with a DeprecationWarning.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from .deprecation import deprecated_field
 
 __all__ = ["ConjugateGradientResult", "Estimate", "IntegrationResult", "OptimizeResult"]
 
@@ -24,10 +30,11 @@ class OptimizeResult:
         fun: the objective at ``x`` (a 0-d tensor).
         grad: the gradient at ``x``, shape ``(d,)``.
         nit: the number of iterations taken.
-        nfev: the number of evaluations of the objective (line searches included).
-        success: True when the gradient tolerance ``max_i |grad_i| <= tol`` was met (for the
-            stochastic methods "adam" and "sgd" without a tolerance: when the budget ran out
-            with a finite objective).
+        n_evals: the number of evaluations of the objective (line searches included;
+            scipy's ``nfev``).
+        converged: True when the gradient tolerance ``max_i |grad_i| <= tol`` was met (for
+            the stochastic methods "adam" and "sgd" without a tolerance: when the budget ran
+            out with a finite objective); scipy's ``success``.
         message: why the method stopped, with the figures that decided it.
         method: the method that produced the result.
     """
@@ -36,10 +43,13 @@ class OptimizeResult:
     fun: torch.Tensor
     grad: torch.Tensor
     nit: int
-    nfev: int
-    success: bool
+    n_evals: int
+    converged: bool
     message: str
     method: str
+
+    nfev = deprecated_field("nfev", "n_evals")
+    success = deprecated_field("success", "converged")
 
 
 @dataclass(frozen=True)
@@ -97,9 +107,11 @@ class Estimate:
         stderr: its standard error (detached, same shape): the standard deviation of the
             estimator, estimated from the samples (for QMC: from the blocks of one sequence,
             or from independent scrambles).
-        n: the number of evaluations of the integrand.
+        n_evals: the number of evaluations of the integrand.
     """
 
     value: torch.Tensor
     stderr: torch.Tensor
-    n: int
+    n_evals: int
+
+    n = deprecated_field("n", "n_evals")

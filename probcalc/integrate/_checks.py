@@ -88,12 +88,6 @@ def check_flag(value: object, name: str) -> None:
         raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
-def check_seed(seed: object) -> None:
-    """TypeError unless ``seed`` is None or an integer."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be an integer or None, got {seed!r}")
-
-
 def check_integrand(f: object, batched: object) -> None:
     """TypeError for an integrand that is not callable or a ``batched`` that is not a bool."""
     check_callable(f, "the integrand")
@@ -132,8 +126,9 @@ def resolve_dtype_device(
     the tensors (integer and bool tensors count as float64) and the last one's device.
 
     Raises:
-        TypeError: for complex, float16 or bfloat16 limits.
-        ValueError: for a device torch does not know.
+        TypeError: for complex, float16 or bfloat16 limits, or a device that is neither a
+            torch.device nor a string.
+        ValueError: for a device torch does not know or this machine does not have.
     """
     dtype, found_device = None, None
     for limit in limits:
@@ -144,14 +139,37 @@ def resolve_dtype_device(
     dtype = torch.float64 if dtype is None else dtype
     check_dtype(dtype, what)
     if device is not None:
-        try:
-            found_device = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ValueError(
-                f"device must be a torch.device or a device string such as 'cpu' or 'cuda:0', "
-                f"got {device!r}"
-            ) from None
+        found_device = check_device(device)
     return dtype, found_device or torch.device("cpu")
+
+
+def check_device(device: object) -> torch.device:
+    """``device`` as a torch.device, checked to be one torch can allocate on here.
+
+    Args:
+        device: a torch.device or a device string ("cpu", "cuda:0").
+
+    Returns:
+        The torch.device.
+
+    Raises:
+        TypeError: ``device`` is neither a torch.device nor a string.
+        ValueError: a string torch does not know, or a device this machine does not have.
+    """
+    if not isinstance(device, torch.device | str):
+        raise TypeError(
+            f"device must be a torch.device or a device string such as 'cpu' or 'cuda:0', "
+            f"got {type(device).__name__} {device!r}"
+        )
+    try:
+        parsed = torch.device(device)
+        torch.empty(0, device=parsed)  # an unknown or absent device fails here, not later
+    except (RuntimeError, AssertionError) as error:  # what torch raises for either
+        raise ValueError(
+            f"device {device!r} cannot be used: {str(error).splitlines()[0][:120]}; give 'cpu' "
+            f"or an available accelerator such as 'cuda:0'"
+        ) from None
+    return parsed
 
 
 def as_batched(f: Integrand, batched: bool) -> Integrand:
@@ -174,9 +192,13 @@ def evaluate_checked(
     With ``rtol``: ValueError when f returns values of a coarser dtype than the nodes'
     (float32 values at float64 nodes) whose round-off the tolerance is below."""
     values, shape = evaluate_batch(
-        f, points, what="the integrand", point_name="node", allow_minus_inf=log_space,
+        f,
+        points,
+        what="the integrand",
+        point_name="node",
+        allow_minus_inf=log_space,
         hint="; pass batched=False for a function of one point",
-    )  # fmt: skip
+    )
     if rtol is not None and values.is_floating_point() and atol == 0:
         eps = torch.finfo(values.dtype).eps
         if eps > torch.finfo(points.dtype).eps and rtol < 50 * eps:

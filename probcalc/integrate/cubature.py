@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 
 from ..core.options import Option
+from ..core.random import Seed, check_seed, integer_seed
 from ..core.results import IntegrationResult
 from ._checks import (
     Breakpoints,
@@ -34,7 +35,6 @@ from ._checks import (
     as_limit,
     check_breakpoints,
     check_integrand,
-    check_seed,
     check_tolerances,
     default_rtol,
     evaluate_checked,
@@ -203,7 +203,7 @@ def _run(
     max_evals: int,
     rule: str | CubatureRule,
     batched: bool,
-    seed: int | None,
+    seed: Seed,
     device: torch.device | str | None,
     log_space: bool,
     name: str,
@@ -251,9 +251,13 @@ def _run(
     else:
         rules = _legendre_orders(d) if rule is CubatureRule.GAUSS_LEGENDRE else _smolyak_levels(d)
         outcome = refine_rules(
-            evaluator, _mapped(rules, box, dtype, device), rtol=rtol, atol=atol,
-            max_evals=max_evals, log_space=log_space,
-        )  # fmt: skip
+            evaluator,
+            _mapped(rules, box, dtype, device),
+            rtol=rtol,
+            atol=atol,
+            max_evals=max_evals,
+            log_space=log_space,
+        )
         total, error, n_evals = outcome.total, outcome.error, outcome.n_evals
         converged, message, shift = outcome.converged, outcome.message, outcome.shift
     if log_space:
@@ -311,19 +315,20 @@ def _qmc(
     rtol: float,
     atol: float,
     max_evals: int,
-    seed: int | None,
+    seed: Seed,
     log_space: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, int, bool, str, torch.Tensor | None]:
     """Mean over 16 independently scrambled Sobol sequences; stderr across scrambles.
 
     Each round doubles the points per scramble (a power of two keeps Sobol balanced), and
-    every round evaluates all scrambles' points in one call.
+    every round evaluates all scrambles' points in one call. Scramble r is seeded with
+    ``seed + r`` (an int seed as given, one drawn from a Generator, fresh entropy for None).
     """
     d = box.lower.numel()
     dtype, device = box.lower.dtype, box.lower.device
-    generator_seed = torch.randint(0, 2**31 - 1, (1,)).item() if seed is None else seed
+    base_seed = integer_seed(seed)
     engines = [
-        torch.quasirandom.SobolEngine(d, scramble=True, seed=generator_seed + r)
+        torch.quasirandom.SobolEngine(d, scramble=True, seed=(base_seed + r) % 2**64)
         for r in range(_QMC_SCRAMBLES)
     ]
     width = box.z_upper - box.z_lower
@@ -382,7 +387,7 @@ def cubature(
     max_evals: int = 50_000_000,
     rule: str | CubatureRule = "adaptive",
     batched: bool = True,
-    seed: int | None = None,
+    seed: Seed = None,
     device: torch.device | str | None = None,
     points: Sequence[Breakpoints] | None = None,
 ) -> IntegrationResult:
@@ -394,18 +399,21 @@ def cubature(
     Args:
         f: maps points of shape ``(n, d)`` to ``(n,)`` or ``(n, *batch)`` (with
             ``batched=False``: a function of one point of shape ``(d,)``, vmapped).
-        lower, upper: the limits, shape ``(d,)``; ±inf allowed; ``lower_k > upper_k`` flips
-            the sign, as in 1-D. The computation runs in their dtype: float64 (numbers,
-            integer tensors) or float32.
-        rtol, atol: tolerances. The default rtol follows the dtype: 1e-8 in float64, 1000
+        lower: the lower limits, shape ``(d,)``; ±inf allowed; ``lower_k > upper_k`` flips
+            the sign, as in 1-D. The computation runs in the limits' dtype: float64
+            (numbers, integer tensors) or float32.
+        upper: the upper limits, shape ``(d,)``; ±inf allowed.
+        rtol: the relative tolerance. The default follows the dtype: 1e-8 in float64, 1000
             eps = 1.2e-4 in float32 (20 times the round-off floor 50 eps below which no
-            error estimate goes); an rtol below 50 eps with atol = 0 is an error. For "qmc" the
-            error is a standard error (a statistical estimate over 16 scrambles), not a
+            error estimate goes); an rtol below 50 eps with atol = 0 is an error. For "qmc"
+            the error is a standard error (a statistical estimate over 16 scrambles), not a
             bound.
+        atol: the absolute tolerance.
         max_evals: the most points; beyond it ``converged=False`` and a ConvergenceWarning.
         rule: "adaptive" (d <= 6), "gauss-legendre", "sparse" or "qmc" (see the module doc).
         batched: whether ``f`` takes a batch of points (default) or one point.
-        seed: the scrambling seed for "qmc".
+        seed: the scrambling seed of "qmc": an int (the same points on every call), a
+            torch.Generator (drawn from) or None (fresh entropy); the other rules ignore it.
         device: where new tensors go (default: the limits' device, else the CPU).
         points: per axis, the breakpoints where ``f`` jumps, has a kink or a singularity
             across the hyperplane x_k = p (a sequence of d sequences, None or [] for an
@@ -430,10 +438,11 @@ def cubature(
             the first round's points, an unknown rule (the valid ones are listed) or
             device, d > 6 with "adaptive", or an output of ``f`` whose leading dimension is
             not n; for ``points`` that are not d sequences of finite numbers inside the
-            limits, or with a rule other than "adaptive".
+            limits, or with a rule other than "adaptive"; a negative seed or one of 2^64 or
+            more.
         TypeError: ``f`` not callable, ``batched`` not a bool, a ``seed`` that is not an
-            integer, limits that are not real numbers or tensors, complex, float16 or
-            bfloat16 limits, a complex output of f.
+            int, a torch.Generator or None, limits that are not real numbers or tensors,
+            complex, float16 or bfloat16 limits, a complex output of f.
         NonFiniteError: when ``f`` is NaN or infinite at a point (the message names it).
 
     Example:
@@ -443,9 +452,20 @@ def cubature(
         True
     """
     return _run(
-        f, lower, upper, rtol=rtol, atol=atol, max_evals=max_evals, rule=rule, batched=batched,
-        seed=seed, device=device, log_space=False, name="cubature", points=points,
-    )  # fmt: skip
+        f,
+        lower,
+        upper,
+        rtol=rtol,
+        atol=atol,
+        max_evals=max_evals,
+        rule=rule,
+        batched=batched,
+        seed=seed,
+        device=device,
+        log_space=False,
+        name="cubature",
+        points=points,
+    )
 
 
 def log_cubature(
@@ -458,7 +478,7 @@ def log_cubature(
     max_evals: int = 50_000_000,
     rule: str | CubatureRule = "adaptive",
     batched: bool = True,
-    seed: int | None = None,
+    seed: Seed = None,
     device: torch.device | str | None = None,
     points: Sequence[Breakpoints] | None = None,
 ) -> IntegrationResult:
@@ -466,7 +486,17 @@ def log_cubature(
     :func:`probcalc.integrate.log_integral` (arguments and errors as for :func:`cubature`;
     the tolerance applies to the integral relatively, to its log absolutely)."""
     return _run(
-        log_f, lower, upper, rtol=rtol, atol=atol, max_evals=max_evals, rule=rule,
-        batched=batched, seed=seed, device=device, log_space=True, name="log_integral",
+        log_f,
+        lower,
+        upper,
+        rtol=rtol,
+        atol=atol,
+        max_evals=max_evals,
+        rule=rule,
+        batched=batched,
+        seed=seed,
+        device=device,
+        log_space=True,
+        name="log_integral",
         points=points,
-    )  # fmt: skip
+    )

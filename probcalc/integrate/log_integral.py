@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..core.random import Seed, check_seed
 from ..core.results import IntegrationResult
 from ._checks import Breakpoints, Integrand
 from .cubature import CubatureRule, log_cubature
@@ -24,7 +25,7 @@ def log_integral(
     max_evals: int | None = None,
     rule: str | CubatureRule = "adaptive",
     batched: bool = True,
-    seed: int | None = None,
+    seed: Seed = None,
     device: torch.device | str | None = None,
     points: Breakpoints | Sequence[Breakpoints] = None,
 ) -> IntegrationResult:
@@ -39,13 +40,19 @@ def log_integral(
         log_f: the log integrand: maps points ``(n,)`` (interval) or ``(n, d)`` (box) to
             ``(n,)`` or ``(n, *batch)``; ``-inf`` (zero density) is allowed, NaN and +inf
             are not.
-        lower, upper: scalars (1-D, by adaptive Gauss-Kronrod) or shape ``(d,)`` (by
-            :func:`cubature` with ``rule``); ±inf allowed; lower < upper.
-        rtol, atol: tolerances on the integral relative to itself (equivalently, absolute
-            on its log); the larger of the two applies. The default rtol follows the dtype of
-            the limits: 1e-8 in float64, 1000 eps = 1.2e-4 in float32.
+        lower: the lower limit: a scalar (an interval, by adaptive Gauss-Kronrod) or of
+            shape ``(d,)`` (a box, by :func:`cubature` with ``rule``); -inf allowed.
+        upper: the upper limit, of the shape of ``lower``; +inf allowed; lower < upper.
+        rtol: the tolerance on the integral relative to itself (equivalently, absolute on
+            its log). The default follows the dtype of the limits: 1e-8 in float64, 1000
+            eps = 1.2e-4 in float32.
+        atol: a second tolerance of the same kind; the larger of the two applies.
         max_evals: the most points (default 100,000 on an interval, 5 x 10^7 on a box).
-        rule, batched, seed, device: as for :func:`cubature` (rule applies to boxes).
+        rule: the rule on a box, as for :func:`cubature`.
+        batched: whether ``log_f`` takes a batch of points (default) or one point.
+        seed: the scrambling seed of rule "qmc": an int, a torch.Generator or None (fresh
+            entropy).
+        device: where new tensors go (default: the limits' device, else the CPU).
         points: breakpoints: on an interval as for :func:`probcalc.integrate.quad`, on a
             box one sequence per axis as for :func:`cubature`.
 
@@ -55,7 +62,8 @@ def log_integral(
 
     Raises:
         ValueError: for lower >= upper, limits of different shapes, bad tolerances, bad
-            points, and the other arguments :func:`quad` and :func:`cubature` reject.
+            points, a seed out of torch's range, and the other arguments :func:`quad` and
+            :func:`cubature` reject.
         TypeError: as for :func:`quad` and :func:`cubature` (log_f not callable, limits
             that are not real numbers or tensors, ...).
         NonFiniteError: when log_f is NaN or +inf at a point.
@@ -66,18 +74,34 @@ def log_integral(
         >>> abs(float(r.value) - (-1000 + 0.5 * math.log(2 * math.pi))) < 1e-10
         True
     """
+    check_seed(seed)
     scalar_limits = all(
         not isinstance(limit, Sequence) and getattr(limit, "ndim", 0) == 0
         for limit in (lower, upper)
     )
     if scalar_limits:
         return log_quad(
-            log_f, lower, upper, rtol=rtol, atol=atol,
-            max_evals=100_000 if max_evals is None else max_evals, batched=batched, device=device,
+            log_f,
+            lower,
+            upper,
+            rtol=rtol,
+            atol=atol,
+            max_evals=100_000 if max_evals is None else max_evals,
+            batched=batched,
+            device=device,
             points=points,
-        )  # fmt: skip
+            limit_names=("lower", "upper"),
+        )
     return log_cubature(
-        log_f, lower, upper, rtol=rtol, atol=atol,
-        max_evals=50_000_000 if max_evals is None else max_evals, rule=rule, batched=batched,
-        seed=seed, device=device, points=points,
-    )  # fmt: skip
+        log_f,
+        lower,
+        upper,
+        rtol=rtol,
+        atol=atol,
+        max_evals=50_000_000 if max_evals is None else max_evals,
+        rule=rule,
+        batched=batched,
+        seed=seed,
+        device=device,
+        points=points,
+    )

@@ -73,14 +73,17 @@ def expect_normal(
     Args:
         f: maps points ``(n, d)`` to ``(n,)`` or ``(n, *batch)`` (``batched=False``: one
             point, vmapped).
-        mean: shape ``(d,)``; cov: shape ``(d, d)``, symmetric positive definite. Both may
-            require grad: the value is differentiable with respect to them. The computation
-            runs in their dtype: float64 (numbers, integer tensors) or float32.
+        mean: shape ``(d,)``; it may require grad: the value is differentiable with respect
+            to it. The computation runs in the dtype of mean and cov: float64 (numbers,
+            integer tensors) or float32.
+        cov: shape ``(d, d)``, symmetric positive definite; it may require grad too.
         order: the points per axis (product) or the level (sparse); the error is the change
             from order - 1. Default: grow the order until the change meets the tolerance.
         rule: "auto", "product" or "sparse".
-        rtol, atol, max_evals: the tolerance on that change, and the most points. The
-            default rtol follows the dtype: 1e-8 in float64, 1000 eps = 1.2e-4 in float32.
+        rtol: the relative tolerance on that change. The default follows the dtype: 1e-8
+            in float64, 1000 eps = 1.2e-4 in float32.
+        atol: the absolute tolerance on that change.
+        max_evals: the most points.
         batched: whether ``f`` takes a batch of points.
 
     Returns:
@@ -162,5 +165,12 @@ def expect_normal(
             )
 
     outcome = refine_rules(evaluate, mapped(), rtol=rtol, atol=atol, max_evals=max_evals)
-    return finish(outcome.total, outcome.error, outcome.n_evals, outcome.converged,
-                  outcome.message, batch_shape[0], "expect_normal")  # fmt: skip
+    return finish(
+        outcome.total,
+        outcome.error,
+        outcome.n_evals,
+        outcome.converged,
+        outcome.message,
+        batch_shape[0],
+        "expect_normal",
+    )

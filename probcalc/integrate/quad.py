@@ -156,33 +156,41 @@ def _integrate_line(
     log_space: bool,
     name: str,
     points: Breakpoints = None,
+    limit_names: tuple[str, str] = ("a", "b"),
 ) -> IntegrationResult:
-    """The shared body of quad and the 1-D log_integral."""
+    """The shared body of quad and the 1-D log_integral; messages name the limits by
+    ``limit_names`` (log_integral's are lower and upper)."""
     check_integrand(f, batched)
+    low, high = limit_names
     dtype, device = _resolve(a, b, device=device)
     rtol = default_rtol(rtol, dtype, 1e-10 if name == "quad" else 1e-8)
     check_tolerances(rtol, atol, max_evals, dtype)
-    a = as_limit(a, "a", dtype, device)
-    b = as_limit(b, "b", dtype, device)
+    a = as_limit(a, low, dtype, device)
+    b = as_limit(b, high, dtype, device)
     try:
         a, b = torch.broadcast_tensors(a, b)
     except RuntimeError:
         raise ValueError(
-            f"a and b must broadcast to one shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+            f"{low} and {high} must broadcast to one shape, got {tuple(a.shape)} and "
+            f"{tuple(b.shape)}"
         ) from None
     if a.numel() == 0:
-        raise ValueError(f"a and b hold no limits: shape {tuple(a.shape)}")
+        raise ValueError(f"{low} and {high} hold no limits: shape {tuple(a.shape)}")
     if bool(torch.isnan(a).any() | torch.isnan(b).any()):
-        raise ValueError(f"the limits must not be NaN, got a = {a.tolist()}, b = {b.tolist()}")
+        raise ValueError(
+            f"the limits must not be NaN, got {low} = {a.tolist()}, {high} = {b.tolist()}"
+        )
     if log_space and not bool((a < b).all()):
-        raise ValueError("log_integral needs a < b")
+        raise ValueError(
+            f"{name} needs {low} < {high}, got {low} = {a.tolist()}, {high} = {b.tolist()}"
+        )
     elementwise = a.dim() > 0
     f = as_batched(f, batched)
     flip = a > b
     sign = torch.where(flip, -1.0, 1.0).to(dtype)
     a, b = torch.where(flip, b, a), torch.where(flip, a, b)
     if points is not None and elementwise:
-        raise ValueError(f"points needs scalar limits a and b, got shape {tuple(a.shape)}")
+        raise ValueError(f"points needs scalar limits {low} and {high}, got shape {tuple(a.shape)}")
     inner = [] if points is None else check_breakpoints(points, a, b, "points")
     # the intervals between breakpoints, (P, *S); each is two pieces, one from either end
     cuts = torch.tensor(inner, dtype=dtype, device=device)
@@ -232,8 +240,9 @@ def _integrate_line(
         error = outcome.error / total.detach()
     else:
         value, error = outcome.value * sign.reshape(-1), outcome.error
-    return finish(value, error, outcome.n_evals, outcome.converged, outcome.message,
-                  batch_shape[0], name)  # fmt: skip
+    return finish(
+        value, error, outcome.n_evals, outcome.converged, outcome.message, batch_shape[0], name
+    )
 
 
 def quad(
@@ -259,17 +268,20 @@ def quad(
             integrands sharing the limits (with ``batched=False``: a function of one point,
             vmapped). With limits of shape S, each integrand has its own: ``f`` maps nodes
             ``(n, *S)`` (column j on item j's line) to values ``(n, *S)``.
-        a, b: the limits: floats or tensors (which may require grad) that broadcast to one
-            shape S: () for one interval, or one interval per integrand. ±inf allowed, per
-            item. ``a > b`` gives the negated integral; ``a == b`` gives 0. The computation
-            runs in their dtype: float64 (numbers, integer tensors) or float32.
-        rtol, atol: relative and absolute tolerances. The default rtol follows the dtype:
-            1e-10 in float64, 1000 eps = 1.2e-4 in float32 (20 times the round-off floor
-            50 eps below which no error estimate goes); an rtol below 50 eps with atol = 0
-            is an error. In float32 the nodes stop 4 ulps short of a finite end other than
-            0, which the end's map turns into a zone next to it that cannot be refined
-            (the last 12 % of [0, 1]; more where |b| is large against b - a): a kink, jump
-            or fast oscillation there needs a breakpoint in ``points`` or float64.
+        a: the lower limit: a float or a tensor (which may require grad) that broadcasts
+            with ``b`` to one shape S: () for one interval, or one interval per integrand.
+            ±inf allowed, per item. ``a > b`` gives the negated integral; ``a == b`` gives
+            0. The computation runs in the limits' dtype: float64 (numbers, integer
+            tensors) or float32.
+        b: the upper limit, as ``a``.
+        rtol: the relative tolerance. The default follows the dtype: 1e-10 in float64,
+            1000 eps = 1.2e-4 in float32 (20 times the round-off floor 50 eps below which
+            no error estimate goes); an rtol below 50 eps with atol = 0 is an error. In
+            float32 the nodes stop 4 ulps short of a finite end other than 0, which the
+            end's map turns into a zone next to it that cannot be refined (the last 12 % of
+            [0, 1]; more where |b| is large against b - a): a kink, jump or fast
+            oscillation there needs a breakpoint in ``points`` or float64.
+        atol: the absolute tolerance.
         max_evals: the most evaluations of ``f`` (points); beyond it the result comes back
             with ``converged=False`` and a ConvergenceWarning.
         order: the Gauss order n of the G_n-K_(2n+1) pair: 10 (G10-K21, default) or 7
@@ -314,9 +326,19 @@ def quad(
         (True, True)
     """
     return _integrate_line(
-        f, a, b, rtol=rtol, atol=atol, max_evals=max_evals, order=order, batched=batched,
-        device=device, log_space=False, name="quad", points=points,
-    )  # fmt: skip
+        f,
+        a,
+        b,
+        rtol=rtol,
+        atol=atol,
+        max_evals=max_evals,
+        order=order,
+        batched=batched,
+        device=device,
+        log_space=False,
+        name="quad",
+        points=points,
+    )
 
 
 def log_quad(
@@ -331,15 +353,27 @@ def log_quad(
     batched: bool = True,
     device: torch.device | str | None = None,
     points: Breakpoints = None,
+    limit_names: tuple[str, str] = ("a", "b"),
 ) -> IntegrationResult:
     """``log ∫_a^b exp(log_f(x)) dx`` (a < b), computed without overflow or underflow.
 
     The body of :func:`probcalc.integrate.log_integral` in one dimension; arguments as
     for :func:`quad`, except that the tolerances apply to the integral relatively (the
     error reported is that of the log) and the default rtol is 1e-8 in float64 (1000 eps =
-    1.2e-4 in float32).
+    1.2e-4 in float32). Messages name the limits by ``limit_names``.
     """
     return _integrate_line(
-        log_f, a, b, rtol=rtol, atol=atol, max_evals=max_evals, order=order, batched=batched,
-        device=device, log_space=True, name="log_integral", points=points,
-    )  # fmt: skip
+        log_f,
+        a,
+        b,
+        rtol=rtol,
+        atol=atol,
+        max_evals=max_evals,
+        order=order,
+        batched=batched,
+        device=device,
+        log_space=True,
+        name="log_integral",
+        points=points,
+        limit_names=limit_names,
+    )

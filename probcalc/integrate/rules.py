@@ -4,9 +4,8 @@ Nodes and weights are computed once per order in float64 numpy, cached, and hand
 as tensors of the caller's dtype and device.
 
 - Gauss-Legendre of any order by Newton's method on the three-term recurrence from
-  Tricomi's asymptotic initial guesses, vectorized over the nodes: order 10,000 in a few
-  tenths of a second. (scipy.special.roots_legendre takes 2 s at that order and torchquad
-  diagonalizes a dense matrix; numpy's leggauss uses a companion matrix, O(n³).)
+  Tricomi's asymptotic initial guesses, vectorized over the nodes: O(n²) work in all,
+  where numpy's leggauss and torchquad diagonalize a dense matrix (O(n³)).
 - Gauss-Kronrod of any order by Laurie's algorithm (1997), which no well-kept Python
   library exposes (scipy hard-codes K15 and K21 inside quad_vec).
 - Gauss-Hermite from scipy.special.roots_hermite, which is fast and accurate at any order.
@@ -22,6 +21,8 @@ import numpy as np
 import scipy.special
 import torch
 
+from ._checks import check_device
+
 __all__ = ["gauss_hermite", "gauss_kronrod", "gauss_legendre"]
 
 
@@ -31,6 +32,7 @@ def _as_tensors(
     dtype = torch.float64 if dtype is None else dtype
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a real floating torch.dtype, got {dtype!r}")
+    device = None if device is None else check_device(device)
     return tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in arrays)
 
 
@@ -84,12 +86,20 @@ def gauss_legendre(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The n-point Gauss-Legendre rule on [-1, 1]: ``∫ f ≈ Σ w_i f(x_i)``, exact to degree 2n-1.
 
+    Args:
+        n: the number of nodes, a positive integer.
+        dtype: a real floating torch.dtype (default float64; the nodes are computed in
+            float64 and rounded).
+        device: where the tensors go (default the CPU).
+
     Returns:
-        (nodes, weights), each of shape ``(n,)``, nodes ascending; float64 unless ``dtype``.
+        (nodes, weights), each of shape ``(n,)``, nodes ascending.
 
     Raises:
-        ValueError: when ``n`` is not a positive integer (TypeError: not a number, or a
-            dtype that is not a real floating one).
+        ValueError: when ``n`` is not a positive integer, or ``device`` is not one torch
+            can use here.
+        TypeError: ``n`` not a number, a dtype that is not a real floating torch.dtype, or a
+            device that is neither a torch.device nor a string.
     """
     return _as_tensors(_gauss_legendre_numpy(_check_order(n)), dtype, device)
 
@@ -178,13 +188,21 @@ def gauss_kronrod(
     The Kronrod rule is exact to degree 3n+1 (n even) or 3n+2 (n odd); the difference of
     the two rules estimates the error of the Gauss rule.
 
+    Args:
+        n: the number of nodes of the Gauss rule, a positive integer.
+        dtype: a real floating torch.dtype (default float64; the nodes are computed in
+            float64 and rounded).
+        device: where the tensors go (default the CPU).
+
     Returns:
         (nodes, kronrod_weights, gauss_weights), each of shape ``(2n+1,)``, nodes
         ascending; ``gauss_weights`` is 0 at the n+1 Kronrod-only nodes.
 
     Raises:
-        ValueError: when ``n`` is not a positive integer (TypeError: not a number, or a
-            dtype that is not a real floating one).
+        ValueError: when ``n`` is not a positive integer, or ``device`` is not one torch
+            can use here.
+        TypeError: ``n`` not a number, a dtype that is not a real floating torch.dtype, or a
+            device that is neither a torch.device nor a string.
     """
     return _as_tensors(_gauss_kronrod_numpy(_check_order(n)), dtype, device)
 
@@ -201,11 +219,19 @@ def gauss_hermite(
 
     (The physicists' weight; for E[f(Z)], Z ~ N(0, 1), use nodes √2 x_i, weights w_i / √π.)
 
+    Args:
+        n: the number of nodes, a positive integer.
+        dtype: a real floating torch.dtype (default float64; the nodes are computed in
+            float64 and rounded).
+        device: where the tensors go (default the CPU).
+
     Returns:
         (nodes, weights), each of shape ``(n,)``, nodes ascending.
 
     Raises:
-        ValueError: when ``n`` is not a positive integer (TypeError: not a number, or a
-            dtype that is not a real floating one).
+        ValueError: when ``n`` is not a positive integer, or ``device`` is not one torch
+            can use here.
+        TypeError: ``n`` not a number, a dtype that is not a real floating torch.dtype, or a
+            device that is neither a torch.device nor a string.
     """
     return _as_tensors(_gauss_hermite_numpy(_check_order(n)), dtype, device)

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from ..core.evaluation import check_callable
+
 __all__ = ["product_rule", "smolyak"]
 
 # A 1-D rule: (n, dtype=, device=) -> (nodes (n,), weights (n,))
@@ -20,6 +22,7 @@ def product_rule(
     n: int, d: int, rule: Rule1D, *, dtype: torch.dtype, device: torch.device | str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The tensor product of the n-point 1-D rule over d axes: (nodes (n^d, d), weights)."""
+    check_callable(rule, "rule")
     nodes, weights = rule(n, dtype=dtype, device=device)
     grid = torch.cartesian_prod(*([nodes] * d)).reshape(-1, d)
     return grid, torch.cartesian_prod(*([weights] * d)).reshape(-1, d).prod(dim=1)
@@ -36,12 +39,22 @@ def smolyak(
     Equal nodes (odd rules share their centre) are merged and their weights added; weights
     can be negative.
 
+    Args:
+        level: the level, a positive integer (level 1 is the one-point rule).
+        d: the dimension, a positive integer.
+        rule: a 1-D rule ``(n, dtype=, device=) -> (nodes (n,), weights (n,))`` such as
+            :func:`gauss_legendre` or :func:`gauss_hermite`.
+        dtype: the dtype of the nodes and weights, passed to ``rule``.
+        device: where they go, passed to ``rule``.
+
     Returns:
         (nodes (N, d), weights (N,)).
 
     Raises:
         ValueError: when ``level`` or ``d`` is not a positive integer.
+        TypeError: ``rule`` not callable.
     """
+    check_callable(rule, "rule")
     for name, value in (("level", level), ("d", d)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -19,6 +19,7 @@ from torch.distributions import (
     Uniform,
 )
 
+from ..core.deprecation import renamed
 from ..core.distributed import (
     Group,
     active_group,
@@ -29,27 +30,24 @@ from ..core.distributed import (
     sum_across,
     world_size,
 )
-from ..core.evaluation import vmap_points
+from ..core.evaluation import check_callable, vmap_points
 from ..core.options import Option
+from ..core.random import Seed, check_seed, integer_seed, seeded
 from ..core.results import Estimate
-from ._sampling import (
-    Seed,
-    check_callable,
-    check_distribution,
-    check_n,
-    check_seed,
-    common_seed,
-    draw,
-    evaluate,
-    integer_seed,
-    seeded,
-)
+from ._sampling import check_distribution, check_n, common_seed, draw, evaluate
 
 __all__ = ["MCMethod", "expectation"]
 
 _DEFAULT_BATCH = 2**16
-_SYMMETRIC = (Normal, MultivariateNormal, LowRankMultivariateNormal, Uniform, Laplace, StudentT,
-              Cauchy)  # fmt: skip
+_SYMMETRIC = (
+    Normal,
+    MultivariateNormal,
+    LowRankMultivariateNormal,
+    Uniform,
+    Laplace,
+    StudentT,
+    Cauchy,
+)
 _SOBOL_MAX_DIM = 21201  # torch.quasirandom.SobolEngine.MAXDIM
 _SOBOL_MAX_POINTS = 2**30  # SobolEngine.MAXBIT = 30: a sequence has 2^30 distinct points
 _QMC_BLOCKS = 8  # with one sequence, the stderr comes from its 8 consecutive blocks
@@ -139,10 +137,11 @@ def _dimension(dist: Distribution, method: MCMethod) -> int:
     return (dist.batch_shape + dist.event_shape).numel()
 
 
+@renamed("n", "n_samples")
 def expectation(
     f: Callable[[torch.Tensor], torch.Tensor],
     dist: Distribution,
-    n: int,
+    n_samples: int,
     *,
     method: str | MCMethod = "mc",
     seed: Seed = None,
@@ -152,6 +151,8 @@ def expectation(
     group: Group | bool = None,
 ) -> Estimate:
     """``E[f(X)]`` for ``X ~ dist`` by Monte Carlo, with its standard error.
+
+    With n = ``n_samples``:
 
     - "mc": the mean of f over n independent draws; stderr = sd / √n.
     - "antithetic": n/2 pairs (x, x') with x' = 2c - x for distributions symmetric about c
@@ -182,12 +183,15 @@ def expectation(
             batched distribution) to ``(m,)`` or ``(m, *out)``; with ``batched=False``, a
             function of one sample, vmapped.
         dist: a torch.distributions.Distribution.
-        n: the number of evaluations of f (at least 2; even for "antithetic"; for "qmc",
-            ``scrambles`` times a power of two, at least 16 with one sequence).
+        n_samples: the number of evaluations of f (at least 2; even for "antithetic"; for
+            "qmc", ``scrambles`` times a power of two, at least 16 with one sequence).
+            The keyword ``n=`` still works, with a DeprecationWarning.
         method: "mc", "qmc" or "antithetic".
-        seed: an int or a torch.Generator; the same seed gives the same estimate. The
-            caller's global random state is left untouched.
+        seed: an int (the same seed gives the same estimate), a torch.Generator (drawn
+            from) or None (fresh entropy). The caller's global random state is left
+            untouched.
         batch_size: samples per evaluation of f (default 65,536).
+        batched: whether ``f`` takes a batch of samples (default) or one sample.
         scrambles: the independently scrambled Sobol sequences for "qmc" (default 1).
         group: a torch.distributed process group; by default the default group when
             torch.distributed is initialized. The n evaluations are split across its ranks
@@ -200,17 +204,18 @@ def expectation(
             DistributedDataParallel's convention: average the ranks' ``.grad``.
 
     Returns:
-        Estimate(value, stderr, n).
+        Estimate(value, stderr, n_evals).
 
     Raises:
-        ValueError: n < 2 (or too small for the method), an unknown method, a batch size or
-            ``scrambles`` that is not a positive integer, a seed out of torch's range,
-            or an output of f whose leading dimension is not the number of samples; for
-            "qmc", n / scrambles not a power of two (up to 2^30); under a process group,
-            n smaller than twice the number of ranks, or "antithetic".
+        ValueError: n_samples < 2 (or too small for the method), an unknown method, a batch
+            size or ``scrambles`` that is not a positive integer, a negative seed or one of
+            2^64 or more, or an output of f whose leading dimension is not the number of
+            samples; for "qmc", n_samples / scrambles not a power of two (up to 2^30);
+            under a process group, n_samples smaller than twice the number of ranks, or
+            "antithetic".
         TypeError: ``f`` is not callable, ``dist`` is not a Distribution, the method cannot
-            map uniforms into it, ``seed`` is not an int, Generator or None, or ``batched``
-            is not a bool.
+            map uniforms into it, ``seed`` is not an int, Generator or None, ``batched``
+            is not a bool, or both ``n`` and ``n_samples`` are given.
         NonFiniteError: f is NaN or infinite at a sample (the message names it).
 
     Example:
@@ -223,9 +228,10 @@ def expectation(
     method = MCMethod.parse(method, name="method")
     check_callable(f, "f")
     dist = check_distribution(dist)
-    n = check_n(n)
-    batch_size = (_DEFAULT_BATCH if batch_size is None
-                  else check_n(batch_size, minimum=1, name="batch_size"))  # fmt: skip
+    n = check_n(n_samples)
+    batch_size = (
+        _DEFAULT_BATCH if batch_size is None else check_n(batch_size, minimum=1, name="batch_size")
+    )
     scrambles = check_n(scrambles, minimum=1, name="scrambles")
     check_seed(seed)
     if not isinstance(batched, bool):
@@ -235,7 +241,9 @@ def expectation(
     group = active_group(group)
     if group is not False:
         if n < 2 * world_size(group):
-            raise ValueError(f"n = {n} is too small to split over {world_size(group)} ranks")
+            raise ValueError(
+                f"n_samples = {n} is too small to split over {world_size(group)} ranks"
+            )
         if method is MCMethod.ANTITHETIC:
             raise ValueError("method='antithetic' does not run across processes; use 'mc'")
         seed = common_seed(seed, group)
@@ -262,7 +270,7 @@ def _antithetic(
     f: Callable, dist: Distribution, n: int, batch_size: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Size, int]:
     if n % 2:
-        raise ValueError(f"method='antithetic' needs an even n (pairs), got {n}")
+        raise ValueError(f"method='antithetic' needs an even n_samples (pairs), got {n}")
     pairs = n // 2
     use_icdf = not _is_symmetric(dist)
     if use_icdf and not _has_icdf(dist):
@@ -288,9 +296,14 @@ def _antithetic(
 
 
 def _qmc(
-    f: Callable, dist: Distribution, n: int, batch_size: int, scrambles: int, seed: Seed,
+    f: Callable,
+    dist: Distribution,
+    n: int,
+    batch_size: int,
+    scrambles: int,
+    seed: Seed,
     group: Group | bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Size, int]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor, torch.Size, int]:
     """The mean of f over ``scrambles`` scrambled Sobol sequences of n / scrambles points,
     and the stderr from the spread of the means of 8 consecutive blocks of one sequence, or
     of the sequences' means when there are several."""
@@ -299,14 +312,16 @@ def _qmc(
         power = min(max(length, 1).bit_length() - 1, 30)
         valid = [scrambles * 2**k for k in (power, power + 1) if k <= 30]
         raise ValueError(
-            f"method='qmc' needs n = scrambles × a power of two up to 2^30 (a scrambled "
-            f"Sobol sequence is balanced, and beats 1/√n, only at powers of two); got "
-            f"n = {n} with scrambles = {scrambles}: use n = {' or '.join(map(str, valid))}"
+            f"method='qmc' needs n_samples = scrambles × a power of two up to 2^30 (a "
+            f"scrambled Sobol sequence is balanced, and beats 1/√n, only at powers of two); "
+            f"got n_samples = {n} with scrambles = {scrambles}: use n_samples = "
+            f"{' or '.join(map(str, valid))}"
         )
     blocks = _QMC_BLOCKS if scrambles == 1 else 1  # per sequence
     if length < 2 * blocks:
         raise ValueError(
-            f"method='qmc' with scrambles = {scrambles} needs n >= {2 * blocks * scrambles} "
+            f"method='qmc' with scrambles = {scrambles} needs n_samples >= "
+            f"{2 * blocks * scrambles} "
             + ("(8 blocks of 2 points for its stderr)" if blocks > 1 else "(2 points a scramble)")
             + f", got {n}"
         )
@@ -314,8 +329,6 @@ def _qmc(
     if d > _SOBOL_MAX_DIM:
         raise ValueError(f"Sobol sequences go up to {_SOBOL_MAX_DIM} dimensions, got {d}")
     base_seed = integer_seed(seed)
-    if base_seed is None:
-        base_seed = int(torch.randint(0, 2**62, (1,)))
     # an independent seed a scramble (seed + r would share scrambles between nearby seeds);
     # 32 bits, all that torch's CPU generator keeps of a seed
     seeds = np.random.SeedSequence(base_seed % 2**64).generate_state(scrambles, np.uint32)
@@ -324,8 +337,10 @@ def _qmc(
     # under a process group each rank takes a consecutive stretch of every sequence
     if length < world_size(group):
         ranks = world_size(group)
-        raise ValueError(f"method='qmc' over {ranks} ranks needs n >= {ranks * scrambles} "
-                         f"({scrambles} scrambles), got {n}")  # fmt: skip
+        raise ValueError(
+            f"method='qmc' over {ranks} ranks needs n_samples >= {ranks * scrambles} "
+            f"({scrambles} scrambles), got {n}"
+        )
     offset, mine = share(length, group)
     block_size = length // blocks
     sums: list = [0.0] * (scrambles * blocks)  # this rank's sum of f over each block

@@ -7,18 +7,13 @@ from collections.abc import Callable
 import torch
 from torch.distributions import Distribution
 
+from ..core.deprecation import renamed
 from ..core.distributed import Group, active_group, sum_across
+from ..core.evaluation import check_callable
 from ..core.losses import score_function_surrogate
 from ..core.options import Option
-from ._sampling import (
-    Seed,
-    check_callable,
-    check_distribution,
-    check_n,
-    check_seed,
-    evaluate,
-    local_draws,
-)
+from ..core.random import Seed, check_seed
+from ._sampling import check_distribution, check_n, evaluate, local_draws
 
 __all__ = ["Baseline", "pathwise_grad", "score_function_grad"]
 
@@ -37,10 +32,11 @@ def _values(f: Callable[[torch.Tensor], torch.Tensor], samples: torch.Tensor) ->
     return values[:, 0]
 
 
+@renamed("n", "n_samples")
 def score_function_grad(
     f: Callable[[torch.Tensor], torch.Tensor],
     dist: Distribution,
-    n: int,
+    n_samples: int,
     *,
     baseline: str | Baseline | None = None,
     seed: Seed = None,
@@ -48,18 +44,21 @@ def score_function_grad(
 ) -> torch.Tensor:
     """A surrogate whose gradient is the score-function (REINFORCE) estimate of ∇_φ E_q[f].
 
-    ``∇ E[f] ≈ 1/n Σ (f(x_i) - b_i) ∇ log q(x_i)`` for x_i ~ q drawn without a gradient path
-    (so it works for discrete and non-reparameterizable q), built on
-    :func:`probcalc.core.score_function_surrogate`, the same surrogate probcalc.rl's policy
-    gradients use. If ``f`` itself depends on φ, its own gradient is added.
+    ``∇ E[f] ≈ 1/n Σ (f(x_i) - b_i) ∇ log q(x_i)`` for n = ``n_samples`` draws x_i ~ q
+    made without a gradient path (so it works for discrete and non-reparameterizable q),
+    built on :func:`probcalc.core.score_function_surrogate`, the same surrogate
+    probcalc.rl's policy gradients use. If ``f`` itself depends on φ, its own gradient is
+    added.
 
     Args:
         f: maps samples ``(n, *event_shape)`` to ``(n,)``.
         dist: a distribution whose parameters require grad.
-        n: samples (at least 2).
+        n_samples: the number of draws (at least 2); the keyword ``n=`` still works, with a
+            DeprecationWarning.
         baseline: None, "mean" or "leave-one-out" (each x_i's baseline is the mean of f over
             the others, which keeps the estimate unbiased).
-        seed: an int or a torch.Generator.
+        seed: an int (the same draws on every call), a torch.Generator (drawn from) or None
+            (fresh entropy); torch's global random state is left untouched.
         group: a torch.distributed process group (default: the default group when
             initialized; False: local). The n draws are split across the ranks with
             per-rank streams; the baselines use the mean of f over every rank, and every
@@ -71,15 +70,15 @@ def score_function_grad(
         ``backward()`` puts the gradient estimate into the parameters' ``.grad``.
 
     Raises:
-        ValueError: n < 2, an unknown baseline, f not returning shape (n,), or a seed out of
-            torch's range.
-        TypeError: f is not callable, dist is not a Distribution, or seed is not an int,
-            Generator or None.
+        ValueError: n_samples < 2, an unknown baseline, f not returning shape (n,), or a
+            negative seed or one of 2^64 or more.
+        TypeError: f is not callable, dist is not a Distribution, seed is not an int,
+            Generator or None, or both ``n`` and ``n_samples`` are given.
         NonFiniteError: f is NaN or infinite at a sample.
     """
     check_callable(f, "f")
     dist = check_distribution(dist)
-    n = check_n(n)
+    n = check_n(n_samples)
     baseline = None if baseline is None else Baseline.parse(baseline, name="baseline")
     check_seed(seed)
     group = active_group(group)
@@ -91,38 +90,51 @@ def score_function_grad(
     elif baseline is Baseline.LEAVE_ONE_OUT:
         weights = (weights - mean) * n / (n - 1)  # f_i - mean of the others
     log_prob = dist.log_prob(samples).reshape(len(samples), -1).sum(dim=1)
-    surrogate = sum_across(score_function_surrogate(log_prob, weights, reduction="sum"),
-                           group) / n  # fmt: skip
+    surrogate = sum_across(score_function_surrogate(log_prob, weights, reduction="sum"), group)
+    surrogate = surrogate / n
     # value: the estimate of E[f]; gradient: the score term plus f's own dependence on φ
     return sum_across(values.sum(), group) / n + (surrogate - surrogate.detach())
 
 
+@renamed("n", "n_samples")
 def pathwise_grad(
     f: Callable[[torch.Tensor], torch.Tensor],
     dist: Distribution,
-    n: int,
+    n_samples: int,
     *,
     seed: Seed = None,
     group: Group | bool = None,
 ) -> torch.Tensor:
     """The reparameterization (pathwise) estimate: ``mean_i f(x_i(φ, ε_i))`` with x = rsample.
 
-    Its gradient is ``1/n Σ ∇_φ f(x_i)``, usually of far lower variance than the score
-    function's, for distributions with ``rsample``. ``group`` splits the draws across
-    processes as for :func:`score_function_grad`.
+    Its gradient is ``1/n Σ ∇_φ f(x_i)`` over n = ``n_samples`` draws, usually of far lower
+    variance than the score function's, for distributions with ``rsample``.
+
+    Args:
+        f: maps samples ``(n, *event_shape)`` to ``(n,)``.
+        dist: a distribution with ``rsample`` whose parameters require grad.
+        n_samples: the number of draws (at least 2); the keyword ``n=`` still works, with a
+            DeprecationWarning.
+        seed: an int (the same draws on every call), a torch.Generator (drawn from) or None
+            (fresh entropy); torch's global random state is left untouched.
+        group: a torch.distributed process group (default: the default group when
+            initialized; False: local); the draws are split across processes as for
+            :func:`score_function_grad`.
 
     Returns:
         A 0-d tensor: the sample mean of f, differentiable with respect to φ.
 
     Raises:
         TypeError: dist has no reparameterized sampler (``has_rsample`` is False), or is not
-            a Distribution; f is not callable; a seed that is not an int, Generator or None.
-        ValueError: n < 2, f not returning shape (n,), or a seed out of torch's range.
+            a Distribution; f is not callable; a seed that is not an int, Generator or None;
+            both ``n`` and ``n_samples`` given.
+        ValueError: n_samples < 2, f not returning shape (n,), or a negative seed or one of
+            2^64 or more.
         NonFiniteError: f is NaN or infinite at a sample.
     """
     check_callable(f, "f")
     dist = check_distribution(dist)
-    n = check_n(n)
+    n = check_n(n_samples)
     check_seed(seed)
     if not dist.has_rsample:
         raise TypeError(

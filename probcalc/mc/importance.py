@@ -11,19 +11,14 @@ import numpy as np
 import torch
 from torch.distributions import Distribution
 
+from ..core.deprecation import renamed
 from ..core.distributed import Group, active_group, gather_moments, rank, sum_across
 from ..core.errors import ConvergenceWarning
+from ..core.evaluation import check_callable
 from ..core.options import Option
+from ..core.random import Seed, check_seed
 from ..core.results import Estimate
-from ._sampling import (
-    Seed,
-    check_callable,
-    check_distribution,
-    check_n,
-    check_seed,
-    evaluate,
-    local_draws,
-)
+from ._sampling import check_distribution, check_n, evaluate, local_draws
 from .psis import KHAT_THRESHOLD, psis, smooth_tail, tail_size
 
 __all__ = ["ImportanceResult", "Smoothing", "importance_sampling"]
@@ -44,11 +39,13 @@ class ImportanceResult:
         log_evidence: ``log (1/n Σ w_i)`` with ``w = p̃(x)/q(x)``: the log of an unbiased
             estimate of Z (so slightly biased low, by about stderr²/2); differentiable with
             respect to parameters log_target closes over.
-        stderr: its delta-method standard error, ``sd(w) / (mean(w) √n)``.
+        stderr: its delta-method standard error, ``sd(w) / (mean(w) √n)`` (a detached 0-d
+            tensor).
         ess: the effective sample size ``(Σ w)² / Σ w²`` of the (smoothed) weights.
         khat: the Pareto k-hat of the weights (computed in either smoothing mode).
         log_weights: the log weights, shape (n,): Pareto-smoothed with ``smoothing="psis"``.
         samples: the proposal's draws, shape (n, *event_shape).
+        n_evals: the number of evaluations of log_target (n, over every rank).
         group: the process group the draws were split over (False: one process); across
             processes ``log_weights`` and ``samples`` are this rank's share, and
             ``expectation`` combines every rank's.
@@ -60,11 +57,19 @@ class ImportanceResult:
     khat: float
     log_weights: torch.Tensor
     samples: torch.Tensor
+    n_evals: int
     group: Group | bool = False
 
     def expectation(self, f: Callable[[torch.Tensor], torch.Tensor]) -> Estimate:
         """The self-normalized estimate of ``E_target[f]`` = ``Σ w̄_i f(x_i)``, with the
         delta-method standard error ``sqrt(Σ w̄_i² (f_i - estimate)²)``.
+
+        Args:
+            f: maps the samples ``(n, *event_shape)`` to ``(n,)`` or ``(n, *out)``.
+
+        Returns:
+            Estimate(value, stderr, n_evals), ``n_evals`` the number of samples f was
+            evaluated at (over every rank).
 
         Raises:
             TypeError: ``f`` is not callable.
@@ -80,15 +85,16 @@ class ImportanceResult:
         value = sum_across((w * values).sum(dim=0), self.group) / total
         spread = (w**2 * (values.detach() - value.detach()) ** 2).sum(dim=0)
         stderr = torch.sqrt(sum_across(spread, self.group)) / total
-        n = int(sum_across(torch.tensor(float(len(self.samples)), dtype=torch.float64),
-                           self.group))  # fmt: skip
+        count = torch.tensor(float(len(self.samples)), dtype=torch.float64)
+        n = int(sum_across(count, self.group))
         return Estimate(value.reshape(shape), stderr.reshape(shape), n)
 
 
+@renamed("n", "n_samples")
 def importance_sampling(
     log_target: Callable[[torch.Tensor], torch.Tensor],
     proposal: Distribution,
-    n: int,
+    n_samples: int,
     *,
     seed: Seed = None,
     smoothing: str | Smoothing = "psis",
@@ -96,7 +102,7 @@ def importance_sampling(
 ) -> ImportanceResult:
     """Importance sampling of an unnormalized density p̃ with the proposal q.
 
-    Draws n samples from q, weighs them by ``w = p̃(x) / q(x)`` and returns the log
+    Draws n = ``n_samples`` samples from q, weighs them by ``w = p̃(x) / q(x)`` and returns the log
     evidence ``log Z ≈ logsumexp(log w) - log n`` with its standard error, the effective
     sample size and the PSIS k-hat diagnostic; warns (ConvergenceWarning) when k-hat > 0.7.
 
@@ -104,8 +110,10 @@ def importance_sampling(
         log_target: ``log p̃``, mapping samples ``(n, *event_shape)`` to ``(n,)``; -inf
             (outside the support) is allowed, NaN and +inf are not.
         proposal: a torch distribution with ``sample`` and ``log_prob``.
-        n: the number of draws (at least 10, so that the tail can be fitted).
-        seed: an int or a torch.Generator.
+        n_samples: the number of draws (at least 10, so that the tail can be fitted); the
+            keyword ``n=`` still works, with a DeprecationWarning.
+        seed: an int (the same draws on every call), a torch.Generator (drawn from) or None
+            (fresh entropy); torch's global random state is left untouched.
         smoothing: "psis" (default) or "none": which weights ``log_weights``, ``ess`` and
             ``expectation`` use. The log evidence always uses the raw weights (unbiased).
         group: a torch.distributed process group; by default the default group when
@@ -118,17 +126,21 @@ def importance_sampling(
             raises on every rank. Gradients follow DistributedDataParallel's convention:
             average the ranks' ``.grad``.
 
+    Returns:
+        ImportanceResult(log_evidence, stderr, ess, khat, log_weights, samples, n_evals,
+        group).
+
     Raises:
-        ValueError: n < 10, an unknown smoothing, log_target of the wrong shape, a seed out of
-            torch's range, or a target that is -inf at every draw.
-        TypeError: log_target is not callable, proposal is not a Distribution, or seed is
-            not an int, Generator or None.
+        ValueError: n_samples < 10, an unknown smoothing, log_target of the wrong shape, a
+            negative seed or one of 2^64 or more, or a target that is -inf at every draw.
+        TypeError: log_target is not callable, proposal is not a Distribution, seed is not
+            an int, Generator or None, or both ``n`` and ``n_samples`` are given.
         NonFiniteError: log_target is NaN or +inf at a sample (the message names it).
     """
     smoothing = Smoothing.parse(smoothing, name="smoothing")
     check_callable(log_target, "log_target")
     proposal = check_distribution(proposal, "proposal")
-    n = check_n(n, minimum=10)
+    n = check_n(n_samples, minimum=10)
     check_seed(seed)
     group = active_group(group)
 
@@ -163,7 +175,7 @@ def importance_sampling(
     w = torch.exp(used - _max_across(used.max(), group))
     w_sum, w_squares = sum_across(torch.stack([w.sum(), (w**2).sum()]), group)
     ess = float(w_sum**2 / w_squares)
-    return ImportanceResult(log_evidence, stderr, ess, float(khat), used, samples, group)
+    return ImportanceResult(log_evidence, stderr, ess, float(khat), used, samples, n, group)
 
 
 def _max_across(value: torch.Tensor, group: Group | bool) -> torch.Tensor:

@@ -57,6 +57,7 @@ class MultivariateStudentT(Distribution):
         mahalanobis = (white**2).sum(dim=0)
         log_det = torch.log(torch.diagonal(self.scale_tril)).sum()
         nu = self.df
-        out = (torch.lgamma((nu + d) / 2) - torch.lgamma(nu / 2) - 0.5 * d * torch.log(nu * math.pi)
-               - log_det - 0.5 * (nu + d) * torch.log1p(mahalanobis / nu))  # fmt: skip
+        normalizer = torch.lgamma((nu + d) / 2) - torch.lgamma(nu / 2)
+        normalizer = normalizer - 0.5 * d * torch.log(nu * math.pi) - log_det
+        out = normalizer - 0.5 * (nu + d) * torch.log1p(mahalanobis / nu)
         return out.reshape(value.shape[:-1])

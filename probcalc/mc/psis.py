@@ -79,8 +79,10 @@ def psis(log_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         try:
             log_weights = torch.as_tensor(np.asarray(log_weights, dtype=np.float64))
         except (TypeError, ValueError):
-            raise TypeError(f"log_weights must be a tensor or array-like of real numbers, "
-                            f"got {type(log_weights).__name__}") from None  # fmt: skip
+            raise TypeError(
+                f"log_weights must be a tensor or array-like of real numbers, "
+                f"got {type(log_weights).__name__}"
+            ) from None
     if log_weights.is_complex():
         raise TypeError(f"log_weights must be real, got {log_weights.dtype}")
     if log_weights.dim() != 1:

@@ -28,7 +28,7 @@ def rosenbrock(x):
 
 def test_newton_on_rosenbrock_reaches_tiny_gradient_within_50_iterations():
     result = pc.minimize(rosenbrock, torch.tensor([-1.2, 1.0]), method="newton", tol=1e-10)
-    assert result.success
+    assert result.converged
     assert result.nit <= 50
     assert float(torch.linalg.vector_norm(result.grad)) < 1e-8
     # the gradient reported is the true gradient at x (checked by finite differences)
@@ -55,7 +55,7 @@ def test_second_order_and_lbfgs_on_rosenbrock_100(method, tol):
     # torch's L-BFGS reaches max|grad| ~ 1e-13 here once its absolute constants are scaled
     # out (see optim._lbfgs_scales): tol 1e-7 leaves a wide margin on any CPU
     result = pc.minimize(rosenbrock, torch.zeros(100), method=method, tol=tol, max_iter=2000)
-    assert result.success, result.message
+    assert result.converged, result.message
     gradient = scipy.optimize.rosen_der(result.x.numpy())  # independent of autograd
     assert np.abs(gradient).max() <= 1.01 * tol
     distance = np.linalg.norm(result.x.numpy() - 1.0)
@@ -70,7 +70,7 @@ def test_newton_and_newton_cg_reach_the_rosenbrock_minimizer_in_2_10_and_50_dime
     rounding floor there is near 1e-13)."""
     x0 = torch.as_tensor(np.resize([1.3, 0.7, 0.8, 1.9, 1.2], d))
     result = pc.minimize(rosenbrock, x0, method=method, tol=1e-10)
-    assert result.success, result.message
+    assert result.converged, result.message
     gradient = scipy.optimize.rosen_der(result.x.numpy())
     assert np.abs(gradient).max() <= 1.01e-10
     error = result.x.numpy() - 1.0
@@ -104,9 +104,9 @@ def test_newton_does_not_stall_at_the_local_minimizer_of_the_10d_rosenbrock_func
     assert smallest > 0  # a strict local minimizer
     x0 = torch.as_tensor(np.tile([-1.2, 1.0], 5))
     default = pc.minimize(rosenbrock, x0, method="newton")
-    assert default.success and default.nit <= 50, default.message
+    assert default.converged and default.nit <= 50, default.message
     tight = pc.minimize(rosenbrock, x0, method="newton", tol=1e-11)
-    assert tight.success, tight.message
+    assert tight.converged, tight.message
     gradient = scipy.optimize.rosen_der(tight.x.numpy())
     error = np.linalg.norm(tight.x.numpy() - reference)
     assert error <= _distance_bound(gradient, smallest) + 1e-13
@@ -130,7 +130,7 @@ def test_a_large_constant_in_f_does_not_stop_newton_short(offset, method):
         return offset + torch.cosh(r).sum() + 0.5 * r @ At @ r
 
     result = pc.minimize(f, torch.zeros(d), method=method, tol=1e-12)
-    assert result.success, result.message
+    assert result.converged, result.message
     r = result.x.numpy() - a
     gradient = np.sinh(r) + A @ r  # numpy, not autograd
     assert np.linalg.norm(r) <= np.linalg.norm(gradient) + 1e-15
@@ -155,14 +155,14 @@ def test_the_default_tolerance_is_met_at_rounding_when_sqrt_eps_is_out_of_reach(
     f, minimizer, M = _steep_cosh()
     assert np.linalg.cond(M) < 10  # so that x* = M⁻¹c is accurate to a few eps
     result = pc.minimize(f, torch.zeros(5), method=method)
-    assert result.success, result.message
+    assert result.converged, result.message
     assert "converged to rounding" in result.message
     assert float(result.grad.abs().max()) > math.sqrt(np.finfo(float).eps)
     scale = max(1.0, np.abs(minimizer).max())
     assert np.abs(result.x.numpy() - minimizer).max() <= 200 * np.finfo(float).eps * scale
     with pytest.warns(ConvergenceWarning, match="floor that rounding leaves"):
         strict = pc.minimize(f, torch.zeros(5), method=method, tol=1e-8)
-    assert not strict.success
+    assert not strict.converged
     assert np.abs(strict.x.numpy() - minimizer).max() <= 200 * np.finfo(float).eps * scale
 
 
@@ -201,7 +201,7 @@ def test_newton_newton_cg_and_lbfgs_find_the_logistic_regression_map():
 
     for method in ["newton", "newton-cg", "lbfgs"]:
         result = pc.minimize(neg_log_joint, torch.zeros(X.shape[1]), method=method)
-        assert result.success, (method, result.message)
+        assert result.converged, (method, result.message)
         gradient = neg_log_joint_grad_np(result.x.numpy())
         error = np.linalg.norm(result.x.numpy() - reference)
         assert error <= _distance_bound(gradient, smallest) + 1e-12, method
@@ -224,7 +224,7 @@ def test_an_unreachable_tolerance_stops_at_the_rounding_floor_and_warns(method):
     converged = pc.minimize(neg_log_joint, x0, method=method, tol=1e-10)
     with pytest.warns(ConvergenceWarning, match="floor that rounding leaves"):
         result = pc.minimize(neg_log_joint, x0, method=method, tol=0.0)
-    assert not result.success
+    assert not result.converged
     assert result.nit <= converged.nit + 5
     gradient = X.T @ (expit(X @ result.x.numpy()) - y) + result.x.numpy()
     assert np.abs(gradient).max() < 1e-11
@@ -241,7 +241,7 @@ def test_newton_cg_solves_a_100k_dimensional_strictly_convex_quadratic():
         return 0.5 * (at * x * x).sum() + 0.5 * ((x[1:] - x[:-1]) ** 2).sum() - bt @ x
 
     result = pc.minimize(f, torch.zeros(d), method="newton-cg", tol=1e-8)
-    assert result.success, result.message
+    assert result.converged, result.message
     assert float(torch.linalg.vector_norm(result.grad)) < 1e-6
     # the minimizer solves (diag(a) + L) x = b, L the path-graph Laplacian: banded solve
     diagonal = a + 2.0
@@ -255,7 +255,7 @@ def test_newton_cg_solves_a_100k_dimensional_strictly_convex_quadratic():
 def test_newton_modifies_an_indefinite_hessian_and_still_descends():
     """Double well f = x⁴/4 - x²/2 from x0 = 0.1, where f'' = 3x² - 1 < 0; minima at ±1."""
     result = pc.minimize(lambda x: (x**4 / 4 - x**2 / 2).sum(), torch.tensor([0.1]))
-    assert result.success
+    assert result.converged
     assert float(result.x) == pytest.approx(1.0, abs=1e-9)
     assert "modified Hessian" in result.message
 
@@ -263,7 +263,7 @@ def test_newton_modifies_an_indefinite_hessian_and_still_descends():
 def test_newton_backtracks_out_of_the_domain_of_log():
     """f = x - log x from x0 = 3: the full Newton step lands at x = -3 where f is NaN."""
     result = pc.minimize(lambda x: (x - torch.log(x)).sum(), torch.tensor([3.0]))
-    assert result.success
+    assert result.converged
     assert float(result.x) == pytest.approx(1.0, abs=1e-9)
 
 
@@ -271,7 +271,7 @@ def test_newton_refuses_to_call_a_saddle_point_a_minimum():
     """f = x² - y² from (1, 0): y stays 0 and Newton ends at the saddle (0, 0)."""
     with pytest.warns(ConvergenceWarning, match="smallest eigenvalue -2"):
         result = pc.minimize(lambda z: z[0] ** 2 - z[1] ** 2, torch.tensor([1.0, 0.0]))
-    assert not result.success
+    assert not result.converged
 
 
 # --------------------------------------------------------------------------------------
@@ -295,7 +295,7 @@ def test_adam_and_sgd_reach_the_minimum_of_a_deterministic_convex_objective():
         options={"lr": 0.2, "momentum": 0.5},
     )
     for result in (adam, sgd):
-        assert result.success, result.message
+        assert result.converged, result.message
         assert torch.allclose(result.x, exact, atol=1e-7)
 
 
@@ -310,7 +310,7 @@ def test_sgd_on_a_noisy_objective_ends_within_its_stationary_spread():
         return 0.5 * ((x - c) ** 2).sum() + noise @ x
 
     result = pc.minimize(noisy, torch.zeros(d), method="sgd", max_iter=500, options={"lr": lr})
-    assert result.success and "budget" in result.message
+    assert result.converged and "budget" in result.message
     stationary_sd = math.sqrt(lr * sigma**2 / (2 - lr))
     assert float((result.x - c).abs().max()) < 4 * stationary_sd
 
@@ -417,9 +417,53 @@ def test_wrong_shaped_x0_is_a_value_error(x0):
 def test_x0_that_is_not_finite_or_a_non_scalar_objective_is_a_value_error():
     with pytest.raises(ValueError, match="finite"):
         pc.minimize(lambda x: (x**2).sum(), torch.tensor([1.0, float("nan")]))
-    for method in ["newton", "lbfgs"]:
-        with pytest.raises(ValueError, match="0-d tensor"):
-            pc.minimize(lambda x: x**2, torch.ones(2), method=method)
+    for method in METHODS:
+        with pytest.raises(
+            ValueError, match=r"fun must return a 0-d tensor \(a scalar\), got \(2,\)"
+        ):
+            pc.minimize(lambda x: x**2, torch.ones(2), method=method, options=_sgd_rate(method))
+        with pytest.raises(ValueError, match=r"fun must return a 0-d tensor .* got float"):
+            pc.minimize(lambda x: 1.0, torch.ones(2), method=method, options=_sgd_rate(method))
+
+
+def _sgd_rate(method):
+    return {"lr": 0.1} if method == "sgd" else None
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_start_where_the_objective_or_its_gradient_is_not_finite_names_x0(method):
+    """One check for every method (core.evaluation.check_finite_start): the figure, the
+    argument and the point."""
+    options = _sgd_rate(method)
+    with pytest.raises(
+        NonFiniteError, match=r"the objective is inf at x0 = \[0\.0, 1\.0\]"
+    ) as info:
+        pc.minimize(
+            lambda x: -torch.log(x).sum(), torch.tensor([0.0, 1.0]), method=method, options=options
+        )
+    assert info.value.where == "x0" and info.value.value == math.inf
+    with pytest.raises(
+        NonFiniteError, match=r"gradient of the objective at x0 is not finite: grad\[1\] = inf"
+    ) as info:
+        pc.minimize(
+            lambda x: torch.sqrt(x).sum(), torch.tensor([1.0, 0.0]), method=method, options=options
+        )
+    assert info.value.where == "x0" and info.value.value == math.inf
+
+
+@pytest.mark.parametrize(
+    "x0", [torch.zeros(3, dtype=torch.complex128), torch.tensor([0.0, math.nan, 0.0])]
+)
+def test_conjugate_gradient_refuses_a_complex_or_non_finite_x0(x0):
+    calls = []
+
+    def matvec(v):
+        calls.append(1)
+        return 2.0 * v
+
+    with pytest.raises((TypeError, ValueError), match=r"x0 must be (real|finite)"):
+        pc.conjugate_gradient(matvec, torch.ones(3), x0=x0)
+    assert not calls
 
 
 def test_unknown_method_lists_the_valid_ones():
@@ -537,7 +581,7 @@ def test_rosenbrock_in_float32_at_the_default_tolerance_reaches_the_minimum(meth
     within the distance that gradient allows of x* = (1, 1)."""
     x0 = torch.tensor([-1.2, 1.0], dtype=torch.float32)
     result = pc.minimize(rosenbrock, x0, method=method)
-    assert result.success, result.message
+    assert result.converged, result.message
     assert result.x.dtype == torch.float32
     eps = torch.finfo(torch.float32).eps
     tol = eps ** (1 / 3) if method == "lbfgs" else math.sqrt(eps)
@@ -550,7 +594,7 @@ def test_rosenbrock_in_float32_at_the_default_tolerance_reaches_the_minimum(meth
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_non_convergence_sets_success_false_and_warns(method):
+def test_non_convergence_sets_converged_false_and_warns(method):
     options = {"lr": 1e-3} if method == "sgd" else None
     with pytest.warns(ConvergenceWarning, match="max_iter") as record:
         result = pc.minimize(
@@ -561,14 +605,14 @@ def test_non_convergence_sets_success_false_and_warns(method):
             tol=1e-10,
             options=options,
         )
-    assert not result.success
+    assert not result.converged
     assert "max|grad|" in str(record[0].message)
 
 
 def test_integer_x0_becomes_float64_and_float32_is_kept():
     assert pc.minimize(lambda x: ((x - 1) ** 2).sum(), [3, 4]).x.dtype == torch.float64
     x32 = pc.minimize(lambda x: ((x - 1) ** 2).sum(), torch.ones(2, dtype=torch.float32) * 3)
-    assert x32.x.dtype == torch.float32 and x32.success
+    assert x32.x.dtype == torch.float32 and x32.converged
 
 
 @pytest.mark.parametrize("method", ["newton", "newton-cg", "lbfgs", "adam"])
@@ -586,14 +630,65 @@ def test_callback_sees_every_iterate_and_can_stop(method):
     assert [nit for nit, _, _ in seen] == list(range(1, len(seen) + 1))
     assert all(fun == pytest.approx(true, rel=1e-12) for _, fun, true in seen)
     assert len(seen) >= result.nit - 1
-    with pytest.warns(ConvergenceWarning, match="stopped by callback"):
-        stopped = pc.minimize(
-            rosenbrock,
-            torch.tensor([-1.2, 1.0]),
-            method=method,
-            callback=lambda state: state.nit >= 3,
-        )
-    assert stopped.nit == 3 and not stopped.success
+
+
+def _stop_at_three_by_false(state):
+    return None if state.nit < 3 else False
+
+
+def _stop_at_three_by_stop_iteration(state):
+    if state.nit >= 3:
+        raise StopIteration
+
+
+def _stop_at_three_by_numpy_false(state):
+    return None if state.nit < 3 else np.bool_(False)
+
+
+@pytest.mark.parametrize("method", ["newton", "newton-cg", "lbfgs", "adam"])
+@pytest.mark.parametrize(
+    "callback",
+    [_stop_at_three_by_false, _stop_at_three_by_stop_iteration, _stop_at_three_by_numpy_false],
+)
+def test_a_callback_stops_by_returning_false_or_raising_stop_iteration(method, callback):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        with pytest.warns(ConvergenceWarning, match="stopped by callback"):
+            stopped = pc.minimize(
+                rosenbrock, torch.tensor([-1.2, 1.0]), method=method, callback=callback
+            )
+    assert stopped.nit == 3 and not stopped.converged
+    assert stopped.message.startswith("stopped by callback")
+
+
+@pytest.mark.parametrize("method", ["newton", "lbfgs", "adam"])
+def test_a_callback_returning_none_or_true_follows_the_convention(method):
+    """None continues (the run is the one without a callback); True still stops, with a
+    DeprecationWarning that says what to return instead."""
+    options = {"lr": 0.01} if method == "adam" else None
+    run = {"method": method, "max_iter": 40, "options": options}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = pc.minimize(rosenbrock, torch.tensor([-1.2, 1.0]), **run)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            continued = pc.minimize(
+                rosenbrock, torch.tensor([-1.2, 1.0]), callback=lambda state: None, **run
+            )
+        with pytest.warns(DeprecationWarning, match="return False or raise StopIteration"):
+            stopped = pc.minimize(
+                rosenbrock,
+                torch.tensor([-1.2, 1.0]),
+                callback=lambda state: state.nit >= 3 or None,
+                **run,
+            )
+    assert continued.nit == plain.nit and torch.equal(continued.x, plain.x)
+    assert stopped.nit == 3 and not stopped.converged
+
+
+def test_a_callback_returning_something_else_is_a_type_error():
+    with pytest.raises(TypeError, match=r"callback must return None \(continue\), False"):
+        pc.minimize(rosenbrock, torch.tensor([-1.2, 1.0]), callback=lambda state: 1)
 
 
 # --------------------------------------------------------------------------------------

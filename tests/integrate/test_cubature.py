@@ -135,8 +135,12 @@ def test_log_integral_gives_the_conjugate_normal_evidence_and_its_gradient():
 
 
 def test_log_integral_bad_input():
-    with pytest.raises(ValueError, match="a < b"):
+    with pytest.raises(ValueError, match=r"lower < upper, got lower = 1\.0, upper = 0\.0"):
         log_integral(lambda x: -(x**2), 1.0, 0.0)
+    with pytest.raises(ValueError, match="lower < upper on every axis"):
+        log_integral(lambda x: -(x**2).sum(1), [0.0, 1.0], [1.0, 0.0])
+    with pytest.raises(TypeError, match="upper must be a real number"):
+        log_integral(lambda x: -(x**2), -math.inf, None)
     with pytest.raises(NonFiniteError):
         log_integral(lambda x: torch.full_like(x, math.inf), 0.0, 1.0)
 

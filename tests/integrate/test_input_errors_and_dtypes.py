@@ -97,7 +97,8 @@ BEFORE_WORK = [
     ("expect_normal: rule unknown", lambda f: expect_normal(f, torch.zeros(2), torch.eye(2),
                                                             rule="grid"), ValueError,
      "'auto', 'product', 'sparse'"),
-    ("log_integral: lower >= upper", lambda f: log_integral(f, 1.0, 0.0), ValueError, "a < b"),
+    ("log_integral: lower >= upper", lambda f: log_integral(f, 1.0, 0.0), ValueError,
+     "lower < upper"),
     ("log_integral: a box with lower >= upper", lambda f: log_integral(f, [0.0, 1.0], [1.0, 0.0]),
      ValueError, "lower < upper"),
 ]  # fmt: skip

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 import scipy.special
+import torch
 
-from probcalc.integrate import gauss_hermite, gauss_kronrod, gauss_legendre
+from probcalc.integrate import gauss_hermite, gauss_kronrod, gauss_legendre, smolyak
 
 
 def _moments_error(nodes, weights, degree):
@@ -74,3 +75,31 @@ def test_rules_reject_bad_orders():
         for bad in (0, -3, 2.5, True):
             with pytest.raises(ValueError, match="order"):
                 rule(bad)
+
+
+@pytest.mark.parametrize("rule", [gauss_legendre, gauss_kronrod, gauss_hermite])
+@pytest.mark.parametrize(
+    ("device", "error", "match"),
+    [
+        ("nodevice", ValueError, "device 'nodevice' cannot be used"),
+        (3, TypeError, "device must be a torch.device or a device string"),
+        ("meta:x", ValueError, "device 'meta:x' cannot be used"),
+    ],
+)
+def test_rules_name_a_device_torch_cannot_use(rule, device, error, match):
+    with pytest.raises(error, match=match):
+        rule(5, device=device)
+
+
+@pytest.mark.parametrize("rule", [gauss_legendre, gauss_kronrod, gauss_hermite])
+def test_rules_go_to_the_device_and_dtype_asked_for(rule):
+    nodes = rule(5, dtype=torch.float32, device=torch.device("cpu"))[0]
+    assert nodes.dtype == torch.float32 and nodes.device.type == "cpu"
+    on_meta = rule(5, device="meta")[0]
+    assert on_meta.device.type == "meta" and on_meta.shape == nodes.shape
+
+
+@pytest.mark.parametrize("rule", [None, 3, "gauss_hermite"])
+def test_smolyak_names_a_rule_that_is_not_a_function(rule):
+    with pytest.raises(TypeError, match="rule must be a function"):
+        smolyak(2, 2, rule, dtype=torch.float64, device="cpu")

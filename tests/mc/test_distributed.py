@@ -89,7 +89,7 @@ def test_two_ranks_match_one_process_and_the_closed_form(tmp_path):
     # plain MC: E[X²] = μ² + σ² = 5; Var(X²) = 2σ⁴ + 4μ²σ² = 48, so stderr = √(48/n)
     mc = ranks[0]["mc"]
     assert abs(float(mc.value) - 5.0) < 4 * float(mc.stderr)
-    assert mc.n == 200_000
+    assert mc.n_evals == 200_000
     np.testing.assert_allclose(float(mc.stderr), math.sqrt(48 / 200_000), rtol=0.1)
     # every rank returns the same result; the ranks' streams differ
     assert torch.equal(ranks[0]["mc"].value, ranks[1]["mc"].value)
@@ -137,7 +137,7 @@ def test_importance_sampling_across_two_ranks(tmp_path):
         np.testing.assert_allclose(float(log_evidence),
                                    float(torch.logsumexp(weights, 0)) - math.log(40_000),
                                    rtol=1e-12)  # fmt: skip
-        assert theta_mean.n == 40_000
+        assert theta_mean.n_evals == 40_000
         assert abs(float(theta_mean.value) - Y / 2) < 4 * float(theta_mean.stderr)
         other = ranks[1][smoothing]
         assert float(other[0]) == float(log_evidence) and other[2] == ess and other[3] == khat

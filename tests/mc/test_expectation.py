@@ -127,7 +127,7 @@ def test_batched_outputs_and_one_point_functions():
 
 def test_bad_input():
     dist = Normal(torch.tensor(0.0), torch.tensor(1.0))
-    with pytest.raises(ValueError, match="n must be an integer >= 2"):
+    with pytest.raises(ValueError, match="n_samples must be an integer >= 2"):
         mc.expectation(torch.sin, dist, 1)
     with pytest.raises(NonFiniteError, match="at the sample"):
         mc.expectation(lambda x: torch.log(x), dist, 100, seed=0)

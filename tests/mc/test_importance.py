@@ -116,7 +116,7 @@ def test_bad_input():
     proposal = Normal(torch.tensor(post_mean), torch.tensor(post_sd))
     with pytest.raises(NonFiniteError, match="log_target is nan"):
         pc.mc.importance_sampling(lambda t: log_joint(t) * torch.nan, proposal, 100, seed=0)
-    with pytest.raises(ValueError, match="n must be an integer >= 10"):
+    with pytest.raises(ValueError, match="n_samples must be an integer >= 10"):
         pc.mc.importance_sampling(log_joint, proposal, 5)
     with pytest.raises(ValueError, match="at least 10"):
         pc.mc.psis(torch.zeros(5))

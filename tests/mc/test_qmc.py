@@ -192,7 +192,7 @@ def test_the_estimate_is_the_mean_over_torchs_sobol_points_and_the_stderr_their_
         values = f_numpy(mean + scipy.stats.norm.ppf(u) @ root.T)
         groups.append(values.reshape(8, -1).mean(1) if scrambles == 1 else [values.mean()])
     means = np.concatenate(groups)
-    assert estimate.n == n
+    assert estimate.n_evals == n
     np.testing.assert_allclose(float(estimate.value), means.mean(), rtol=1e-12)
     np.testing.assert_allclose(
         float(estimate.stderr), means.std(ddof=1) / math.sqrt(len(means)), rtol=1e-8
@@ -216,16 +216,16 @@ def test_the_value_is_differentiable_in_the_mean_and_in_what_f_closes_over():
 def test_n_must_be_the_number_of_scrambles_times_a_power_of_two():
     """Sobol points are balanced only at powers of two; the message names the two nearest."""
     dist = Normal(torch.tensor(0.0), torch.tensor(1.0))
-    with pytest.raises(ValueError, match="use n = 8192 or 16384"):
+    with pytest.raises(ValueError, match="use n_samples = 8192 or 16384"):
         pc.mc.expectation(torch.cos, dist, 10_000, method="qmc", seed=0)
-    with pytest.raises(ValueError, match="use n = 3072 or 6144"):
+    with pytest.raises(ValueError, match="use n_samples = 3072 or 6144"):
         pc.mc.expectation(torch.cos, dist, 3073, method="qmc", seed=0, scrambles=3)
-    with pytest.raises(ValueError, match=r"use n = 1073741824$"):
+    with pytest.raises(ValueError, match=r"use n_samples = 1073741824$"):
         pc.mc.expectation(torch.cos, dist, 2**31, method="qmc", seed=0)
-    with pytest.raises(ValueError, match="n >= 16"):
+    with pytest.raises(ValueError, match="n_samples >= 16"):
         pc.mc.expectation(torch.cos, dist, 8, method="qmc", seed=0)
     with pytest.raises(ValueError, match="scrambles must be an integer >= 1"):
         pc.mc.expectation(torch.cos, dist, 64, method="qmc", seed=0, scrambles=0)
     estimate = pc.mc.expectation(torch.cos, dist, 3 * 2**10, method="qmc", seed=0, scrambles=3)
-    assert estimate.n == 3 * 2**10
+    assert estimate.n_evals == 3 * 2**10
     assert abs(float(estimate.value) - math.exp(-0.5)) < 4 * float(estimate.stderr)

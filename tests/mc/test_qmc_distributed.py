@@ -52,4 +52,4 @@ def test_three_ranks_whose_shares_split_blocks_match_one_process(tmp_path):
             torch.testing.assert_close(result[name].value, single.value, rtol=1e-12, atol=0)
             scale = 1e-12 * float(single.value.abs())
             torch.testing.assert_close(result[name].stderr, single.stderr, rtol=0, atol=scale)
-            assert result[name].n == single.n == run[0]
+            assert result[name].n_evals == single.n_evals == run[0]

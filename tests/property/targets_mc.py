@@ -60,11 +60,16 @@ def _normal():
 EXPECTATION = Target(
     "probcalc.mc.expectation",
     pc.mc.expectation,
-    lambda: {"f": _square, "dist": _normal(), "n": 32, "seed": 0},
+    lambda: {"f": _square, "dist": _normal(), "n_samples": 32, "seed": 0},
     (
         Slot("f", bad=values(None, 3, "f", _nan, _sum_all, _as_list), words=("f",)),
         Slot("dist", bad=values(*NOT_A_DISTRIBUTION), words=("dist",)),
-        Slot("n", bad=values(*BAD_COUNTS), unusual=values(np.int64(16), 2, 33.0), words=("n",)),
+        Slot(
+            "n_samples",
+            bad=values(*BAD_COUNTS),
+            unusual=values(np.int64(16), 2, 33.0),
+            words=("n_samples",),
+        ),
         Slot(
             "method",
             bad=unknown_strings(),
@@ -92,9 +97,14 @@ EXPECTATION = Target(
 QMC = Target(
     "probcalc.mc.expectation(method='qmc')",
     pc.mc.expectation,
-    lambda: {"f": _square, "dist": _normal(), "n": 64, "seed": 0, "method": "qmc"},
+    lambda: {"f": _square, "dist": _normal(), "n_samples": 64, "seed": 0, "method": "qmc"},
     (
-        Slot("n", bad=values(63, 48, 8, 0, 2**31), unusual=values(16, 128), words=("n",)),
+        Slot(
+            "n_samples",
+            bad=values(63, 48, 8, 0, 2**31),
+            unusual=values(16, 128),
+            words=("n_samples",),
+        ),
         Slot(
             "scrambles",
             bad=values(0, -1, 1.5, "2", 3, 64, NAN),
@@ -120,7 +130,12 @@ def _plus_inf(x):
 
 
 def _importance_valid():
-    return {"log_target": _log_target, "proposal": Normal(f64(0.0), f64(1.5)), "n": 32, "seed": 0}
+    return {
+        "log_target": _log_target,
+        "proposal": Normal(f64(0.0), f64(1.5)),
+        "n_samples": 32,
+        "seed": 0,
+    }
 
 
 def _importance_numbers(result):
@@ -138,7 +153,12 @@ IMPORTANCE = Target(
             words=("log_target", "log weight"),
         ),
         Slot("proposal", bad=values(*NOT_A_DISTRIBUTION), words=("proposal",)),
-        Slot("n", bad=values(*BAD_COUNTS, 9), unusual=values(10, np.int64(20)), words=("n",)),
+        Slot(
+            "n_samples",
+            bad=values(*BAD_COUNTS, 9),
+            unusual=values(10, np.int64(20)),
+            words=("n_samples",),
+        ),
         Slot(
             "smoothing", bad=unknown_strings(), unusual=values("psis", "none"), words=("smoothing",)
         ),
@@ -207,7 +227,12 @@ PSIS = Target(
 
 
 def _score_valid():
-    return {"f": _square, "dist": Normal(f64(0.5).requires_grad_(), f64(1.0)), "n": 16, "seed": 0}
+    return {
+        "f": _square,
+        "dist": Normal(f64(0.5).requires_grad_(), f64(1.0)),
+        "n_samples": 16,
+        "seed": 0,
+    }
 
 
 SCORE_FUNCTION = Target(
@@ -217,7 +242,12 @@ SCORE_FUNCTION = Target(
     (
         Slot("f", bad=values(None, 3, _nan, _sum_all, _pairs, _as_list), words=("f",)),
         Slot("dist", bad=values(*NOT_A_DISTRIBUTION), words=("dist",)),
-        Slot("n", bad=values(*BAD_COUNTS), unusual=values(2, np.int64(8)), words=("n",)),
+        Slot(
+            "n_samples",
+            bad=values(*BAD_COUNTS),
+            unusual=values(2, np.int64(8)),
+            words=("n_samples",),
+        ),
         Slot(
             "baseline",
             bad=unknown_strings().filter(lambda v: v is not None),
@@ -238,7 +268,7 @@ PATHWISE = Target(
         Slot(
             "dist", bad=values(*NOT_A_DISTRIBUTION, Bernoulli(f64(0.3))), words=("dist", "sampler")
         ),
-        Slot("n", bad=values(*BAD_COUNTS), words=("n",)),
+        Slot("n_samples", bad=values(*BAD_COUNTS), words=("n_samples",)),
         Slot("seed", bad=values(*SEEDS_BAD), unusual=values(*SEEDS_UNUSUAL), words=("seed",)),
     ),
     user=("f",),
