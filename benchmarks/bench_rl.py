@@ -49,16 +49,32 @@ import matplotlib.pyplot as plt
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-PENDULUM_PPO = {"n_steps": 1024, "batch_size": 64, "gamma": 0.9, "gae_lambda": 0.95,
-                "n_epochs": 10, "learning_rate": 1e-3, "clip_range": 0.2,
-                "ent_coef": 0.0}  # fmt: skip
+PENDULUM_PPO = {
+    "n_steps": 1024,
+    "batch_size": 64,
+    "gamma": 0.9,
+    "gae_lambda": 0.95,
+    "n_epochs": 10,
+    "learning_rate": 1e-3,
+    "clip_range": 0.2,
+    "ent_coef": 0.0,
+}
 PENDULUM_TRPO = {"n_steps": 1024, "gamma": 0.9, "learning_rate": 1e-3}
 # rl-zoo3 gives batch_size 256 with a rollout of 8 transitions: Stable-Baselines3 trains on
 # the whole rollout (8) then, which probcalc asks for explicitly (it refuses a minibatch
 # larger than the rollout)
-MOUNTAINCAR_PPO = {"n_steps": 8, "batch_size": 8, "gamma": 0.9999, "learning_rate": 7.77e-05,
-                   "ent_coef": 0.00429, "clip_range": 0.1, "n_epochs": 10, "gae_lambda": 0.9,
-                   "max_grad_norm": 5.0, "vf_coef": 0.19}  # fmt: skip
+MOUNTAINCAR_PPO = {
+    "n_steps": 8,
+    "batch_size": 8,
+    "gamma": 0.9999,
+    "learning_rate": 7.77e-05,
+    "ent_coef": 0.00429,
+    "clip_range": 0.1,
+    "n_epochs": 10,
+    "gae_lambda": 0.9,
+    "max_grad_norm": 5.0,
+    "vf_coef": 0.19,
+}
 
 
 def _probcalc_trpo(settings: dict[str, Any], critic_updates: int) -> dict[str, Any]:
@@ -68,27 +84,59 @@ def _probcalc_trpo(settings: dict[str, Any], critic_updates: int) -> dict[str, A
 # (label, library, algorithm, settings, n_envs, normalize, extra policy options)
 TASKS: dict[str, dict[str, Any]] = {
     "pendulum": {
-        "env": "Pendulum-v1", "steps": 100_000, "runs": [
+        "env": "Pendulum-v1",
+        "steps": 100_000,
+        "runs": [
             ("probcalc PPO", "probcalc", "PPO", PENDULUM_PPO, 4, False, {}),
             ("Stable-Baselines3 PPO", "sb3", "PPO", PENDULUM_PPO, 4, False, {}),
             ("probcalc TRPO", "probcalc", "TRPO", _probcalc_trpo(PENDULUM_TRPO, 20), 2, False, {}),
-            ("probcalc NaturalPG", "probcalc", "NaturalPG", _probcalc_trpo(PENDULUM_TRPO, 20),
-             2, False, {}),
-            ("sb3-contrib TRPO", "sb3", "TRPO", {**PENDULUM_TRPO, "n_critic_updates": 20}, 2,
-             False, {}),
+            (
+                "probcalc NaturalPG",
+                "probcalc",
+                "NaturalPG",
+                _probcalc_trpo(PENDULUM_TRPO, 20),
+                2,
+                False,
+                {},
+            ),
+            (
+                "sb3-contrib TRPO",
+                "sb3",
+                "TRPO",
+                {**PENDULUM_TRPO, "n_critic_updates": 20},
+                2,
+                False,
+                {},
+            ),
         ],
     },
     "mountaincar": {
-        "env": "MountainCarContinuous-v0", "steps": None, "runs": [
-            ("probcalc PPO", "probcalc", "PPO", MOUNTAINCAR_PPO, 1, True,
-             {"log_std_init": -3.29, "ortho_init": False, "steps": 20_000}),
-            ("Stable-Baselines3 PPO", "sb3", "PPO", MOUNTAINCAR_PPO, 1, True,
-             {"log_std_init": -3.29, "ortho_init": False, "steps": 20_000}),
+        "env": "MountainCarContinuous-v0",
+        "steps": None,
+        "runs": [
+            (
+                "probcalc PPO",
+                "probcalc",
+                "PPO",
+                MOUNTAINCAR_PPO,
+                1,
+                True,
+                {"log_std_init": -3.29, "ortho_init": False, "steps": 20_000},
+            ),
+            (
+                "Stable-Baselines3 PPO",
+                "sb3",
+                "PPO",
+                MOUNTAINCAR_PPO,
+                1,
+                True,
+                {"log_std_init": -3.29, "ortho_init": False, "steps": 20_000},
+            ),
             ("probcalc TRPO", "probcalc", "TRPO", {"n_steps": 2048}, 1, True, {"steps": 50_000}),
             ("sb3-contrib TRPO", "sb3", "TRPO", {"n_steps": 2048}, 1, True, {"steps": 50_000}),
         ],
     },
-}  # fmt: skip
+}
 
 
 def score(env_id: str, predict: Callable[[np.ndarray], np.ndarray]) -> float:
@@ -96,30 +144,53 @@ def score(env_id: str, predict: Callable[[np.ndarray], np.ndarray]) -> float:
     return float(np.mean(episode_returns(env_id, predict)))
 
 
-def run_probcalc(env_id: str, algorithm: str, settings: dict[str, Any], n_envs: int,
-                 normalize: bool, options: dict[str, Any], steps: int,
-                 seed: int) -> dict[str, Any]:  # fmt: skip
+def run_probcalc(
+    env_id: str,
+    algorithm: str,
+    settings: dict[str, Any],
+    n_envs: int,
+    normalize: bool,
+    options: dict[str, Any],
+    steps: int,
+    seed: int,
+) -> dict[str, Any]:
     make = getattr(pc.rl, algorithm)
     # sb3-contrib's TRPO names its critic batch "batch_size"; probcalc's is critic_batch_size
-    settings = {("critic_batch_size" if algorithm != "PPO" and k == "batch_size" else k): v
-                for k, v in settings.items()}  # fmt: skip
-    agent = make(env_id, n_envs=n_envs, seed=seed, normalize_observations=normalize,
-                 normalize_rewards=normalize, **options, **settings)  # fmt: skip
+    settings = {
+        ("critic_batch_size" if algorithm != "PPO" and k == "batch_size" else k): v
+        for k, v in settings.items()
+    }
+    agent = make(
+        env_id,
+        n_envs=n_envs,
+        seed=seed,
+        normalize_observations=normalize,
+        normalize_rewards=normalize,
+        **options,
+        **settings,
+    )
     wall, episodes = timed_learn(agent, steps)
     value = score(env_id, lambda obs: agent.predict(obs[None])[0])
-    return {"return": value, "steps_per_second": agent.num_timesteps / wall,
-            "episodes": episodes}  # fmt: skip
+    return {"return": value, "steps_per_second": agent.num_timesteps / wall, "episodes": episodes}
 
 
-def run_sb3(env_id: str, algorithm: str, settings: dict[str, Any], n_envs: int,
-            normalize: bool, options: dict[str, Any], steps: int,
-            seed: int) -> dict[str, Any]:  # fmt: skip
+def run_sb3(
+    env_id: str,
+    algorithm: str,
+    settings: dict[str, Any],
+    n_envs: int,
+    normalize: bool,
+    options: dict[str, Any],
+    steps: int,
+    seed: int,
+) -> dict[str, Any]:
     make = stable_baselines3.PPO if algorithm == "PPO" else sb3_contrib.TRPO
     env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
     if normalize:
         env = VecNormalize(env, gamma=settings.get("gamma", 0.99))
-    model = make("MlpPolicy", env, seed=seed, device="cpu", verbose=0, policy_kwargs=options,
-                 **settings)  # fmt: skip
+    model = make(
+        "MlpPolicy", env, seed=seed, device="cpu", verbose=0, policy_kwargs=options, **settings
+    )
     wall, episodes = timed_learn_sb3(model, steps)
     if normalize:
         env.training = False
@@ -128,8 +199,11 @@ def run_sb3(env_id: str, algorithm: str, settings: dict[str, Any], n_envs: int,
         seen = env.normalize_obs(obs) if normalize else obs
         return model.predict(seen, deterministic=True)[0]
 
-    return {"return": score(env_id, predict), "steps_per_second": model.num_timesteps / wall,
-            "episodes": episodes}  # fmt: skip
+    return {
+        "return": score(env_id, predict),
+        "steps_per_second": model.num_timesteps / wall,
+        "episodes": episodes,
+    }
 
 
 def main() -> None:
@@ -139,13 +213,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     lines = [
-        "# Policy gradients: probcalc against Stable-Baselines3 and sb3-contrib", "",
+        "# Policy gradients: probcalc against Stable-Baselines3 and sb3-contrib",
+        "",
         f"Seeds 0..{args.seeds - 1}; one torch thread; evaluation: mean return of 10 "
         "deterministic episodes.",
         f"Python {platform.python_version()}, torch {torch.__version__}, stable-baselines3 "
         f"{stable_baselines3.__version__}, sb3-contrib {sb3_contrib.__version__}, gymnasium "
         f"{gymnasium.__version__}; settings in benchmarks/bench_rl.py.",
-    ]  # fmt: skip
+    ]
     for task in args.tasks:
         spec = TASKS[task]
         results: dict[str, list[dict[str, Any]]] = {}
@@ -154,15 +229,24 @@ def main() -> None:
                 options = dict(options)
                 steps = options.pop("steps", spec["steps"])
                 run = run_probcalc if library == "probcalc" else run_sb3
-                result = run(spec["env"], algorithm, settings, n_envs, normalize, options, steps,
-                             seed)  # fmt: skip
+                result = run(
+                    spec["env"], algorithm, settings, n_envs, normalize, options, steps, seed
+                )
                 result["steps"] = steps
                 results.setdefault(label, []).append(result)
-                print(f"{spec['env']:26s} {label:22s} seed {seed}: return {result['return']:8.1f},"
-                      f" {result['steps_per_second']:6.0f} steps/s", flush=True)  # fmt: skip
-        lines += ["", f"## {spec['env']}", "",
-                  "| algorithm | steps | returns per seed | mean return | steps/s per seed | "
-                  "mean steps/s |", "|---|---:|---|---:|---|---:|"]  # fmt: skip
+                print(
+                    f"{spec['env']:26s} {label:22s} seed {seed}: return {result['return']:8.1f},"
+                    f" {result['steps_per_second']:6.0f} steps/s",
+                    flush=True,
+                )
+        lines += [
+            "",
+            f"## {spec['env']}",
+            "",
+            "| algorithm | steps | returns per seed | mean return | steps/s per seed | "
+            "mean steps/s |",
+            "|---|---:|---|---:|---|---:|",
+        ]
         for label, runs in results.items():
             returns = [r["return"] for r in runs]
             speeds = [r["steps_per_second"] for r in runs]
@@ -180,8 +264,13 @@ def main() -> None:
                 steps, values = np.array(run["episodes"]).T
                 window = min(20, len(values))
                 smooth = np.convolve(values, np.ones(window) / window, mode="valid")
-                axis.plot(steps[window - 1 :], smooth, color=f"C{index}", alpha=0.8,
-                          label=label if number == 0 else None)  # fmt: skip
+                axis.plot(
+                    steps[window - 1 :],
+                    smooth,
+                    color=f"C{index}",
+                    alpha=0.8,
+                    label=label if number == 0 else None,
+                )
         axis.set_xlabel("environment steps")
         axis.set_ylabel("episode return (running mean)")
         axis.set_title(f"{spec['env']}, {args.seeds} seeds each")

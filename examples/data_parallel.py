@@ -32,12 +32,15 @@ def main() -> None:
     try:
         # rl-zoo3's settings for one process; under torchrun n_envs is per process
         agent = pc.rl.PPO("Pendulum-v1", seed=0, **pc.rl.tuned("ppo", "Pendulum-v1"))
-        agent.learn(args.steps, progress_bar=True, log_dir=args.out,
-                    checkpoint_every=args.steps // 4)  # fmt: skip
+        agent.learn(
+            args.steps, progress_bar=True, log_dir=args.out, checkpoint_every=args.steps // 4
+        )
         if agent.rank == 0:
             mean, std = pc.rl.evaluate(agent, n_episodes=10, seed=1000)
-            print(f"{agent.world_size} process(es), {agent.num_timesteps} steps: "
-                  f"return {mean:.1f} ± {std:.1f}")  # fmt: skip
+            print(
+                f"{agent.world_size} process(es), {agent.num_timesteps} steps: "
+                f"return {mean:.1f} ± {std:.1f}"
+            )
         if distributed:
             dist.barrier()  # leave together
     finally:

@@ -51,8 +51,10 @@ import torch
 import probcalc as pc
 from probcalc.core import distributed
 from probcalc.rl.agent import CHECKPOINT, MODEL
+from probcalc.rl.config import DTYPES
 from probcalc.rl.settings import check_settings, settings
 from probcalc.rl.training_log import EPISODES, PROGRESS
+from probcalc.rl.vector import registered
 
 RUN_FILE = "run.json"
 CURVE = "learning_curve.png"
@@ -130,15 +132,30 @@ def _parse_value(text: str) -> Any:
 
 def _checked(algorithm: type, values: dict[str, Any], source: str) -> dict[str, Any]:
     """``values`` with names and types checked against the algorithm's settings (plus
-    total_steps), the error naming ``source``."""
-    known = {name: annotation for name, (annotation, _) in settings(algorithm).items()
-             if name not in NOT_FROM_THE_COMMAND}  # fmt: skip
+    total_steps; dtype by name, as TOML and run.json hold it), the error naming
+    ``source``."""
+    known = {
+        name: annotation
+        for name, (annotation, _) in settings(algorithm).items()
+        if name not in NOT_FROM_THE_COMMAND
+    }
     known["total_steps"] = int
+    known["dtype"] = str
     values = {str(name).replace("-", "_"): value for name, value in values.items()}
     try:
-        return check_settings(algorithm, values, known)
+        checked = check_settings(algorithm, values, known)
+        if "dtype" in checked and checked["dtype"] not in DTYPES:
+            raise ValueError(f"unknown dtype {checked['dtype']!r}; valid: {', '.join(DTYPES)}")
+        return checked
     except (TypeError, ValueError) as error:
         raise type(error)(f"{source}: {error}") from None
+
+
+def _agent_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The command's settings as the constructor takes them (dtype a torch.dtype)."""
+    if "dtype" in settings:
+        return {**settings, "dtype": DTYPES[settings["dtype"]]}
+    return settings
 
 
 def _read_config(path: str) -> dict[str, Any]:
@@ -205,23 +222,27 @@ def _plan(args: argparse.Namespace, algorithm: type) -> _Plan:
             run = json.loads(run_file.read_text())
             recorded = (run["algorithm"], run["env"], run["settings"], int(run["total_steps"]))
         except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{run_file} is not a run file of probcalc train ({error!r})") \
-                from None  # fmt: skip
+            raise ValueError(
+                f"{run_file} is not a run file of probcalc train ({error!r})"
+            ) from None
         name, env, settings, total_steps = recorded
         if (name, env) != (args.algorithm, args.env):
-            raise ValueError(f"--resume: {out} is a run of {name} on {env}, not of "
-                             f"{args.algorithm} on {args.env}")  # fmt: skip
+            raise ValueError(
+                f"--resume: {out} is a run of {name} on {env}, not of "
+                f"{args.algorithm} on {args.env}"
+            )
         threads = args.threads or int(run.get("threads", 1))
-        return _Plan(_checked(algorithm, settings, str(run_file)), total_steps, threads,
-                     checkpoint)  # fmt: skip
+        return _Plan(_checked(algorithm, settings, str(run_file)), total_steps, threads, checkpoint)
     try:  # gymnasium's own message, with its "did you mean"
-        gymnasium.spec(args.env)
-    except gymnasium.error.Error as error:
+        registered(args.env)
+    except ValueError as error:
         raise ValueError(f"--env {args.env}: {error}") from None
     held = [name for name in RUN_MARKERS if (out / name).exists()]
     if held and not args.overwrite:
-        raise ValueError(f"{out} already holds a run ({', '.join(held)}): --resume continues "
-                         f"it, --overwrite replaces it")  # fmt: skip
+        raise ValueError(
+            f"{out} already holds a run ({', '.join(held)}): --resume continues "
+            f"it, --overwrite replaces it"
+        )
     settings, total_steps = _settings(args, algorithm)
     return _Plan(settings, total_steps, args.threads or 1, None)
 
@@ -310,21 +331,31 @@ def _train(args: argparse.Namespace, algorithm: type, plan: _Plan) -> pc.rl.OnPo
 
     out = Path(args.out)
     group = distributed.active_group()
-    agent = _on_every_rank(group, lambda: algorithm(args.env, **plan.settings))
+    agent = _on_every_rank(group, lambda: algorithm(args.env, **_agent_settings(plan.settings)))
     if plan.resume_from is None:
+        # the seed the agent drew when none was given: a resumed run takes the same
+        settings = {**plan.settings, "seed": agent.config.seed}
         record = {
-            "algorithm": args.algorithm, "env": args.env, "total_steps": plan.total_steps,
-            "settings": plan.settings, "threads": plan.threads,
+            "algorithm": args.algorithm,
+            "env": args.env,
+            "total_steps": plan.total_steps,
+            "settings": settings,
+            "threads": plan.threads,
             "processes": dist.get_world_size() if dist.is_initialized() else 1,
             "command": " ".join(sys.argv),
-        }  # fmt: skip
-        _on_every_rank(group, lambda: _write_run(out, record, args.overwrite)
-                       if agent.rank == 0 else None)  # fmt: skip
+        }
+        _on_every_rank(
+            group, lambda: _write_run(out, record, args.overwrite) if agent.rank == 0 else None
+        )
     checkpoint_every = args.checkpoint_every or max(plan.total_steps // 10, 1)
     try:
-        return agent.learn(plan.total_steps, progress_bar=not args.no_progress, log_dir=out,
-                           checkpoint_every=checkpoint_every,
-                           resume_from=plan.resume_from)  # fmt: skip
+        return agent.learn(
+            plan.total_steps,
+            progress_bar=not args.no_progress,
+            log_dir=out,
+            checkpoint_every=checkpoint_every,
+            resume_from=plan.resume_from,
+        )
     except pc.CheckpointError as error:  # the stopped run's checkpoint cannot be read
         _fail(error)
 
@@ -347,8 +378,9 @@ def evaluate(args: argparse.Namespace) -> None:
             raise ValueError(f"{args.run} holds no {MODEL}: train it first (probcalc train)")
         _set_threads(args.threads)
         agent = pc.rl.load(model)
-    mean, std = pc.rl.evaluate(agent, n_episodes=args.episodes, deterministic=not args.stochastic,
-                               seed=args.seed)  # fmt: skip
+    mean, std = pc.rl.evaluate(
+        agent, n_episodes=args.episodes, deterministic=not args.stochastic, seed=args.seed
+    )
     print(
         f"{args.run}: return {mean:.2f} ± {std:.2f} over {args.episodes} episodes "
         f"({agent.num_timesteps} training steps)"
@@ -373,8 +405,9 @@ def plot(args: argparse.Namespace) -> None:
             steps = np.array([float(row["step"]) for row in rows])
             returns = np.array([float(row["episode_return"]) for row in rows])
         except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{run / EPISODES} is not an episode log of probcalc train "
-                             f"({error!r})") from None  # fmt: skip
+            raise ValueError(
+                f"{run / EPISODES} is not an episode log of probcalc train ({error!r})"
+            ) from None
         if not rows:
             raise ValueError(f"{run / EPISODES} has no finished episodes yet")
         info = json.loads((run / RUN_FILE).read_text()) if (run / RUN_FILE).exists() else {}

@@ -17,10 +17,29 @@ def test_train_evaluate_and_plot_a_run(tmp_path, capsys):
     config = tmp_path / "lqr.toml"
     config.write_text("n_envs = 4\nn_steps = 50\nlearning_rate = 1e-3\n")
     out = tmp_path / "run"
-    cli.main(["train", "reinforce", "--env", "probcalc/ContinuousBandit-v0", "--steps", "1200",
-              "--seed", "3", "--out", str(out), "--config", str(config), "--set", "n_envs=2",
-              "--set", "lr_schedule=constant", "--no-progress",
-              "--eval-episodes", "2"])  # fmt: skip
+    cli.main(
+        [
+            "train",
+            "reinforce",
+            "--env",
+            "probcalc/ContinuousBandit-v0",
+            "--steps",
+            "1200",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--config",
+            str(config),
+            "--set",
+            "n_envs=2",
+            "--set",
+            "lr_schedule=constant",
+            "--no-progress",
+            "--eval-episodes",
+            "2",
+        ]
+    )
     assert "evaluation return" in capsys.readouterr().out
     run = json.loads((out / "run.json").read_text())
     # the tuned bandit settings, overridden by the TOML file, overridden by the flags
@@ -29,8 +48,8 @@ def test_train_evaluate_and_plot_a_run(tmp_path, capsys):
     assert run["settings"]["log_std_init"] == tuned["log_std_init"]
     agent = pc.rl.load(out / "model.pt")
     assert isinstance(agent, pc.rl.REINFORCE) and agent.num_timesteps == 1200
-    assert agent.config["learning_rate"] == 1e-3 and agent.config["lr_schedule"] == "constant"
-    assert agent.config["policy"] == tuned["policy"] and agent.seed == 3
+    assert agent.config.learning_rate == 1e-3 and agent.config.lr_schedule == "constant"
+    assert agent.config.policy == tuned["policy"] and agent.config.seed == 3
     for name in ("progress.csv", "episodes.csv", "checkpoint.pt"):
         assert (out / name).exists(), name
 
@@ -46,9 +65,27 @@ def test_train_evaluate_and_plot_a_run(tmp_path, capsys):
 
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, capsys):
     def command(out):
-        return ["train", "a2c", "--env", "probcalc/LQR-v0", "--steps", "400", "--seed", "0",
-                "--out", str(out), "--set", "n_envs=2", "--set", "n_steps=20",
-                "--checkpoint-every", "200", "--no-progress", "--eval-episodes", "1"]  # fmt: skip
+        return [
+            "train",
+            "a2c",
+            "--env",
+            "probcalc/LQR-v0",
+            "--steps",
+            "400",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+            "--set",
+            "n_envs=2",
+            "--set",
+            "n_steps=20",
+            "--checkpoint-every",
+            "200",
+            "--no-progress",
+            "--eval-episodes",
+            "1",
+        ]
 
     cli.main(command(tmp_path / "whole"))
     update = pc.rl.A2C.update
@@ -64,12 +101,33 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkey
     monkeypatch.undo()
     assert pc.rl.load(tmp_path / "stopped" / "checkpoint.pt").num_timesteps == 200
     with pytest.raises(SystemExit) as stop:
-        cli.main(["train", "ppo", "--env", "probcalc/LQR-v0", "--out", str(tmp_path / "stopped"),
-                  "--resume"])  # fmt: skip
+        cli.main(
+            [
+                "train",
+                "ppo",
+                "--env",
+                "probcalc/LQR-v0",
+                "--out",
+                str(tmp_path / "stopped"),
+                "--resume",
+            ]
+        )
     assert stop.value.code == 2 and "a run of a2c" in capsys.readouterr().err
     # the stopped run's settings and length come from its run.json: no --steps needed
-    cli.main(["train", "a2c", "--env", "probcalc/LQR-v0", "--out", str(tmp_path / "stopped"),
-              "--resume", "--no-progress", "--eval-episodes", "1"])  # fmt: skip
+    cli.main(
+        [
+            "train",
+            "a2c",
+            "--env",
+            "probcalc/LQR-v0",
+            "--out",
+            str(tmp_path / "stopped"),
+            "--resume",
+            "--no-progress",
+            "--eval-episodes",
+            "1",
+        ]
+    )
     whole, resumed = (pc.rl.load(tmp_path / name / "model.pt") for name in ("whole", "stopped"))
     assert resumed.num_timesteps == 400
     for a, b in zip(whole.policy.parameters(), resumed.policy.parameters(), strict=True):
@@ -78,9 +136,27 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkey
 
 def test_trpo_trains_and_loads_through_the_command(tmp_path):
     out = tmp_path / "trpo"
-    cli.main(["train", "trpo", "--env", "Pendulum-v1", "--steps", "512", "--seed", "0",
-              "--out", str(out), "--set", "n_envs=2", "--set", "n_steps=128",
-              "--no-progress", "--eval-episodes", "1"])  # fmt: skip
+    cli.main(
+        [
+            "train",
+            "trpo",
+            "--env",
+            "Pendulum-v1",
+            "--steps",
+            "512",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+            "--set",
+            "n_envs=2",
+            "--set",
+            "n_steps=128",
+            "--no-progress",
+            "--eval-episodes",
+            "1",
+        ]
+    )
     agent = pc.rl.load(out / "model.pt")
     assert isinstance(agent, pc.rl.TRPO) and agent.num_timesteps == 512
 
@@ -99,9 +175,24 @@ def _fails(capsys, argv, *words):
 
 
 def _train(out, *extra, algorithm="reinforce", env="probcalc/ContinuousBandit-v0"):
-    return ["train", algorithm, "--env", env, "--steps", "64", "--out", str(out),
-            "--no-progress", "--eval-episodes", "1", "--set", "n_envs=2", "--set", "n_steps=16",
-            *extra]  # fmt: skip
+    return [
+        "train",
+        algorithm,
+        "--env",
+        env,
+        "--steps",
+        "64",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--eval-episodes",
+        "1",
+        "--set",
+        "n_envs=2",
+        "--set",
+        "n_steps=16",
+        *extra,
+    ]
 
 
 @pytest.fixture(autouse=True)
@@ -113,14 +204,33 @@ def _keep_torch_threads():
 
 
 def test_missing_step_budget_and_bad_flags_exit_with_a_message(tmp_path, capsys):
-    _fails(capsys, ["train", "ppo", "--env", "probcalc/PointMass-v0", "--out", str(tmp_path)],
-           "--steps")  # fmt: skip
-    _fails(capsys, ["train", "ppo", "--env", "Pendulum-v1", "--out", str(tmp_path), "--set", "x"],
-           "key=value")  # fmt: skip
+    _fails(
+        capsys,
+        ["train", "ppo", "--env", "probcalc/PointMass-v0", "--out", str(tmp_path)],
+        "--steps",
+    )
+    _fails(
+        capsys,
+        ["train", "ppo", "--env", "Pendulum-v1", "--out", str(tmp_path), "--set", "x"],
+        "key=value",
+    )
     _fails(capsys, ["evaluate", str(tmp_path / "nothing")], "model.pt")
     _fails(capsys, ["plot", str(tmp_path / "nothing")], "episodes.csv")
-    _fails(capsys, ["train", "ppo", "--env", "Pendulum-v1", "--out", str(tmp_path / "none"),
-                    "--steps", "10", "--resume"], "checkpoint")  # fmt: skip
+    _fails(
+        capsys,
+        [
+            "train",
+            "ppo",
+            "--env",
+            "Pendulum-v1",
+            "--out",
+            str(tmp_path / "none"),
+            "--steps",
+            "10",
+            "--resume",
+        ],
+        "checkpoint",
+    )
     assert not (tmp_path / "none").exists() and not any(tmp_path.iterdir())
 
 
@@ -139,14 +249,22 @@ def test_a_bad_config_file_stops_the_start_in_one_line(tmp_path, capsys, config,
     path = tmp_path / "bad.toml"
     path.write_text(config)
     out = tmp_path / "runs" / "run"
-    _fails(capsys, _train(out, "--config", str(path), algorithm="ppo", env="Pendulum-v1"),
-           str(path), *words)  # fmt: skip
+    _fails(
+        capsys,
+        _train(out, "--config", str(path), algorithm="ppo", env="Pendulum-v1"),
+        str(path),
+        *words,
+    )
     assert not (tmp_path / "runs").exists()
 
 
 def test_a_missing_config_file_stops_the_start(tmp_path, capsys):
-    _fails(capsys, _train(tmp_path / "run", "--config", str(tmp_path / "none.toml")),
-           "none.toml", "cannot read")  # fmt: skip
+    _fails(
+        capsys,
+        _train(tmp_path / "run", "--config", str(tmp_path / "none.toml")),
+        "none.toml",
+        "cannot read",
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -175,11 +293,12 @@ def test_toml_lists_become_tuples_and_ints_pass_for_floats(tmp_path):
     config = tmp_path / "net.toml"
     config.write_text("hidden = [16, 8]\nlearning_rate = 1\n[env_kwargs]\ng = 9.0\n")
     out = tmp_path / "run"
-    cli.main(_train(out, "--config", str(config), "--set", "gamma=1", algorithm="a2c",
-                    env="Pendulum-v1"))  # fmt: skip
+    cli.main(
+        _train(out, "--config", str(config), "--set", "gamma=1", algorithm="a2c", env="Pendulum-v1")
+    )
     agent = pc.rl.load(out / "model.pt")
-    assert agent.config["hidden"] == (16, 8) and agent.config["env_kwargs"] == {"g": 9.0}
-    assert agent.learning_rate == 1 and agent.gamma == 1
+    assert agent.config.hidden == (16, 8) and agent.config.env_kwargs == {"g": 9.0}
+    assert agent.config.learning_rate == 1 and agent.config.gamma == 1
     assert agent.envs.envs[0].unwrapped.g == 9.0
 
 
@@ -197,8 +316,13 @@ def test_an_unknown_environment_is_named_with_gymnasiums_hint(tmp_path, capsys, 
 @pytest.mark.parametrize("algorithm", sorted(pc.rl.ALGORITHMS))
 def test_an_action_space_the_algorithm_cannot_use_stops_the_start(tmp_path, capsys, algorithm):
     out = tmp_path / "a" / "b"
-    _fails(capsys, ["train", algorithm, "--env", "CartPole-v1", "--steps", "10", "--out",
-                    str(out)], "CartPole-v1", "Discrete", "Box")  # fmt: skip
+    _fails(
+        capsys,
+        ["train", algorithm, "--env", "CartPole-v1", "--steps", "10", "--out", str(out)],
+        "CartPole-v1",
+        "Discrete",
+        "Box",
+    )
     assert not (tmp_path / "a").exists()
 
 
@@ -212,8 +336,9 @@ def test_a_failed_write_of_run_json_removes_the_folders_it_made(tmp_path, capsys
 
 
 def _files(folder):
-    return {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*")
-            if path.is_file()}  # fmt: skip
+    return {
+        path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()
+    }
 
 
 def test_a_folder_that_holds_a_run_is_refused_and_overwrite_replaces_only_its_files(
@@ -283,8 +408,20 @@ def test_a_resumed_run_keeps_its_thread_count_unless_told(tmp_path, monkeypatch)
         cli.main(_train(out, "--threads", "2", "--checkpoint-every", "32"))
     monkeypatch.undo()
     torch.set_num_threads(1)
-    cli.main(["train", "reinforce", "--env", "probcalc/ContinuousBandit-v0", "--out", str(out),
-              "--resume", "--no-progress", "--eval-episodes", "1"])  # fmt: skip
+    cli.main(
+        [
+            "train",
+            "reinforce",
+            "--env",
+            "probcalc/ContinuousBandit-v0",
+            "--out",
+            str(out),
+            "--resume",
+            "--no-progress",
+            "--eval-episodes",
+            "1",
+        ]
+    )
     assert torch.get_num_threads() == 2
     assert pc.rl.load(out / "model.pt").num_timesteps == 64
 
@@ -308,33 +445,85 @@ def test_an_unreadable_checkpoint_or_model_is_named_in_one_line(tmp_path, capsys
             path.write_bytes(b"")
     capsys.readouterr()
     _fails(capsys, ["evaluate", str(out)], "model.pt")
-    _fails(capsys, ["train", "reinforce", "--env", "probcalc/ContinuousBandit-v0", "--out",
-                    str(out), "--resume", "--no-progress"], "checkpoint.pt")  # fmt: skip
+    _fails(
+        capsys,
+        [
+            "train",
+            "reinforce",
+            "--env",
+            "probcalc/ContinuousBandit-v0",
+            "--out",
+            str(out),
+            "--resume",
+            "--no-progress",
+        ],
+        "checkpoint.pt",
+    )
 
 
 def test_a_damaged_run_json_is_named_in_one_line(tmp_path, capsys):
     out = _run_folder(tmp_path)
     (out / "run.json").write_text("{not json")
-    _fails(capsys, ["train", "reinforce", "--env", "probcalc/ContinuousBandit-v0", "--out",
-                    str(out), "--resume"], "run.json")  # fmt: skip
+    _fails(
+        capsys,
+        [
+            "train",
+            "reinforce",
+            "--env",
+            "probcalc/ContinuousBandit-v0",
+            "--out",
+            str(out),
+            "--resume",
+        ],
+        "run.json",
+    )
     (out / "run.json").write_text(json.dumps({"algorithm": "reinforce"}))
-    _fails(capsys, ["train", "reinforce", "--env", "probcalc/ContinuousBandit-v0", "--out",
-                    str(out), "--resume"], "run.json")  # fmt: skip
+    _fails(
+        capsys,
+        [
+            "train",
+            "reinforce",
+            "--env",
+            "probcalc/ContinuousBandit-v0",
+            "--out",
+            str(out),
+            "--resume",
+        ],
+        "run.json",
+    )
 
 
 def test_a_failed_start_in_a_real_process_prints_one_line_and_exits_2(tmp_path):
     out = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "probcalc", "train", "ppo", "--env",
-                             "CartPole-v1", "--steps", "10", "--out", str(out)],
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "probcalc",
+            "train",
+            "ppo",
+            "--env",
+            "CartPole-v1",
+            "--steps",
+            "10",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("probcalc: error: ") and result.stderr.count("\n") == 1
     assert "Box" in result.stderr and not out.exists()
 
 
 def test_python_dash_m_probcalc_runs_the_command():
-    result = subprocess.run([sys.executable, "-m", "probcalc", "train", "--help"],
-                            capture_output=True, text=True, check=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "probcalc", "train", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "--env" in result.stdout and "--resume" in result.stdout
 
 
@@ -343,7 +532,7 @@ def test_tuned_settings_construct_an_agent_and_carry_their_budget_apart():
     assert "total_steps" not in settings and "source" not in settings
     assert pc.rl.tuned_steps("ppo", "Pendulum-v1") == 100_000
     agent = pc.rl.PPO("Pendulum-v1", seed=0, **settings)
-    assert (agent.n_envs, agent.n_steps, agent.gamma) == (4, 1024, 0.9)
+    assert (agent.n_envs, agent.n_steps, agent.config.gamma) == (4, 1024, 0.9)
     assert pc.rl.tuned("ppo", "no-such-env") == {} and pc.rl.tuned_steps("a2c", "x") is None
 
 
@@ -353,12 +542,30 @@ def test_a_failed_start_under_torchrun_stops_every_rank_alike(tmp_path):
     its own summary), none waits on the other, and no run folder is made."""
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "probcalc", "train", "ppo", "--env", "CartPole-v1", "--steps", "10", "--out",
-         str(out), "--timeout", "30"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "probcalc",
+            "train",
+            "ppo",
+            "--env",
+            "CartPole-v1",
+            "--steps",
+            "10",
+            "--out",
+            str(out),
+            "--timeout",
+            "30",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    )
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.startswith("probcalc: error:")]
     assert len(lines) == 2 and all("Discrete" in line for line in lines), result.stderr

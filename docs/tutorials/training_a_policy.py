@@ -67,6 +67,10 @@ agent = pc.rl.PPO(
     normalize_rewards=True,
     seed=0,
 )
+# The keywords are the fields of a frozen config, `agent.config` (a `pc.rl.PPOConfig`;
+# `pc.rl.PPO(..., config=pc.rl.PPOConfig(...))` builds the same agent), and
+# `pc.rl.PPO.settings()` lists every setting with its default.
+assert agent.config.n_steps == 128 and agent.config.seed == 0
 with torch.no_grad():  # start from the zero controller u = 0
     agent.policy.mean[0].weight.zero_()
     agent.policy.mean[0].bias.zero_()

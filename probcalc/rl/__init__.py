@@ -1,7 +1,8 @@
 """Policy gradients for continuous actions on Gymnasium environments.
 
 - :class:`REINFORCE`, :class:`A2C`, :class:`PPO`, :class:`NaturalPG`, :class:`TRPO` share
-  one class hierarchy (:class:`OnPolicyAgent` -> :class:`ActorCritic` -> ...): rollouts
+  one class hierarchy (:class:`OnPolicyAgent` -> :class:`ActorCritic` -> ...), each with a
+  frozen config dataclass of its settings (:class:`PPOConfig`, ...): rollouts
   over gymnasium vector envs, normalization, the training loop with progress bar,
   CSV/TensorBoard logs, checkpoints and resume, save/load, predict.
 - Building blocks: :func:`generalized_advantages` (time limits and autoreset steps done
@@ -15,12 +16,22 @@ from .a2c import A2C
 from .actor_critic import ActorCritic
 from .advantages import Advantages, generalized_advantages
 from .agent import OnPolicyAgent, load
+from .config import (
+    A2CConfig,
+    ActorCriticConfig,
+    AgentConfig,
+    NaturalPGConfig,
+    PPOConfig,
+    REINFORCEConfig,
+    TRPOConfig,
+)
 from .evaluation import evaluate
 from .natural import TRPO, NaturalPG, fisher_operator, gaussian_kl
 from .normalization import ObservationNormalizer, RewardNormalizer, RunningMeanStd
 from .policies import GaussianPolicy, SquashedGaussianPolicy, mlp
 from .ppo import PPO
 from .reinforce import REINFORCE
+from .rollout import Episode, Rollout
 from .settings import check_settings, settings
 from .tuned import TUNED, tuned, tuned_steps
 
@@ -33,15 +44,24 @@ __all__ = [
     "REINFORCE",
     "TRPO",
     "TUNED",
+    "A2CConfig",
     "ActorCritic",
+    "ActorCriticConfig",
     "Advantages",
+    "AgentConfig",
+    "Episode",
     "GaussianPolicy",
     "NaturalPG",
+    "NaturalPGConfig",
     "ObservationNormalizer",
     "OnPolicyAgent",
+    "PPOConfig",
+    "REINFORCEConfig",
     "RewardNormalizer",
+    "Rollout",
     "RunningMeanStd",
     "SquashedGaussianPolicy",
+    "TRPOConfig",
     "check_settings",
     "evaluate",
     "fisher_operator",

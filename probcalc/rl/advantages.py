@@ -55,8 +55,10 @@ def _values(
     if tensor.is_complex() or tensor.dtype is torch.bool:
         raise TypeError(f"{name} must hold real numbers, got {tensor.dtype}")
     if shape is not None and tensor.shape != shape:
-        raise ValueError(f"{name} must have shape {shape} (steps, envs of rewards "
-                         f"{tuple(like.shape)}), got {tuple(tensor.shape)}")  # fmt: skip
+        raise ValueError(
+            f"{name} must have shape {shape} (steps, envs of rewards "
+            f"{tuple(like.shape)}), got {tuple(tensor.shape)}"
+        )
     if not tensor.is_floating_point():
         floating = like is not None and like.is_floating_point()
         tensor = tensor.to(like.dtype if floating else torch.get_default_dtype())
@@ -70,8 +72,9 @@ def _flags(value: object, name: str, shape: tuple[int, ...]) -> torch.Tensor:
     """A bool tensor of ``shape`` from bools or 0/1 numbers."""
     tensor = _tensor(value, name)
     if tensor.shape != shape:
-        raise ValueError(f"{name} must have shape {shape} (steps, envs of rewards), got "
-                         f"{tuple(tensor.shape)}")  # fmt: skip
+        raise ValueError(
+            f"{name} must have shape {shape} (steps, envs of rewards), got {tuple(tensor.shape)}"
+        )
     if tensor.dtype is torch.bool:
         return tensor
     if tensor.is_complex() or not bool(((tensor == 0) | (tensor == 1)).all()):
@@ -94,12 +97,16 @@ def generalized_advantages(
     """GAE(λ): A_t = Σ_k (γλ)^k δ_(t+k), δ_t = r_t + γ V(s_(t+1)) (1 - terminal) - V(s_t).
 
     Args:
-        rewards, values, terminated, truncated: (steps, envs); values are V(s_t).
+        rewards: the rewards r_t, (steps, envs).
+        values: V(s_t), (steps, envs).
+        terminated: whether step t ended its episode in a terminal state, (steps, envs).
+        truncated: whether step t ended its episode at a time limit, (steps, envs).
         next_value: V of the observation after the last step, (envs,).
         final_values: V of the true final observation at truncated steps (steps, envs);
             required when any step is truncated.
         reset_step: (steps, envs) True on the autoreset steps to skip (Gymnasium 1.x).
-        gamma, gae_lambda: the discount and the GAE parameter.
+        gamma: the discount, in [0, 1].
+        gae_lambda: the GAE parameter λ, in [0, 1].
 
     Returns:
         Advantages(advantages, returns = advantages + values, valid).
@@ -140,8 +147,9 @@ def generalized_advantages(
         delta = rewards[t] + gamma * bootstrap - values[t]
         # the recursion stops at an episode's end (terminated or truncated)
         ended = terminated[t] | truncated[t]
-        running = delta + gamma * gae_lambda * torch.where(ended, torch.zeros_like(running),
-                                                           running)  # fmt: skip
+        running = delta + gamma * gae_lambda * torch.where(
+            ended, torch.zeros_like(running), running
+        )
         # an autoreset step is no transition: no advantage, and it breaks the recursion
         running = torch.where(skip[t], torch.zeros_like(running), running)
         advantages[t] = running

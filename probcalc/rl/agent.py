@@ -1,15 +1,20 @@
 """The on-policy agent every algorithm builds on: a Gaussian policy on Gymnasium vector
-environments, rollouts, normalization, the training loop (progress bar, logs, checkpoints,
-resume), save/load and predict. Algorithms define ``update(batch)``."""
+environments, its construction from a config, acting, rollouts and the training loop.
+Algorithms define ``update(rollout)``; the pieces live in their own modules: the settings
+in :mod:`~probcalc.rl.config`, environments in :mod:`~probcalc.rl.vector`, rollouts in
+:mod:`~probcalc.rl.rollout`, schedules in :mod:`~probcalc.rl.schedules`, logs in
+:mod:`~probcalc.rl.training_log`, files in :mod:`~probcalc.rl.persistence`."""
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import dataclasses
 import hashlib
 import math
-import time
+import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,30 +23,45 @@ import gymnasium
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm.auto import tqdm
 
 from ..core import distributed
 from ..core.errors import NonFiniteError
+from ..core.random import Seed, check_seed, integer_seed
 from . import persistence
+from .config import ACTIVATIONS, AgentConfig, describe, parse_dtype
 from .normalization import ObservationNormalizer, RewardNormalizer
 from .policies import GaussianPolicy, SquashedGaussianPolicy
+from .rollout import Episode, Rollout, collect_rollout
+from .schedules import schedule_factor
 from .settings import check_settings, fits
-from .training_log import TrainingLog
+from .training_log import RunReport
 from .vector import env_id, make_vector_env
 
 __all__ = ["OnPolicyAgent", "load"]
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
-ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 RECENT_EPISODES = 100  # the window of the "recent mean return", as SB3's stats_window_size
 
 Callback = Callable[["OnPolicyAgent", dict[str, Any]], bool | None]
 
 
+@contextlib.contextmanager
+def _initialization(seed: int, dtype: torch.dtype) -> Iterator[None]:
+    """Networks made in this block are initialized from ``seed``, in ``dtype``, whatever
+    torch's global random state and default dtype (both restored on exit)."""
+    default = torch.get_default_dtype()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        torch.set_default_dtype(dtype)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(default)
+
+
 class OnPolicyAgent(ABC):
-    """What every on-policy algorithm shares. Subclasses define ``update(batch)``.
+    """What every on-policy algorithm shares. Subclasses define ``update(rollout)``.
 
     Rollouts step ``n_envs`` copies of the environment ``n_steps`` times; the actions are
     drawn from the policy unclipped and stored so, and clipped to the Box only when passed
@@ -49,15 +69,17 @@ class OnPolicyAgent(ABC):
     Gymnasium 1.x vector environments spend the step after an episode's end on the reset;
     such steps are flagged ``reset_step`` and carry no transition.
 
+    **Settings** are the fields of the algorithm's config dataclass (``PPO.Config`` is
+    :class:`~probcalc.rl.config.PPOConfig`; ``PPO.settings()`` lists them with their
+    defaults), given as keywords (``PPO(env, n_envs=4)``) or as a config
+    (``PPO(env, config=PPOConfig(n_envs=4))``; keywords then change the config's fields).
+    They are checked before anything is built: an unknown keyword or a value of the wrong
+    type raises TypeError naming it, a value out of its range ValueError.
+
     **Threads.** Call ``torch.set_num_threads(1)`` before training small networks (such as
     the default 64x64): with torch's default of one thread per core, the threads of every
-    small forward and backward pass wait on each other, and PPO with its default settings
-    ran 6 to 11 times slower than on one thread on a 2-core machine busy with other work.
-    The ``probcalc`` command sets one thread (``--threads``).
-
-    **Settings** are checked before anything is built: an unknown keyword or a value of the
-    wrong type raises TypeError naming it (see :func:`probcalc.rl.settings`), a value out of
-    its range ValueError.
+    small forward and backward pass wait on each other. The ``probcalc`` command sets one
+    thread (``--threads``).
 
     **Data-parallel training.** Under an initialized torch.distributed process group (torchrun,
     or ``init_process_group``) with more than one process, or with ``group=`` given, every
@@ -78,149 +100,145 @@ class OnPolicyAgent(ABC):
     Args:
         env: a registered Gymnasium id or a gymnasium.Env instance, with Box observation
             and action spaces.
-        policy: "mlp" (hidden layers ``hidden``, tanh) or "linear".
-        squash: a tanh-squashed Gaussian, rescaled to the action Box (needs finite bounds).
-        hidden: the hidden layer sizes of the "mlp" policy (and of a critic).
-        activation: "tanh" or "relu", between the hidden layers.
-        ortho_init: orthogonal initialization as Stable-Baselines3's (gain sqrt 2 on hidden
-            layers, 0.01 on the policy's last layer and 1 on a critic's); else torch's.
-        n_envs, n_steps: each update uses n_envs x n_steps transitions.
-        gamma: the discount.
-        learning_rate: the optimizer's step size.
-        lr_schedule: "constant", or "linear" (decayed to 0 over each learn() call).
-        log_std_init: the initial log standard deviation of the actions.
-        learn_std: whether the log standard deviation is trained (else fixed exploration).
-        normalize_observations, normalize_rewards: running normalization (saved with the
-            agent); the rewards are scaled by the std of the discounted return under gamma.
-        vectorization: "sync" (one process) or "async" (a process per environment).
-        env_kwargs: keywords for gymnasium.make when env is an id.
-        seed: seeds the networks' initialization, the action noise, the minibatch order and
-            the environments. The same seed gives the same parameters, bit for bit.
-        dtype: the networks' dtype, "float32" (as RL libraries) or "float64".
+        config: the settings as a config of this algorithm (default: its defaults).
+        seed: an int (the same agent and run, bit for bit, for the same int), a
+            torch.Generator (an int seed is drawn from it) or None (a fresh seed from the
+            operating system's entropy); the int used is recorded as ``config.seed``, so a
+            saved agent reproduces. It seeds the networks' initialization, the action noise,
+            the minibatch order and the environments.
         group: the torch.distributed group to train across, a gloo group (None: the default
             group when one is initialized with several processes; False: this process
             alone).
+        **settings: fields of the config, each overriding the config's (see
+            ``settings()``).
 
     Raises:
-        TypeError: an unknown setting (the valid ones are listed, with the closest) or a
-            value of the wrong type (a str for a float, 2.5 for an int); env is not an id or
-            an Env, or a space is not a Box.
+        TypeError: an unknown setting (the valid ones are listed, with the closest), a
+            value of the wrong type (a str for a float, 2.5 for an int), a config of another
+            algorithm; env is not an id or an Env, a space is not a Box, or env_kwargs that
+            the environment does not take.
         ValueError: an unknown choice (policy, activation, ...), a setting out of its range
             (n_envs or n_steps < 1, learning_rate <= 0, gamma outside [0, 1], a hidden size
-            < 1, a NaN or infinite float), or squash with an unbounded action space.
+            < 1, a NaN or infinite float, a negative seed), an id that is not registered, or
+            squash with an unbounded action space.
     """
 
+    Config: ClassVar[type[AgentConfig]] = AgentConfig
     registry: ClassVar[dict[str, type[OnPolicyAgent]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         OnPolicyAgent.registry[cls.__name__] = cls
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> OnPolicyAgent:
-        # the keywords of the final class, before any constructor runs: names and types
-        check_settings(cls, {name: value for name, value in kwargs.items() if name != "env"})
-        return super().__new__(cls)
-
     def __init__(
         self,
         env: str | gymnasium.Env,
         *,
-        policy: str = "mlp",
-        squash: bool = False,
-        hidden: tuple[int, ...] = (64, 64),
-        activation: str = "tanh",
-        ortho_init: bool = True,
-        n_envs: int = 8,
-        n_steps: int = 16,
-        gamma: float = 0.99,
-        learning_rate: float = 3e-3,
-        lr_schedule: str = "constant",
-        log_std_init: float = 0.0,
-        learn_std: bool = True,
-        normalize_observations: bool = False,
-        normalize_rewards: bool = False,
-        vectorization: str = "sync",
-        env_kwargs: dict[str, Any] | None = None,
-        seed: int | None = None,
-        dtype: str = "float32",
+        config: AgentConfig | None = None,
+        seed: Seed = None,
         group: distributed.Group | bool = None,
+        **settings: Any,
     ) -> None:
-        if dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; valid: 'float32', 'float64'")
-        if policy not in ("mlp", "linear"):
-            raise ValueError(f"unknown policy {policy!r}; valid choices are 'mlp', 'linear'")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; valid: 'tanh', 'relu'")
-        if lr_schedule not in ("constant", "linear"):
-            raise ValueError(f"unknown lr_schedule {lr_schedule!r}; valid: 'constant', 'linear'")
-        for name, count in (("n_envs", n_envs), ("n_steps", n_steps)):
-            if count < 1:
-                raise ValueError(f"{name} must be at least 1, got {count}")
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
-        if not learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {learning_rate}")
-        if policy == "mlp" and any(size < 1 for size in hidden):
-            raise ValueError(f"hidden layer sizes must be at least 1, got {tuple(hidden)}")
-        seed = None if seed is None else int(seed)  # a numpy integer too
-        self.config: dict[str, Any] = {
-            "env": env_id(env), "policy": policy, "squash": squash, "hidden": tuple(hidden),
-            "activation": activation, "ortho_init": ortho_init, "n_envs": n_envs,
-            "n_steps": n_steps, "gamma": gamma,
-            "learning_rate": learning_rate, "lr_schedule": lr_schedule,
-            "log_std_init": log_std_init, "learn_std": learn_std,
-            "normalize_observations": normalize_observations,
-            "normalize_rewards": normalize_rewards, "vectorization": vectorization,
-            "env_kwargs": dict(env_kwargs or {}), "seed": seed, "dtype": dtype,
-        }  # fmt: skip
+        self.config = self._configure(config, seed, settings)
+        # a seed drawn from fresh entropy (recorded in the config): each rank draws its own
+        self._seed_drawn = seed is None and (config is None or config.seed is None)
         self.group = distributed.active_group(group)
         self.rank = distributed.rank(self.group)
         self.world_size = distributed.world_size(self.group)
-        # each rank's own streams: the user's seed itself in a single process
-        self._env_seed = distributed.rank_seed(seed, self.group)
-        self._noise_seed = distributed.rank_seed(0 if seed is None else seed, self.group)
-        self.dtype = DTYPES[dtype]
-        self._numpy_dtype = np.float32 if dtype == "float32" else np.float64
-        self.env = env
-        self.n_envs, self.n_steps, self.gamma, self.seed = n_envs, n_steps, gamma, seed
-        self.learning_rate, self.lr_schedule = learning_rate, lr_schedule
-        self.envs = make_vector_env(env, n_envs, vectorization, env_kwargs)
+        # each rank's own streams: the seed itself in a single process
+        self._rank_seed = distributed.rank_seed(self.config.seed, self.group)
+        self.dtype = self.config.dtype
+        self._numpy_dtype = np.float32 if self.dtype == torch.float32 else np.float64
+        self.env, self.env_id = env, env_id(env)
+        self.n_envs, self.n_steps = self.config.n_envs, self.config.n_steps
+        self.envs = make_vector_env(
+            env, self.n_envs, self.config.vectorization, self.config.env_kwargs
+        )
         observation_shape = self.envs.single_observation_space.shape
         action_space = self.envs.single_action_space
         self.observation_shape, self.action_shape = observation_shape, action_space.shape
         # flat bounds: the policy acts in (batch, act_dim); to_environment restores the shape
         self._action_low = action_space.low.astype(np.float32).reshape(-1)
         self._action_high = action_space.high.astype(np.float32).reshape(-1)
-        if squash and not (np.all(np.isfinite(self._action_low))
-                           and np.all(np.isfinite(self._action_high))):  # fmt: skip
+        bounded = np.all(np.isfinite(self._action_low)) and np.all(np.isfinite(self._action_high))
+        if self.config.squash and not bounded:
+            self.envs.close()
             raise ValueError("squash=True needs an action Box with finite bounds")
-        self.squash = squash
-        obs_dim, act_dim = int(np.prod(observation_shape)), int(np.prod(action_space.shape))
-        self.generator = torch.Generator().manual_seed(self._noise_seed)
-        policy_class = SquashedGaussianPolicy if squash else GaussianPolicy
-        with torch.random.fork_rng():
-            torch.manual_seed(0 if seed is None else seed)
-            # float32 by default, the dtype of RL networks, whatever the default
-            self.policy = policy_class(
-                obs_dim, act_dim, hidden=tuple(hidden) if policy == "mlp" else (),
-                log_std_init=log_std_init, ortho_init=ortho_init,
-                activation=ACTIVATIONS[activation],
-            ).to(self.dtype)  # fmt: skip
-        self.policy.log_std.requires_grad_(learn_std)
-        self.networks: dict[str, torch.nn.Module] = {"policy": self.policy}
-        shared = self.group is not False
-        self.obs_normalizer = ObservationNormalizer((obs_dim,), shared=shared) \
-            if normalize_observations else None  # fmt: skip
-        self.reward_normalizer = RewardNormalizer(n_envs, gamma, shared=shared) \
-            if normalize_rewards else None  # fmt: skip
-        self._build_optimizer()
+        self.generator = torch.Generator().manual_seed(self._rank_seed)
+        self.networks: dict[str, torch.nn.Module] = {}
+        self._build_networks(math.prod(observation_shape), math.prod(action_space.shape))
+        self.obs_normalizer, self.reward_normalizer = self._make_normalizers()
+        self.optimizer = self._optimizer(
+            [
+                p
+                for name in self._optimized_networks()
+                for p in self.networks[name].parameters()
+                if p.requires_grad
+            ]
+        )
         self.num_timesteps = 0
+        self._progress_remaining = 1.0  # of the current learn() call, for the schedules
         self.recent_returns: collections.deque[float] = collections.deque(maxlen=RECENT_EPISODES)
-        # (step, return, length) of the episodes finished in the latest rollout
-        self.finished_episodes: list[tuple[int, float, int]] = []
-        self._reset_environments(self._env_seed)
+        self.finished_episodes: list[Episode] = []  # those of the latest rollout
+        self._reset_environments(self._rank_seed)
 
     # ------------------------------------------------------------------ set-up
+    @classmethod
+    def _configure(
+        cls, config: AgentConfig | None, seed: Seed, settings: dict[str, Any]
+    ) -> AgentConfig:
+        """The config: ``config`` (or the defaults) with ``settings`` and the seed, checked
+        before anything is built; seed None draws a fresh seed, recorded."""
+        if config is not None and type(config) is not cls.Config:
+            raise TypeError(
+                f"config must be a {cls.Config.__name__} for {cls.__name__}, got "
+                f"{type(config).__name__}"
+            )
+        if "dtype" in settings and isinstance(settings["dtype"], str):
+            settings["dtype"] = parse_dtype(settings["dtype"])
+        settings = check_settings(cls, settings)
+        if isinstance(seed, numbers.Integral) and not isinstance(seed, bool | np.bool_):
+            seed = int(seed)  # a numpy integer too
+        seed = check_seed(seed)
+        if seed is None and config is not None:
+            seed = config.seed
+        settings["seed"] = integer_seed(seed)  # fresh entropy for None
+        if config is None:
+            return cls.Config(**settings)
+        return dataclasses.replace(config, **settings)
+
+    @classmethod
+    def settings(cls) -> str:
+        """The settings of this algorithm, a line each: name = default: description."""
+        return describe(cls.Config)
+
+    def _build_networks(self, obs_dim: int, act_dim: int) -> None:
+        """The policy (subclasses add theirs after it), seeded by ``config.seed``."""
+        config = self.config
+        policy_class = SquashedGaussianPolicy if config.squash else GaussianPolicy
+        with _initialization(config.seed, self.dtype):
+            self.policy = policy_class(
+                obs_dim,
+                act_dim,
+                hidden=config.hidden if config.policy == "mlp" else (),
+                log_std_init=config.log_std_init,
+                ortho_init=config.ortho_init,
+                activation=ACTIVATIONS[config.activation],
+            ).to(self.dtype)
+        self.policy.log_std.requires_grad_(config.learn_std)
+        self.networks["policy"] = self.policy
+
+    def _make_normalizers(self) -> tuple[ObservationNormalizer | None, RewardNormalizer | None]:
+        """The running normalizers the config asks for (merged over the ranks)."""
+        shared = self.group is not False
+        observations = rewards = None
+        if self.config.normalize_observations:
+            size = math.prod(self.observation_shape)
+            observations = ObservationNormalizer((size,), shared=shared)
+        if self.config.normalize_rewards:
+            rewards = RewardNormalizer(self.n_envs, self.config.gamma, shared=shared)
+        return observations, rewards
+
     def _reset_environments(self, seed: int | None, update_statistics: bool = True) -> None:
         obs, _ = self.envs.reset(seed=seed)
         self._check_finite(obs, np.zeros(self.n_envs), "the reset")
@@ -236,20 +254,12 @@ class OnPolicyAgent(ABC):
 
     def _optimizer(self, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
         """Adam with eps 1e-5, as Stable-Baselines3 and CleanRL use for on-policy methods."""
-        return torch.optim.Adam(parameters, lr=self.learning_rate, eps=1e-5, fused=True)
+        return torch.optim.Adam(parameters, lr=self.config.learning_rate, eps=1e-5, fused=True)
 
     def _optimized_networks(self) -> list[str]:
         """The networks the optimizer trains (all; natural-gradient methods step the policy
         themselves)."""
         return list(self.networks)
-
-    def _build_optimizer(self) -> None:
-        """The optimizer over the trainable parameters of the optimized networks (call
-        again after adding a network)."""
-        trainable = [p for name in self._optimized_networks() if name in self.networks
-                     for p in self.networks[name].parameters() if p.requires_grad]  # fmt: skip
-        # empty while a subclass has yet to add its networks (the critic of NaturalPG)
-        self.optimizer = self._optimizer(trainable) if trainable else None
 
     # ------------------------------------------------------------------ acting
     def policy_input(self, obs: np.ndarray) -> torch.Tensor:
@@ -263,8 +273,9 @@ class OnPolicyAgent(ABC):
         size = math.prod(self.observation_shape)
         if obs.ndim == 0 or math.prod(obs.shape[1:]) != size:
             dims = ", ".join(map(str, self.observation_shape))
-            raise ValueError(f"observations must be (batch, {dims}), got an array of shape "
-                             f"{obs.shape}")  # fmt: skip
+            raise ValueError(
+                f"observations must be (batch, {dims}), got an array of shape {obs.shape}"
+            )
         obs = obs.reshape(len(obs), size)
         if self.obs_normalizer is not None:
             return torch.from_numpy(self.obs_normalizer(obs, self._numpy_dtype))
@@ -273,7 +284,7 @@ class OnPolicyAgent(ABC):
     def to_environment(self, actions: np.ndarray) -> np.ndarray:
         """The policy's actions as the environment takes them: rescaled from (-1, 1) for a
         squashed policy, clipped to the Box."""
-        if self.squash:
+        if self.config.squash:
             actions = self._action_low + (actions + 1) * 0.5 * (
                 self._action_high - self._action_low
             )
@@ -285,13 +296,25 @@ class OnPolicyAgent(ABC):
         observation space's shape, gives one action, of the action space's shape; a batch
         (n, *obs_shape) gives (n, *action_shape).
 
+        Args:
+            obs: one observation or a batch of them (real numbers).
+            deterministic: act with the policy's mean (True) or draw from the policy.
+
         Raises:
-            ValueError: obs is neither one observation nor a batch of them (the message
-                gives the observation space's shape).
+            ValueError: obs is neither one observation nor a batch of at least one (the
+                message gives the observation space's shape).
+            TypeError: obs holds complex numbers or no numbers, or deterministic is not a
+                bool.
         """
+        if not isinstance(deterministic, bool | np.bool_):
+            raise TypeError(f"deterministic must be True or False, got {deterministic!r}")
         obs = np.asarray(obs)
+        if obs.dtype.kind not in "biuf":
+            raise TypeError(f"obs must hold real numbers, got an array of dtype {obs.dtype}")
         single = obs.shape == self.observation_shape
-        if not single and (obs.ndim == 0 or obs.shape[1:] != self.observation_shape):
+        if not single and (
+            obs.ndim == 0 or len(obs) == 0 or obs.shape[1:] != self.observation_shape
+        ):
             raise ValueError(
                 f"predict takes one observation of shape {self.observation_shape} or a batch "
                 f"of shape (n, {', '.join(map(str, self.observation_shape))}), got an array of "
@@ -299,16 +322,17 @@ class OnPolicyAgent(ABC):
             )
         with torch.no_grad():
             # a draw uses torch's global generator: predicting never moves the training stream
-            action = self.policy.sample(self.policy_input(obs[None] if single else obs),
-                                        deterministic)  # fmt: skip
+            inputs = self.policy_input(obs[None] if single else obs)
+            action = self.policy.sample(inputs, bool(deterministic))
         actions = self.to_environment(action.numpy())
         return actions[0] if single else actions
 
     @staticmethod
     def _check_finite(obs: np.ndarray, reward: np.ndarray, where: str) -> None:
         if not np.all(np.isfinite(reward)) or not np.all(np.isfinite(obs)):
-            raise NonFiniteError(f"the environment returned a non-finite reward or observation "
-                                 f"at {where}")  # fmt: skip
+            raise NonFiniteError(
+                f"the environment returned a non-finite reward or observation at {where}"
+            )
 
     def _require_gloo(self) -> None:
         """Training across processes needs a gloo group (checked when training starts, so
@@ -320,76 +344,29 @@ class OnPolicyAgent(ABC):
                 f"pass group=dist.new_group(backend='gloo')); group=False trains alone"
             )
 
-    def collect(self) -> dict[str, torch.Tensor]:
-        """One rollout of n_steps in every environment: observations (as the policy saw
-        them), actions (unclipped), rewards (normalized if asked), terminated, truncated and
-        reset_step flags, all (n_steps, n_envs, ...). Across processes, each rank returns its
-        own rollout; the normalization statistics and the finished episodes are then merged
-        over the ranks, and an error on any rank raises on every rank.
+    def collect(self) -> Rollout:
+        """One rollout of n_steps in every environment (see :class:`Rollout`). Across
+        processes, each rank returns its own rollout; the normalization statistics and the
+        finished episodes are then merged over the ranks, and an error on any rank raises
+        on every rank.
 
         Raises:
             NonFiniteError: the environment returned a NaN or infinite reward or observation.
         """
         self._require_gloo()
-        episodes: list[tuple[int, float, int]] = []
+        episodes: list[Episode] = []
         with distributed.agreed(self.group):  # every rank hears of a failure before it goes on
-            batch = self._rollout(episodes)
+            rollout = collect_rollout(self, episodes)
         for normalizer in (self.obs_normalizer, self.reward_normalizer):
             if normalizer is not None:
                 normalizer.stats.synchronize(self.group)
         if self.group is not False:  # every rank's episodes, in the order of their end
-            parts = distributed.gather_objects(episodes, self.group)
-            episodes = sorted((e for part in parts for e in part), key=lambda e: e[0])
+            per_rank = distributed.gather_objects(episodes, self.group)
+            episodes = sorted((e for rank in per_rank for e in rank), key=lambda e: e.step)
         self.finished_episodes.extend(episodes)
         self.recent_returns.extend(episode[1] for episode in episodes)
         self.num_timesteps += self.n_steps * self.n_envs * self.world_size
-        return batch
-
-    def _rollout(self, episodes: list[tuple[int, float, int]]) -> dict[str, torch.Tensor]:
-        observations, actions, rewards = [], [], []
-        terminated, truncated, reset_step = [], [], []
-        with torch.no_grad():
-            for step in range(self.n_steps):
-                obs_t = self.policy_input(self._obs)
-                action = self.policy.sample(obs_t, generator=self.generator).numpy()
-                obs, reward, term, trunc, _ = self.envs.step(self.to_environment(action))
-                where = f"step {self.num_timesteps // (self.n_envs * self.world_size) + step}"
-                if self.group is not False:
-                    where += f" on rank {self.rank}"
-                self._check_finite(obs, reward, where)
-                skip, done = self._last_done, term | trunc
-                self._record_episodes(reward, skip, done, step, episodes)
-                if self.obs_normalizer is not None:
-                    self.obs_normalizer.update(obs.reshape(self.n_envs, -1))
-                if self.reward_normalizer is not None:
-                    self.reward_normalizer.update(reward, done, skip)
-                    reward = self.reward_normalizer(reward, self._numpy_dtype)
-                observations.append(obs_t)
-                actions.append(action)
-                rewards.append(reward)
-                terminated.append(term)
-                truncated.append(trunc)
-                reset_step.append(skip)
-                self._obs, self._last_done = obs, done
-        return {
-            "obs": torch.stack(observations),
-            "actions": torch.from_numpy(np.stack(actions)),
-            "rewards": torch.from_numpy(np.stack(rewards).astype(self._numpy_dtype)),
-            "terminated": torch.from_numpy(np.stack(terminated)),
-            "truncated": torch.from_numpy(np.stack(truncated)),
-            "reset_step": torch.from_numpy(np.stack(reset_step)),
-        }
-
-    def _record_episodes(self, reward: np.ndarray, skip: np.ndarray, done: np.ndarray,
-                         step: int, episodes: list[tuple[int, float, int]]) -> None:  # fmt: skip
-        live = ~skip
-        self._episode_return[live] += reward[live]
-        self._episode_length[live] += 1
-        at = self.num_timesteps + (step + 1) * self.n_envs * self.world_size
-        for i in np.flatnonzero(done):  # one pass per finished episode, not per sample
-            episodes.append((at, float(self._episode_return[i]), int(self._episode_length[i])))
-        self._episode_return[done] = 0.0
-        self._episode_length[done] = 0
+        return rollout
 
     # ------------------------------------------------------------------ across processes
     def union_counts(self, count: int) -> torch.Tensor:
@@ -404,7 +381,7 @@ class OnPolicyAgent(ABC):
 
     def reduce_gradients(self, extra: torch.Tensor | None = None) -> torch.Tensor | None:
         """Sum the ``.grad`` of the optimizer's parameters over the ranks, in one buffer,
-        with ``extra`` (a few figures to sum, returned summed) riding in the same message.
+        with ``extra`` (a few numbers to sum, returned summed) riding in the same message.
         Each rank's loss is weighted by its share of the union's transitions, so the sum is
         the gradient of the union's loss. Written here, not with DistributedDataParallel:
         the losses reach the networks through their methods and torch.func calls, which
@@ -425,12 +402,16 @@ class OnPolicyAgent(ABC):
 
     # ------------------------------------------------------------------ learning
     @abstractmethod
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One update from a rollout; returns the figures to log (losses, KL, ...)."""
+    def update(self, rollout: Rollout) -> dict[str, float]:
+        """One update from a rollout; returns the metrics to log (losses, KL, ...)."""
 
-    def _set_learning_rate(self, fraction_left: float) -> float:
-        scale = fraction_left if self.lr_schedule == "linear" else 1.0
-        learning_rate = self.learning_rate * scale
+    def _set_learning_rate(self, progress_remaining: float) -> float:
+        """Apply the schedules at ``progress_remaining`` (1 at the start of the run, towards
+        0 at its end); returns the learning rate."""
+        self._progress_remaining = progress_remaining
+        learning_rate = self.config.learning_rate * schedule_factor(
+            self.config.lr_schedule, progress_remaining
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate
         return learning_rate
@@ -452,8 +433,9 @@ class OnPolicyAgent(ABC):
             total_steps: the length of this run in environment steps (all environments,
                 of every rank).
             progress_bar: a tqdm bar with steps per second and the recent mean return.
-            callback: called after every update with (agent, figures); returning False
-                stops the run.
+            callback: called after every update with (agent, row), row the update's
+                progress row (step, time, mean return, the algorithm's metrics); it stops the
+                run by returning False or by raising StopIteration (None or True go on).
             log_dir: write progress.csv, episodes.csv (and TensorBoard if installed), the
                 checkpoints and, at the end, model.pt here. A new run (no resume_from)
                 starts the CSV files afresh; a resumed one drops their rows past the
@@ -473,8 +455,8 @@ class OnPolicyAgent(ABC):
             ValueError: total_steps < 1, checkpoint_every without log_dir, a checkpoint of a
                 run of another length; across processes, ranks that enter with another
                 agent or call, or a group that is not gloo.
-            TypeError: total_steps or checkpoint_every is not an int, or callback is not
-                callable.
+            TypeError: total_steps or checkpoint_every is not an int, progress_bar or
+                trust_pickle not a bool, callback not callable, or resume_from not a path.
             FileNotFoundError: resume_from does not exist.
             CheckpointError: resume_from cannot be read (empty, truncated, corrupted, not a
                 checkpoint, another format version, another algorithm, networks that do not
@@ -482,94 +464,112 @@ class OnPolicyAgent(ABC):
             RuntimeError: across processes, another rank failed (it raises its own error).
         """
         self._require_gloo()
-        run_start = self.num_timesteps
         with distributed.agreed(self.group):  # an error on one rank reaches every rank
-            for name, steps, kind in (
-                ("total_steps", total_steps, int),
-                ("checkpoint_every", checkpoint_every, int | None),
-            ):
-                if not fits(steps, kind):
-                    raise TypeError(f"{name} must be an int, got {steps!r} "
-                                    f"({type(steps).__name__})")  # fmt: skip
-            if total_steps < 1:
-                raise ValueError(f"total_steps must be at least 1, got {total_steps}")
-            if callback is not None and not callable(callback):
-                raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-            if checkpoint_every is not None and (log_dir is None or checkpoint_every < 1):
-                raise ValueError("checkpoint_every needs a log_dir and a positive number of "
-                                 "steps")  # fmt: skip
+            _check_learn_arguments(
+                total_steps, progress_bar, callback, log_dir, checkpoint_every, trust_pickle
+            )
+            run_start = self.num_timesteps
             if resume_from is not None:
                 run_start = persistence.resume(self, resume_from, total_steps, trust_pickle)
         self._check_ranks_alike(total_steps, log_dir, checkpoint_every, resume_from)
-        end = run_start + total_steps
         for network in self.networks.values():  # as DistributedDataParallel: start alike
             distributed.broadcast_module(network, self.group)
-        main = self.rank == 0  # rank 0 alone logs, checkpoints and draws the bar
-        log = None
+        rollout_steps = self.n_steps * self.n_envs * self.world_size
         with distributed.agreed(self.group):
-            if log_dir is not None and main:
-                log = TrainingLog(log_dir, resume_step=self.num_timesteps if resume_from else None)
-        rollout = self.n_steps * self.n_envs * self.world_size
-        bar = tqdm(total=math.ceil(total_steps / rollout) * rollout,
-                   initial=self.num_timesteps - run_start, unit="step", unit_scale=True,
-                   disable=not (progress_bar and main), dynamic_ncols=True)  # fmt: skip
-        clock, steps_at_start = time.perf_counter(), self.num_timesteps
+            report = RunReport(
+                log_dir,
+                self.num_timesteps if resume_from else None,
+                reports=self.rank == 0,
+                progress_bar=progress_bar,
+                total=math.ceil(total_steps / rollout_steps) * rollout_steps,
+                done=self.num_timesteps - run_start,
+            )
+        steps_at_start = self.num_timesteps
         try:
-            while self.num_timesteps < end:
-                lr = self._set_learning_rate(1.0 - (self.num_timesteps - run_start) / total_steps)
+            while self.num_timesteps < run_start + total_steps:
+                done = (self.num_timesteps - run_start) / total_steps
+                learning_rate = self._set_learning_rate(1.0 - done)
                 self.finished_episodes = []
-                figures = self.update(self.collect())
-                elapsed = time.perf_counter() - clock
-                mean_return = float(np.mean(self.recent_returns)) if self.recent_returns \
-                    else math.nan  # fmt: skip
-                row = {"step": self.num_timesteps, "time": elapsed,
-                       "steps_per_second": (self.num_timesteps - steps_at_start) / elapsed,
-                       "mean_return": mean_return, "episodes": len(self.finished_episodes),
-                       "learning_rate": lr, **figures}  # fmt: skip
+                metrics = self.update(self.collect())
+                row = report.row(
+                    self.num_timesteps,
+                    self.num_timesteps - steps_at_start,
+                    self.recent_mean_return(),
+                    len(self.finished_episodes),
+                    learning_rate,
+                    metrics,
+                )
                 with distributed.agreed(self.group):  # rank 0's files: errors reach all
-                    if log is not None:
-                        log.episodes(self.finished_episodes)
-                        log.progress(row)
-                    bar.update(rollout)
-                    if self.recent_returns:
-                        bar.set_postfix_str(f"mean return {mean_return:.4g}", refresh=False)
-                previous = self.num_timesteps - rollout
-                if checkpoint_every and self.num_timesteps // checkpoint_every > \
-                        previous // checkpoint_every:  # fmt: skip
-                    self.save(Path(log_dir) / CHECKPOINT, environments=True, run_start=run_start,
-                              run_steps=total_steps)  # fmt: skip
-                with distributed.agreed(self.group):
-                    stop = callback is not None and callback(self, row) is False
-                if distributed.any_across(stop, self.group):  # all ranks stop together
+                    report.write(row, self.finished_episodes, rollout_steps)
+                if _passed_a_multiple(checkpoint_every, self.num_timesteps, rollout_steps):
+                    self.save(
+                        Path(log_dir) / CHECKPOINT,
+                        environments=True,
+                        run_start=run_start,
+                        run_steps=total_steps,
+                    )
+                if self._callback_stops(callback, row):
                     break
         finally:
-            bar.close()
-            if log is not None:
-                log.close()
+            report.close()
         with distributed.agreed(self.group):
-            if log_dir is not None and main:
+            if log_dir is not None and self.rank == 0:
                 self.save(Path(log_dir) / MODEL)
         return self
 
-    def _check_ranks_alike(self, total_steps: int, log_dir: str | Path | None,
-                           checkpoint_every: int | None,
-                           resume_from: str | Path | None) -> None:  # fmt: skip
+    def recent_mean_return(self) -> float:
+        """The mean return of the last 100 finished episodes (NaN before the first)."""
+        return float(np.mean(self.recent_returns)) if self.recent_returns else math.nan
+
+    def _callback_stops(self, callback: Callback | None, row: dict[str, Any]) -> bool:
+        """Whether ``callback`` asks to stop (returns False or raises StopIteration); across
+        processes, all ranks stop together when any rank's callback asks."""
+        stop = False
+        with distributed.agreed(self.group):
+            if callback is not None:
+                try:
+                    stop = callback(self, row) is False
+                except StopIteration:
+                    stop = True
+        return distributed.any_across(stop, self.group)
+
+    def _check_ranks_alike(
+        self,
+        total_steps: int,
+        log_dir: str | Path | None,
+        checkpoint_every: int | None,
+        resume_from: str | Path | None,
+    ) -> None:
         """Across processes: every rank must enter learn() with the same agent and the same
         call, or the ranks would make different collective calls and wait on each other."""
         if self.group is False:
             return
-        optimizer_steps = sum(float(state["step"]) for state in self.optimizer.state.values()
-                              if "step" in state)  # fmt: skip
+        optimizer_steps = sum(
+            float(state["step"]) for state in self.optimizer.state.values() if "step" in state
+        )
         # the statistics every rank agreed on (a failed rollout leaves local data pending)
-        statistics = [None if n is None else n.stats.agreed_count
-                      for n in (self.obs_normalizer, self.reward_normalizer)]  # fmt: skip
+        statistics = [
+            None if n is None else n.stats.agreed_count
+            for n in (self.obs_normalizer, self.reward_normalizer)
+        ]
+        settings = self.config.as_dict()
+        if self._seed_drawn:  # each rank drew its own seed: the ranks' streams differ anyway
+            settings["seed"] = None
         try:  # a digest: compares NaNs, arrays and objects without __eq__ by their bytes
-            config = hashlib.sha256(cloudpickle.dumps(self.config)).hexdigest()
+            config = hashlib.sha256(cloudpickle.dumps(settings)).hexdigest()
         except Exception:
-            config = repr(self.config)
-        fingerprint = (type(self).__qualname__, config, self.num_timesteps, optimizer_steps,
-                       statistics, total_steps, checkpoint_every, log_dir is None,
-                       resume_from is None)  # fmt: skip
+            config = repr(settings)
+        fingerprint = (
+            type(self).__qualname__,
+            config,
+            self.num_timesteps,
+            optimizer_steps,
+            statistics,
+            total_steps,
+            checkpoint_every,
+            log_dir is None,
+            resume_from is None,
+        )
         prints = distributed.gather_objects(fingerprint, self.group)
         differing = [r for r, other in enumerate(prints) if other != prints[0]]
         if differing:
@@ -581,8 +581,14 @@ class OnPolicyAgent(ABC):
             )
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path, *, environments: bool = False,
-             run_start: int | None = None, run_steps: int | None = None) -> None:  # fmt: skip
+    def save(
+        self,
+        path: str | Path,
+        *,
+        environments: bool = False,
+        run_start: int | None = None,
+        run_steps: int | None = None,
+    ) -> None:
         """Write the agent to ``path``, atomically (a temporary file renamed over it):
         configuration, networks, optimizer, normalization statistics, random state and step
         count; with ``environments`` also the environments and the episodes in progress,
@@ -606,12 +612,19 @@ class OnPolicyAgent(ABC):
         Raises:
             OSError: the file cannot be written (the previous file at ``path`` is kept).
         """
-        persistence.save(self, path, environments=environments, run_start=run_start,
-                         run_steps=run_steps)  # fmt: skip
+        persistence.save(
+            self, path, environments=environments, run_start=run_start, run_steps=run_steps
+        )
 
     @classmethod
-    def load(cls, path: str | Path, env: str | gymnasium.Env | None = None, *,
-             trust_pickle: bool = False, **overrides: Any) -> OnPolicyAgent:  # fmt: skip
+    def load(
+        cls,
+        path: str | Path,
+        env: str | gymnasium.Env | None = None,
+        *,
+        trust_pickle: bool = False,
+        **overrides: Any,
+    ) -> OnPolicyAgent:
         """The agent saved at ``path``, ready to predict or to learn on from its step count.
         The file is read with ``torch.load(weights_only=True)``: no code from it runs.
 
@@ -623,15 +636,17 @@ class OnPolicyAgent(ABC):
                 plain data, e.g. a function in env_kwargs). Unpickling runs code from the
                 file: only for files you trust. Passing those entries again (e.g.
                 ``env_kwargs=``) needs no trust.
-            overrides: configuration entries to change (e.g. n_envs, vectorization).
+            **overrides: settings to change (e.g. n_envs, vectorization).
 
         Raises:
+            TypeError: path is not a str or os.PathLike.
             FileNotFoundError: there is no file at ``path``.
             CheckpointError: the file cannot be read: empty, truncated, corrupted, not an
                 agent file, of a format version this release does not read, holding another
                 algorithm than ``cls``, or configuration saved pickled (without
                 trust_pickle or the entries passed again).
-            ValueError: no env can be made (an unregistered instance: pass env=).
+            ValueError: no env can be made (an unregistered instance: pass env=), or env is
+                an id that is not registered.
         """
         return persistence.load(cls, path, env, trust_pickle, overrides)
 
@@ -646,3 +661,34 @@ def load(
     """Load any probcalc.rl agent from ``path`` (the algorithm is read from the file); as
     :meth:`OnPolicyAgent.load`."""
     return OnPolicyAgent.load(path, env, trust_pickle=trust_pickle, **overrides)
+
+
+def _check_learn_arguments(
+    total_steps: object,
+    progress_bar: object,
+    callback: object,
+    log_dir: object,
+    checkpoint_every: object,
+    trust_pickle: object,
+) -> None:
+    """learn()'s arguments, before any work (see learn's Raises)."""
+    for name, value, kind in (
+        ("total_steps", total_steps, int),
+        ("checkpoint_every", checkpoint_every, int | None),
+    ):
+        if not fits(value, kind):
+            raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    for name, value in (("progress_bar", progress_bar), ("trust_pickle", trust_pickle)):
+        if not isinstance(value, bool | np.bool_):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be at least 1, got {total_steps}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    if checkpoint_every is not None and (log_dir is None or checkpoint_every < 1):
+        raise ValueError("checkpoint_every needs a log_dir and a positive number of steps")
+
+
+def _passed_a_multiple(every: int | None, step: int, last_steps: int) -> bool:
+    """Whether the last ``last_steps`` steps, up to ``step``, passed a multiple of ``every``."""
+    return bool(every) and step // every > (step - last_steps) // every

@@ -20,7 +20,7 @@ def evaluate(
     env: str | gymnasium.Env | None = None,
     n_episodes: int = 10,
     deterministic: bool = True,
-    seed: int | None = None,
+    seed: int | torch.Generator | None = None,
 ) -> tuple[float, float]:
     """(mean, std) of the undiscounted returns of ``n_episodes`` episodes under ``agent``.
 
@@ -33,17 +33,20 @@ def evaluate(
         env: an id or instance; default: the agent's own environment (id and keywords).
         n_episodes: how many episodes.
         deterministic: act with the policy's mean (else draw actions).
-        seed: the first episode's seed.
+        seed: the first episode's seed: an int, a torch.Generator (an int is drawn from
+            it) or None (Gymnasium's fresh entropy).
 
     Raises:
         TypeError: agent is not a probcalc.rl agent, or n_episodes, deterministic or seed is
-            not of its type (an int, a bool, an int or None).
-        ValueError: n_episodes < 1, a negative seed, or no env given for an agent of an
-            unregistered instance (checked before any environment is made).
+            not of its type (an int, a bool, an int, a torch.Generator or None).
+        ValueError: n_episodes < 1, a negative seed, no env given for an agent of an
+            unregistered instance, or an id that is not registered (checked before any
+            environment is made).
     """
     if not isinstance(agent, OnPolicyAgent):
-        raise TypeError(f"agent must be a probcalc.rl agent (OnPolicyAgent), got "
-                        f"{type(agent).__name__}")  # fmt: skip
+        raise TypeError(
+            f"agent must be a probcalc.rl agent (OnPolicyAgent), got {type(agent).__name__}"
+        )
     if isinstance(n_episodes, bool) or not isinstance(n_episodes, numbers.Integral):
         raise TypeError(f"n_episodes must be an integer, got {n_episodes!r}")
     if n_episodes < 1:
@@ -52,11 +55,11 @@ def evaluate(
     if not isinstance(deterministic, bool):
         raise TypeError(f"deterministic must be True or False, got {deterministic!r}")
     if isinstance(random.check_seed(seed), torch.Generator):
-        raise TypeError("seed must be an int or None: the episodes' seeds are Gymnasium's")
+        seed = random.integer_seed(seed)
     env_kwargs = {}
     if env is None:
         env = agent.env
-        env_kwargs = agent.config["env_kwargs"]
+        env_kwargs = agent.config.env_kwargs
     envs = make_vector_env(env, n_episodes, "sync", env_kwargs)
     try:
         seeds = None if seed is None else [seed + i for i in range(n_episodes)]

@@ -24,7 +24,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
@@ -33,7 +33,10 @@ from ..core.errors import ConvergenceWarning, NonFiniteError
 from ..core.losses import _check_broadcast, _floating, _tensor
 from ..core.optim import conjugate_gradient
 from .actor_critic import ActorCritic
+from .config import NaturalPGConfig, TRPOConfig
 from .policies import GaussianPolicy
+from .rollout import Rollout
+from .schedules import schedule_factor
 
 __all__ = ["TRPO", "NaturalPG", "fisher_operator", "gaussian_kl"]
 
@@ -77,22 +80,6 @@ def _non_negative(value: object, name: str) -> float:
     return float(value)
 
 
-def _positive(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return float(value)
-
-
-def _count(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    return int(value)
-
-
 def fisher_operator(
     policy: GaussianPolicy, obs: torch.Tensor, damping: float = 0.0
 ) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -112,8 +99,7 @@ def fisher_operator(
             negative or non-finite damping, or a v that is not of shape (d,) or not finite.
     """
     if not isinstance(policy, GaussianPolicy):
-        raise TypeError(f"policy must be a probcalc.rl.GaussianPolicy, got "
-                        f"{type(policy).__name__}")  # fmt: skip
+        raise TypeError(f"policy must be a probcalc.rl.GaussianPolicy, got {type(policy).__name__}")
     damping = _non_negative(damping, "damping")
     if not isinstance(obs, torch.Tensor) or obs.is_complex() or obs.dtype is torch.bool:
         got = obs.dtype if isinstance(obs, torch.Tensor) else type(obs).__name__
@@ -152,28 +138,40 @@ def _fisher_share(
     with torch.enable_grad():
         mean, log_std = module(theta, states)  # log_std: float32 if frozen in a float32 policy
         log_std = log_std.to(_SOLVE_DTYPE).expand_as(mean)
-        weights = [torch.exp(-2 * log_std.detach()) / union_count,  # 1/σ²: the mean's Fisher
-                   torch.full_like(log_std, 2.0 / union_count)]  # 2: log σ's Fisher  # fmt: skip
+        weights = [
+            torch.exp(-2 * log_std.detach()) / union_count,  # 1/σ²: the mean's Fisher
+            torch.full_like(log_std, 2.0 / union_count),
+        ]  # 2: log σ's Fisher
         # only outputs that depend on θ (a frozen log std does not)
-        outputs = [(out, w) for out, w in zip((mean, log_std), weights, strict=True)
-                   if out.requires_grad]  # fmt: skip
+        outputs = [
+            (out, w) for out, w in zip((mean, log_std), weights, strict=True) if out.requires_grad
+        ]
         probes = [torch.zeros_like(out, requires_grad=True) for out, _ in outputs]
-        (pulled,) = torch.autograd.grad([out for out, _ in outputs], theta, probes,
-                                        create_graph=True, allow_unused=True,
-                                        materialize_grads=True)  # fmt: skip
+        (pulled,) = torch.autograd.grad(
+            [out for out, _ in outputs],
+            theta,
+            probes,
+            create_graph=True,
+            allow_unused=True,
+            materialize_grads=True,
+        )
 
     def product(v: torch.Tensor) -> torch.Tensor:
         if v.shape != theta.shape:
             raise ValueError(f"v must have shape {tuple(theta.shape)}, got {tuple(v.shape)}")
         if not pulled.requires_grad:  # no observations on this rank
             return torch.zeros_like(v)
-        tangents = torch.autograd.grad(pulled, probes, v, retain_graph=True, allow_unused=True,
-                                       materialize_grads=True)  # J v, per output  # fmt: skip
+        tangents = torch.autograd.grad(
+            pulled, probes, v, retain_graph=True, allow_unused=True, materialize_grads=True
+        )  # J v, per output
         (result,) = torch.autograd.grad(
-            [out for out, _ in outputs], theta,
+            [out for out, _ in outputs],
+            theta,
             [w * tangent for (_, w), tangent in zip(outputs, tangents, strict=True)],
-            retain_graph=True, allow_unused=True, materialize_grads=True,
-        )  # fmt: skip
+            retain_graph=True,
+            allow_unused=True,
+            materialize_grads=True,
+        )
         return result
 
     return product
@@ -204,74 +202,52 @@ class NaturalPG(ActorCritic):
     ``cg_iterations`` steps of conjugate gradient on damped Fisher-vector products. The critic
     is trained by ``critic_epochs`` passes of minibatch regression on the λ-returns with Adam.
 
-    Defaults are sb3-contrib TRPO's (δ = 0.01, 15 CG steps, damping 0.1, 10 critic epochs of
-    batches of 128, critic learning rate 1e-3, 2048 transitions per update). With
-    lr_schedule="linear" both the critic's learning rate and δ decay to 0.
+    Defaults are sb3-contrib TRPO's (:class:`~probcalc.rl.config.NaturalPGConfig`: δ = 0.01,
+    15 CG steps, damping 0.1, 10 critic epochs of batches of 128, critic learning rate 1e-3,
+    2048 transitions per update). With lr_schedule="linear" both the critic's learning rate
+    and δ decay to 0. With ``step_size`` the step is step_size F⁻¹g instead (Kakade's
+    natural gradient with a learning rate): it shrinks with the gradient, so with
+    lr_schedule="linear" the iterates settle, where a KL-normalized step keeps its length
+    in the noise.
 
     Args:
-        env, **options: as for :class:`ActorCritic` and :class:`OnPolicyAgent`
-            (``learning_rate`` is the critic's).
-        max_kl: δ, the KL radius of a step.
-        step_size: if given, the step is step_size F⁻¹g instead (Kakade's natural gradient
-            with a learning rate): it shrinks with the gradient, so with lr_schedule="linear"
-            the iterates settle, where a KL-normalized step keeps its length in the noise.
-        cg_iterations, cg_damping: the conjugate-gradient budget and the damping λ.
-        critic_epochs, critic_batch_size: the critic's regression.
+        env: as for :class:`OnPolicyAgent`.
+        config: a :class:`~probcalc.rl.config.NaturalPGConfig` (``learning_rate`` is the
+            critic's).
+        seed: as for :class:`OnPolicyAgent`.
+        group: as for :class:`OnPolicyAgent`.
+        **settings: fields of NaturalPGConfig.
 
     Raises:
-        TypeError, ValueError: before any environment is made, when max_kl or step_size is
-            not a finite number > 0, cg_damping not a finite number >= 0, cg_iterations not
-            an integer >= 1, critic_epochs not one >= 0, or critic_batch_size not one >= 2;
-            the options' errors as for :class:`OnPolicyAgent`.
+        TypeError: before any environment is made, a setting of the wrong type; and as
+            :class:`OnPolicyAgent`.
+        ValueError: before any environment is made, when max_kl or step_size is not > 0,
+            cg_damping not >= 0, cg_iterations not >= 1, critic_epochs not >= 0, or
+            critic_batch_size not >= 2; and as :class:`OnPolicyAgent`.
     """
 
-    defaults: ClassVar[dict[str, Any]] = {"n_envs": 8, "n_steps": 256, "learning_rate": 1e-3,
-                                          "max_grad_norm": None}  # fmt: skip
-    line_search = False
-
-    def __init__(
-        self,
-        env: Any,
-        *,
-        max_kl: float = 0.01,
-        step_size: float | None = None,
-        cg_iterations: int = 15,
-        cg_damping: float = 0.1,
-        critic_epochs: int = 10,
-        critic_batch_size: int = 128,
-        **options: Any,
-    ) -> None:
-        max_kl = _positive(max_kl, "max_kl")
-        step_size = None if step_size is None else _positive(step_size, "step_size")
-        cg_iterations = _count(cg_iterations, "cg_iterations", minimum=1)
-        cg_damping = _non_negative(cg_damping, "cg_damping")
-        critic_epochs = _count(critic_epochs, "critic_epochs", minimum=0)
-        critic_batch_size = _count(critic_batch_size, "critic_batch_size", minimum=2)
-        super().__init__(env, **{**self.defaults, **options})
-        self.config.update(max_kl=max_kl, step_size=step_size, cg_iterations=cg_iterations,
-                           cg_damping=cg_damping, critic_epochs=critic_epochs,
-                           critic_batch_size=critic_batch_size)  # fmt: skip
-        self.max_kl, self.cg_iterations, self.cg_damping = max_kl, cg_iterations, cg_damping
-        self.step_size = step_size
-        self.critic_epochs, self.critic_batch_size = critic_epochs, critic_batch_size
-        self._kl_scale = 1.0
+    Config: ClassVar[type[NaturalPGConfig]] = NaturalPGConfig
 
     def _optimized_networks(self) -> list[str]:
         return ["value"]  # the policy moves by natural-gradient steps, not by the optimizer
 
-    def _set_learning_rate(self, fraction_left: float) -> float:
-        self._kl_scale = fraction_left if self.lr_schedule == "linear" else 1.0
-        return super()._set_learning_rate(fraction_left)
+    def _schedule(self) -> float:
+        """The factor of δ (and of step_size) under ``lr_schedule`` at this point of the run."""
+        return schedule_factor(self.config.lr_schedule, self._progress_remaining)
 
     def _line_search(
-        self, theta: torch.Tensor, step: torch.Tensor, surrogate: Callable, mean_kl: Callable,
+        self,
+        theta: torch.Tensor,
+        step: torch.Tensor,
+        surrogate: Callable,
+        mean_kl: Callable,
         max_kl: float,
-    ) -> tuple[torch.Tensor, float]:  # fmt: skip
+    ) -> tuple[torch.Tensor, float]:
         """NaturalPG takes the whole step; TRPO overrides this with its backtracking."""
         return theta + step, 1.0
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        return self.optimize(self.flatten(batch))
+    def update(self, rollout: Rollout) -> dict[str, float]:
+        return self.optimize(self.flatten(rollout))
 
     def optimize(self, flat: dict[str, torch.Tensor]) -> dict[str, float]:
         """One natural-gradient step and the critic's regression on the flat transitions of
@@ -281,18 +257,18 @@ class NaturalPG(ActorCritic):
         obs, actions, old_log_prob = flat["obs"], flat["actions"], flat["old_log_prob"]
         advantages = flat["advantages"]
         counts = self.union_counts(advantages.shape[0])
-        union = int(counts.sum())
-        if union == 0:  # autoreset steps alone: nothing to learn from
+        union_count = int(counts.sum())
+        if union_count == 0:  # autoreset steps alone: nothing to learn from
             return {}
-        if self.normalize_advantage and union > 1:
-            advantages = self.standardize(advantages, union)
-        module, local_kl = _kl_from_current(self.policy, obs, union)
+        if self.config.normalize_advantage and union_count > 1:
+            advantages = self.standardize(advantages, union_count)
+        module, local_kl = _kl_from_current(self.policy, obs, union_count)
         theta = current = module.params
 
         def local_surrogate(params: torch.Tensor) -> torch.Tensor:
             mean, log_std = module(params, obs)
             log_prob = self.policy.log_prob_given(mean, log_std, actions)
-            return (torch.exp(log_prob - old_log_prob) * advantages).sum() / union
+            return (torch.exp(log_prob - old_log_prob) * advantages).sum() / union_count
 
         def surrogate(params: torch.Tensor) -> torch.Tensor:
             return self.sum_over_ranks(local_surrogate(params))
@@ -301,37 +277,36 @@ class NaturalPG(ActorCritic):
             return self.sum_over_ranks(local_kl(params))
 
         gradient = self.sum_over_ranks(grad(local_surrogate)(theta).detach())
-        max_kl = self.max_kl * self._kl_scale
-        figures = {"cg_iterations": 0.0, "step_fraction": 0.0, "expected_improvement": 0.0}
+        max_kl = self.config.max_kl * self._schedule()
+        metrics = {"cg_iterations": 0.0, "step_fraction": 0.0, "expected_improvement": 0.0}
         if max_kl > 0 and bool(gradient.any()):
-            step, cg_iterations = self._natural_step(obs, union, gradient, max_kl)
-            figures["cg_iterations"] = float(cg_iterations)
+            step, cg_iterations = self._natural_step(obs, union_count, gradient, max_kl)
+            metrics["cg_iterations"] = float(cg_iterations)
             if step is not None:
                 step = step.to(theta.dtype)
                 with torch.no_grad():
-                    current, fraction = self._line_search(theta, step, surrogate, mean_kl,
-                                                          max_kl)  # fmt: skip
+                    current, fraction = self._line_search(theta, step, surrogate, mean_kl, max_kl)
                 module.load_into_module(current)
-                figures["step_fraction"] = fraction
-                figures["expected_improvement"] = float(gradient @ step) * fraction
+                metrics["step_fraction"] = fraction
+                metrics["expected_improvement"] = float(gradient @ step) * fraction
         with torch.no_grad():
-            figures["kl"] = float(mean_kl(current))
-        figures["value_loss"] = self._fit_critic(flat, counts)
-        figures["explained_variance"] = self.union_explained_variance(
+            metrics["kl"] = float(mean_kl(current))
+        metrics["value_loss"] = self._fit_critic(flat, counts)
+        metrics["explained_variance"] = self.union_explained_variance(
             flat["old_values"], flat["returns"]
         )
-        figures["std"] = float(self.policy.log_std.detach().exp().mean())
-        return figures
+        metrics["std"] = float(self.policy.log_std.detach().exp().mean())
+        return metrics
 
     def _natural_step(
-        self, obs: torch.Tensor, union: int, gradient: torch.Tensor, max_kl: float
+        self, obs: torch.Tensor, union_count: int, gradient: torch.Tensor, max_kl: float
     ) -> tuple[torch.Tensor | None, int]:
         """The natural-gradient step (float64) from the summed policy gradient, and the
         number of CG iterations; None for the step, with a ConvergenceWarning naming the
         figure, when the solve gives no usable one (every rank decides alike: the products
         and the gradient are sums over the ranks)."""
-        share = _fisher_share(self.policy, obs, union)
-        damping = self.cg_damping
+        share = _fisher_share(self.policy, obs, union_count)
+        damping = self.config.cg_damping
 
         def fisher(v: torch.Tensor) -> torch.Tensor:
             return self.sum_over_ranks(share(v)) + damping * v
@@ -352,8 +327,13 @@ class NaturalPG(ActorCritic):
             warn("the policy gradient is not finite", unchanged)
             return None, 0
         try:
-            solve = conjugate_gradient(fisher, g, max_iter=self.cg_iterations, truncated=True,
-                                       stop_on_negative_curvature=True)  # fmt: skip
+            solve = conjugate_gradient(
+                fisher,
+                g,
+                max_iter=self.config.cg_iterations,
+                truncated=True,
+                stop_on_negative_curvature=True,
+            )
         except NonFiniteError as error:  # a product, p'Ap or a residual that is not finite
             warn(f"conjugate gradient on the damped Fisher stopped: {error}", unchanged)
             return None, 0
@@ -372,13 +352,15 @@ class NaturalPG(ActorCritic):
         if not math.isfinite(curvature) or curvature <= 0:
             warn(f"the step's curvature x'(F + λI)x = {curvature:.3g} is not positive", unchanged)
             return None, solve.nit
-        if self.step_size is None:  # KL-normalized: ½ sᵀ(F + λI)s = δ
+        if self.config.step_size is None:  # KL-normalized: ½ sᵀ(F + λI)s = δ
             step = math.sqrt(2 * max_kl / curvature) * direction
         else:
-            step = self.step_size * self._kl_scale * direction
+            step = self.config.step_size * self._schedule() * direction
         if not bool(torch.isfinite(step.to(gradient.dtype)).all()):
-            warn(f"the step is not finite in {gradient.dtype} (x'(F + λI)x = {curvature:.3g})",
-                 unchanged)  # fmt: skip
+            warn(
+                f"the step is not finite in {gradient.dtype} (x'(F + λI)x = {curvature:.3g})",
+                unchanged,
+            )
             return None, solve.nit
         return step, solve.nit
 
@@ -387,20 +369,20 @@ class NaturalPG(ActorCritic):
         transitions); the mean loss of the last epoch."""
         n = flat["obs"].shape[0]
         generator = self.minibatch_generator()
-        slices = self.minibatch_slices(counts, self.critic_batch_size)
+        minibatches = self.minibatch_slices(counts, self.config.critic_batch_size)
         losses = []
-        for _ in range(self.critic_epochs):
+        for _ in range(self.config.critic_epochs):
             order = torch.randperm(n, generator=generator)
             obs, returns = flat["obs"][order], flat["returns"][order]
             losses = []
-            for where, union in slices:
-                predicted = self.value(obs[where]).squeeze(-1)
+            for rows, union_count in minibatches:
+                predicted = self.value(obs[rows]).squeeze(-1)
                 # this rank's share of the union minibatch's mean
-                loss = ((predicted - returns[where]) ** 2).sum() / union
+                loss = ((predicted - returns[rows]) ** 2).sum() / union_count
                 self.optimizer.zero_grad()
                 loss.backward()
                 self.reduce_gradients()
-                if self.max_grad_norm is not None:
+                if self.config.max_grad_norm is not None:
                     self.clip_gradients()
                 self.optimizer.step()
                 losses.append(loss.detach())
@@ -413,42 +395,38 @@ class TRPO(NaturalPG):
     """Trust region policy optimization (Schulman et al., 2015): the natural-gradient step
     of :class:`NaturalPG`, shrunk by ``backtrack_factor`` up to ``backtrack_steps`` times
     until the mean KL is at most δ and the surrogate improves; no step if none does.
-    Defaults as sb3-contrib's TRPO (0.8, 10).
+    Defaults as sb3-contrib's TRPO (0.8, 10): :class:`~probcalc.rl.config.TRPOConfig`.
 
     Args:
-        env, **options: as for :class:`NaturalPG`.
-        backtrack_factor, backtrack_steps: the line search.
+        env: as for :class:`OnPolicyAgent`.
+        config: a :class:`~probcalc.rl.config.TRPOConfig`.
+        seed: as for :class:`OnPolicyAgent`.
+        group: as for :class:`OnPolicyAgent`.
+        **settings: fields of TRPOConfig.
 
     Raises:
-        TypeError, ValueError: before any environment is made, when backtrack_factor is not
-            a number in (0, 1) or backtrack_steps not an integer >= 1; others as for
+        TypeError: before any environment is made, a setting of the wrong type; and as
             :class:`NaturalPG`.
+        ValueError: before any environment is made, when backtrack_factor is not in (0, 1)
+            or backtrack_steps not >= 1; others as for :class:`NaturalPG`.
     """
 
-    line_search = True
-
-    def __init__(
-        self, env: Any, *, backtrack_factor: float = 0.8, backtrack_steps: int = 10,
-        **options: Any,
-    ) -> None:  # fmt: skip
-        backtrack_factor = _positive(backtrack_factor, "backtrack_factor")
-        if not backtrack_factor < 1:
-            raise ValueError(f"backtrack_factor must lie in (0, 1), got {backtrack_factor}")
-        backtrack_steps = _count(backtrack_steps, "backtrack_steps", minimum=1)
-        super().__init__(env, **options)
-        self.config.update(backtrack_factor=backtrack_factor, backtrack_steps=backtrack_steps)
-        self.backtrack_factor, self.backtrack_steps = backtrack_factor, backtrack_steps
+    Config: ClassVar[type[TRPOConfig]] = TRPOConfig
 
     def _line_search(
-        self, theta: torch.Tensor, step: torch.Tensor, surrogate: Callable, mean_kl: Callable,
+        self,
+        theta: torch.Tensor,
+        step: torch.Tensor,
+        surrogate: Callable,
+        mean_kl: Callable,
         max_kl: float,
-    ) -> tuple[torch.Tensor, float]:  # fmt: skip
+    ) -> tuple[torch.Tensor, float]:
         start = float(surrogate(theta))
         fraction = 1.0
-        for _ in range(self.backtrack_steps):
+        for _ in range(self.config.backtrack_steps):
             candidate = theta + fraction * step
             kl, value = float(mean_kl(candidate)), float(surrogate(candidate))
             if math.isfinite(value) and kl <= max_kl and value > start:
                 return candidate, fraction
-            fraction *= self.backtrack_factor
+            fraction *= self.config.backtrack_factor
         return theta, 0.0

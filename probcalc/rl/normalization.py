@@ -61,8 +61,9 @@ def _array(values: object, name: str) -> np.ndarray:
         raise TypeError(f"{name} must hold real numbers, got an array of dtype {array.dtype}")
     array = array.astype(np.float64, copy=False)
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} must be finite, got values such as "
-                         f"{array[~np.isfinite(array)][:3].tolist()}")  # fmt: skip
+        raise ValueError(
+            f"{name} must be finite, got values such as {array[~np.isfinite(array)][:3].tolist()}"
+        )
     return array
 
 
@@ -95,8 +96,7 @@ class RunningMeanStd:
         """
         batch = _array(batch, "batch")
         if batch.ndim != self.mean.ndim + 1 or batch.shape[1:] != self.mean.shape:
-            raise ValueError(f"batch must have shape (n, *{self.mean.shape}), got "
-                             f"{batch.shape}")  # fmt: skip
+            raise ValueError(f"batch must have shape (n, *{self.mean.shape}), got {batch.shape}")
         if batch.shape[0] == 0:
             return
         self.merge(batch.mean(axis=0), batch.var(axis=0), batch.shape[0])
@@ -116,8 +116,11 @@ class RunningMeanStd:
         for part in rows:
             count = int(part[0])
             if count > 0:
-                self._agreed.merge(part[1 : 1 + size].reshape(self.mean.shape),
-                                   part[1 + size :].reshape(self.mean.shape), count)  # fmt: skip
+                self._agreed.merge(
+                    part[1 : 1 + size].reshape(self.mean.shape),
+                    part[1 + size :].reshape(self.mean.shape),
+                    count,
+                )
         self.mean, self.var = self._agreed.mean.copy(), self._agreed.var.copy()
         self.count = self._agreed.count
         self._pending = RunningMeanStd(self.mean.shape)
@@ -172,8 +175,9 @@ class ObservationNormalizer:
         shared: statistics shared across processes (see RunningMeanStd).
     """
 
-    def __init__(self, shape: tuple[int, ...], clip: float = 10.0, eps: float = 1e-8,
-                 shared: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, shape: tuple[int, ...], clip: float = 10.0, eps: float = 1e-8, shared: bool = False
+    ) -> None:
         self.stats = RunningMeanStd(shape, shared)
         self.clip = _real(clip, "clip", minimum=0.0, strict=True, finite=False)
         self.eps = _real(eps, "eps", minimum=0.0, strict=False, finite=True)
@@ -199,8 +203,9 @@ class ObservationNormalizer:
         item = self.stats.mean.shape
         trailing = observations.shape[observations.ndim - len(item) :]
         if observations.ndim < len(item) or trailing != item:
-            raise ValueError(f"observations must have shape (..., *{item}), got "
-                             f"{observations.shape}")  # fmt: skip
+            raise ValueError(
+                f"observations must have shape (..., *{item}), got {observations.shape}"
+            )
         scaled = (observations - self.stats.mean) / np.sqrt(self.stats.usable_var() + self.eps)
         return np.clip(scaled, -self.clip, self.clip).astype(dtype)
 
@@ -211,11 +216,15 @@ class RewardNormalizer:
     Args:
         n_envs: the number of environments stepped together.
         gamma: the algorithm's discount.
-        clip, eps, shared: as for :class:`ObservationNormalizer`.
+        clip: the scaled rewards are clipped to [-clip, clip].
+        eps: added to the variance before the square root.
+        shared: as for :class:`ObservationNormalizer`: the statistics are merged over the
+            ranks of a process group.
     """
 
-    def __init__(self, n_envs: int, gamma: float, clip: float = 10.0, eps: float = 1e-8,
-                 shared: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, n_envs: int, gamma: float, clip: float = 10.0, eps: float = 1e-8, shared: bool = False
+    ) -> None:
         if isinstance(n_envs, bool) or not isinstance(n_envs, numbers.Integral) or n_envs < 1:
             raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
         gamma = _real(gamma, "gamma", minimum=0.0, strict=False, finite=True)
@@ -238,8 +247,9 @@ class RewardNormalizer:
         rewards = _array(rewards, "rewards")
         done, skip = self._mask(done, "done"), None if skip is None else self._mask(skip, "skip")
         if rewards.shape != self.returns.shape:
-            raise ValueError(f"rewards must have shape {self.returns.shape} (n_envs), got "
-                             f"{rewards.shape}")  # fmt: skip
+            raise ValueError(
+                f"rewards must have shape {self.returns.shape} (n_envs), got {rewards.shape}"
+            )
         live = np.ones(len(rewards), dtype=bool) if skip is None else ~skip
         self.returns = np.where(live, self.returns * self.gamma + rewards, self.returns)
         self.stats.update(self.returns[live])
@@ -248,8 +258,9 @@ class RewardNormalizer:
     def _mask(self, values: object, name: str) -> np.ndarray:
         array = np.asarray(values)
         if array.dtype.kind not in "biuf" or array.shape != self.returns.shape:
-            raise ValueError(f"{name} must be booleans of shape {self.returns.shape} (n_envs), "
-                             f"got {array!r:.80}")  # fmt: skip
+            raise ValueError(
+                f"{name} must be booleans of shape {self.returns.shape} (n_envs), got {array!r:.80}"
+            )
         return array.astype(bool)
 
     def state_dict(self) -> dict[str, object]:

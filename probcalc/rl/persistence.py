@@ -22,6 +22,7 @@ entry that is a function, say) are kept pickled the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import math
@@ -43,14 +44,16 @@ from gymnasium.envs.registration import EnvSpec
 
 from ..core import distributed
 from ..core.errors import CheckpointError
+from .config import DTYPES
 
 if TYPE_CHECKING:
     from .agent import OnPolicyAgent
+    from .config import AgentConfig
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load", "read", "resume", "save"]
 
 FORMAT = "probcalc.rl agent"
-FORMAT_VERSION = 2  # version 1: the unversioned files of earlier releases (numpy arrays inside)
+FORMAT_VERSION = 3  # the config dataclass's fields, dtype by name; earlier versions are not read
 TAG = "__probcalc_type__"  # marks an encoded value that is not a tensor or plain data
 # constructor arguments kept by wrappers and EzPickle for re-creation: configuration, which
 # the agent's own construction repeats, not state
@@ -58,8 +61,10 @@ CONSTRUCTOR_ARGUMENTS = ("_saved_kwargs", "_ezpickle_args", "_ezpickle_kwargs")
 # MujocoEnv attributes saved through MuJoCo's own state functions, or holding none (the
 # compiled model and the renderer)
 MUJOCO_ATTRIBUTES = ("model", "data", "mujoco_renderer")
-TRUST_HINT = ("pass trust_pickle=True to unpickle them if you trust the file (unpickling "
-              "runs code from the file)")  # fmt: skip
+TRUST_HINT = (
+    "pass trust_pickle=True to unpickle them if you trust the file (unpickling "
+    "runs code from the file)"
+)
 
 # the warnings already given, per agent: checkpoints warn once per run
 _warned: weakref.WeakKeyDictionary[Any, set[Any]] = weakref.WeakKeyDictionary()
@@ -138,8 +143,9 @@ def from_data(data: Any, into: Any = None) -> Any:
         state = from_data(data["state"])
         name = state.get("bit_generator") if type(state) is dict else None
         bit_generator = getattr(np.random, name, None) if type(name) is str else None
-        if not (isinstance(bit_generator, type)
-                and issubclass(bit_generator, np.random.BitGenerator)):  # fmt: skip
+        if not (
+            isinstance(bit_generator, type) and issubclass(bit_generator, np.random.BitGenerator)
+        ):
             raise _BadDataError(f"an unknown bit generator {name!r}")
         if type(into) is np.random.Generator and type(into.bit_generator) is bit_generator:
             generator = into
@@ -186,9 +192,12 @@ def _mujoco_arrays(model: Any, data: Any) -> dict[str, np.ndarray]:
         if name.startswith("_"):
             continue
         value, reference = getattr(data, name, None), getattr(fresh, name, None)
-        if (isinstance(value, np.ndarray) and value.flags.writeable
-                and isinstance(reference, np.ndarray)
-                and reference.shape == value.shape):  # fmt: skip
+        if (
+            isinstance(value, np.ndarray)
+            and value.flags.writeable
+            and isinstance(reference, np.ndarray)
+            and reference.shape == value.shape
+        ):
             arrays[name] = value
     return arrays
 
@@ -221,15 +230,21 @@ def _mujoco_views(saved: dict[str, Any]) -> dict[str, np.ndarray]:
     """
     views = {}
     for entry in saved["index"]:
-        if not (type(entry) is list and len(entry) == 4
-                and [type(item) for item in entry] == [str, str, int, list]
-                and all(type(n) is int and n >= 0 for n in entry[3])):  # fmt: skip
+        if not (
+            type(entry) is list
+            and len(entry) == 4
+            and [type(item) for item in entry] == [str, str, int, list]
+            and all(type(n) is int and n >= 0 for n in entry[3])
+        ):
             raise _BadDataError("a MuJoCo array entry that is not (name, dtype, offset, shape)")
         name, dtype, offset, shape = entry
         flat = saved["arrays"].get(dtype)
         size = math.prod(shape)
-        if (type(flat) is not torch.Tensor or flat.dim() != 1
-                or not 0 <= offset <= flat.numel() - size):  # fmt: skip
+        if (
+            type(flat) is not torch.Tensor
+            or flat.dim() != 1
+            or not 0 <= offset <= flat.numel() - size
+        ):
             raise _BadDataError(f"MjData.{name} lies outside the saved arrays")
         views[name] = flat.numpy()[offset : offset + size].reshape(shape)
     return views
@@ -238,17 +253,21 @@ def _mujoco_views(saved: dict[str, Any]) -> dict[str, np.ndarray]:
 def _mujoco_misfit(model: Any, data: Any, saved: Any) -> str | None:
     import mujoco
 
-    if (type(saved) is not dict or type(saved.get("state")) is not torch.Tensor
-            or saved.get("spec") != int(mujoco.mjtState.mjSTATE_INTEGRATION)
-            or type(saved.get("index")) is not list
-            or type(saved.get("arrays")) is not dict):  # fmt: skip
+    if (
+        type(saved) is not dict
+        or type(saved.get("state")) is not torch.Tensor
+        or saved.get("spec") != int(mujoco.mjtState.mjSTATE_INTEGRATION)
+        or type(saved.get("index")) is not list
+        or type(saved.get("arrays")) is not dict
+    ):
         raise _BadDataError("a MuJoCo state without its spec, state and arrays")
     if saved["state"].shape != (mujoco.mj_stateSize(model, saved["spec"]),):
         return "the MuJoCo state has another size: another model"
     current = _mujoco_arrays(model, data)
     for name, view in _mujoco_views(saved).items():
-        if name in current and (view.shape != current[name].shape
-                                or view.dtype != current[name].dtype):  # fmt: skip
+        if name in current and (
+            view.shape != current[name].shape or view.dtype != current[name].dtype
+        ):
             return f"MjData.{name} has another shape: another model"
     return None
 
@@ -278,27 +297,33 @@ def _capture_environment(env: gymnasium.Env, where: str) -> dict[str, Any]:
             raise _NotDataError(f"{where}: {type(layer).__name__} keeps its attributes in slots")
         saved = {}
         for name, value in vars(layer).items():
-            if ((isinstance(layer, gymnasium.Wrapper) and name == "env")
-                    or name in CONSTRUCTOR_ARGUMENTS
-                    or isinstance(value, gymnasium.spaces.Space | EnvSpec)
-                    or (mujoco_layer and name in MUJOCO_ATTRIBUTES)):  # fmt: skip
+            if (
+                (isinstance(layer, gymnasium.Wrapper) and name == "env")
+                or name in CONSTRUCTOR_ARGUMENTS
+                or isinstance(value, gymnasium.spaces.Space | EnvSpec)
+                or (mujoco_layer and name in MUJOCO_ATTRIBUTES)
+            ):
                 continue
             saved[name] = to_data(value, f"{where}: {type(layer).__name__}.{name}")
         attributes.append(saved)
         if mujoco_layer:
             mujoco_state = _capture_mujoco(layer.model, layer.data)
-    return {"classes": [_class_name(layer) for layer in _layers(env)],
-            "attributes": attributes, "mujoco": mujoco_state}  # fmt: skip
+    return {
+        "classes": [_class_name(layer) for layer in _layers(env)],
+        "attributes": attributes,
+        "mujoco": mujoco_state,
+    }
 
 
 def _capture_vector_env(envs: gymnasium.vector.VectorEnv) -> dict[str, Any]:
     if not isinstance(envs, gymnasium.vector.SyncVectorEnv):
         raise _NotDataError(f"{type(envs).__name__} steps its environments in other processes")
     return {
-        "environments": [_capture_environment(env, f"environment {i}")
-                         for i, env in enumerate(envs.envs)],
+        "environments": [
+            _capture_environment(env, f"environment {i}") for i, env in enumerate(envs.envs)
+        ],
         "autoreset": torch.from_numpy(np.array(envs._autoreset_envs, dtype=bool)),
-    }  # fmt: skip
+    }
 
 
 def _vector_misfit(envs: gymnasium.vector.VectorEnv, saved: Any) -> str | None:
@@ -307,8 +332,11 @@ def _vector_misfit(envs: gymnasium.vector.VectorEnv, saved: Any) -> str | None:
     Raises:
         _BadDataError: ``saved`` is not what _capture_vector_env writes.
     """
-    if type(saved) is not dict or type(saved.get("environments")) is not list \
-            or type(saved.get("autoreset")) is not torch.Tensor:  # fmt: skip
+    if (
+        type(saved) is not dict
+        or type(saved.get("environments")) is not list
+        or type(saved.get("autoreset")) is not torch.Tensor
+    ):
         raise _BadDataError("an environment state without its environments and autoreset flags")
     if not isinstance(envs, gymnasium.vector.SyncVectorEnv):
         return f"this agent's {type(envs).__name__} takes no saved state"
@@ -320,10 +348,11 @@ def _vector_misfit(envs: gymnasium.vector.VectorEnv, saved: Any) -> str | None:
             raise _BadDataError("an environment state without its attributes")
         classes = [_class_name(layer) for layer in _layers(env)]
         if part.get("classes") != classes or len(part["attributes"]) != len(classes):
-            return (f"the saved environments are {part.get('classes')}, this agent's are "
-                    f"{classes}")  # fmt: skip
-        if any(type(layer) is not dict or not all(_attribute_name(name) for name in layer)
-               for layer in part["attributes"]):  # fmt: skip
+            return f"the saved environments are {part.get('classes')}, this agent's are {classes}"
+        if any(
+            type(layer) is not dict or not all(_attribute_name(name) for name in layer)
+            for layer in part["attributes"]
+        ):
             raise _BadDataError("an environment layer whose attributes are not a dict of names")
         for layer in part["attributes"]:  # every value decodes: restoring cannot fail halfway
             for data in layer.values():
@@ -371,18 +400,21 @@ def _local_state(agent: OnPolicyAgent, environments: bool) -> dict[str, Any]:
     local: dict[str, Any] = {
         "parameters": _digest(agent),
         "generator": agent.generator.get_state(),
-        "reward_returns": None if normalizer is None
+        "reward_returns": None
+        if normalizer is None
         else torch.from_numpy(normalizer.returns.copy()),
         "environments": None,
-    }  # fmt: skip
+    }
     if environments:
         saved: dict[str, Any] = {
             "obs": torch.from_numpy(np.array(agent._obs)),
             "last_done": torch.from_numpy(np.array(agent._last_done, dtype=bool)),
             "episode_return": torch.from_numpy(np.array(agent._episode_return)),
             "episode_length": torch.from_numpy(np.array(agent._episode_length)),
-            "state": None, "pickle": None, "why": None,
-        }  # fmt: skip
+            "state": None,
+            "pickle": None,
+            "why": None,
+        }
         try:
             saved["state"] = _capture_vector_env(agent.envs)
         except _NotDataError as error:
@@ -396,13 +428,15 @@ def _local_state(agent: OnPolicyAgent, environments: bool) -> dict[str, Any]:
     return local
 
 
-def _config_data(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """The configuration as data, the entries that are not data (to pickle), and their
-    names: ``env_kwargs`` entry by entry."""
+def _config_data(config: AgentConfig) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The config's fields as data (the dtype by name), the entries that are not data (to
+    pickle), and their names: ``env_kwargs`` entry by entry."""
     data: dict[str, Any] = {}
     pickled: dict[str, Any] = {}
     names: list[str] = []
-    for key, value in config.items():
+    fields = config.as_dict()
+    fields["dtype"] = str(config.dtype).removeprefix("torch.")
+    for key, value in fields.items():
         if key == "env_kwargs":
             data[key] = {}
             for name, item in value.items():
@@ -428,8 +462,14 @@ def _warn_once(agent: OnPolicyAgent, key: Any, message: str) -> None:
         warnings.warn(message, UserWarning, stacklevel=5)
 
 
-def save(agent: OnPolicyAgent, path: str | Path, *, environments: bool = False,
-         run_start: int | None = None, run_steps: int | None = None) -> None:  # fmt: skip
+def save(
+    agent: OnPolicyAgent,
+    path: str | Path,
+    *,
+    environments: bool = False,
+    run_start: int | None = None,
+    run_steps: int | None = None,
+) -> None:
     """Write ``agent`` to ``path`` atomically (a temporary file in the same folder, synced,
     then renamed over ``path``): see OnPolicyAgent.save."""
     group = agent.group
@@ -455,9 +495,14 @@ def save(agent: OnPolicyAgent, path: str | Path, *, environments: bool = False,
             raise
 
 
-def _file_content(agent: OnPolicyAgent, parts: list[dict[str, Any]], run_start: int | None,
-                  run_steps: int | None, environments: bool,
-                  collective: bool) -> dict[str, Any]:  # fmt: skip
+def _file_content(
+    agent: OnPolicyAgent,
+    parts: list[dict[str, Any]],
+    run_start: int | None,
+    run_steps: int | None,
+    environments: bool,
+    collective: bool,
+) -> dict[str, Any]:
     """What the file holds (warning about what cannot be saved as data)."""
     if collective and len({part["parameters"] for part in parts}) > 1:
         warnings.warn(
@@ -468,35 +513,56 @@ def _file_content(agent: OnPolicyAgent, parts: list[dict[str, Any]], run_start: 
         )
     if environments:
         whys = [part["environments"]["why"] for part in parts if part["environments"]["why"]]
-        pickled = all(part["environments"]["pickle"] is not None for part in parts
-                      if part["environments"]["why"])  # fmt: skip
+        pickled = all(
+            part["environments"]["pickle"] is not None
+            for part in parts
+            if part["environments"]["why"]
+        )
         if whys and pickled:
-            _warn_once(agent, ("environments", run_start), (
-                f"the environments cannot be saved as data ({whys[0]}): the checkpoint holds "
-                f"them pickled, and resuming from it restores them exactly only with "
-                f"trust_pickle=True (unpickling runs code from the file: only for files you "
-                f"trust); without it they are reset and the episodes in progress start "
-                f"over"))  # fmt: skip
+            _warn_once(
+                agent,
+                ("environments", run_start),
+                (
+                    f"the environments cannot be saved as data ({whys[0]}): the checkpoint holds "
+                    f"them pickled, and resuming from it restores them exactly only with "
+                    f"trust_pickle=True (unpickling runs code from the file: only for files you "
+                    f"trust); without it they are reset and the episodes in progress start "
+                    f"over"
+                ),
+            )
         elif whys:
-            _warn_once(agent, ("environments", run_start), (
-                f"the environments cannot be saved ({whys[0]}): resuming from the checkpoint "
-                f"resets them and the episodes in progress start over"))  # fmt: skip
+            _warn_once(
+                agent,
+                ("environments", run_start),
+                (
+                    f"the environments cannot be saved ({whys[0]}): resuming from the checkpoint "
+                    f"resets them and the episodes in progress start over"
+                ),
+            )
     config, pickled_config, names = _config_data(agent.config)
     pickled = None
     if pickled_config:
         try:
             pickled = {"keys": sorted(pickled_config), "pickle": cloudpickle.dumps(pickled_config)}
         except Exception as error:
-            raise TypeError(f"cannot save the configuration: {', '.join(names)} are neither "
-                            f"plain data nor picklable ({error})") from error  # fmt: skip
-        _warn_once(agent, "config", (
-            f"configuration entries that are not plain data are saved pickled: "
-            f"{', '.join(names)}; loading the file needs them passed again (e.g. env_kwargs=) "
-            f"or trust_pickle=True"))  # fmt: skip
+            raise TypeError(
+                f"cannot save the configuration: {', '.join(names)} are neither "
+                f"plain data nor picklable ({error})"
+            ) from error
+        _warn_once(
+            agent,
+            "config",
+            (
+                f"configuration entries that are not plain data are saved pickled: "
+                f"{', '.join(names)}; loading the file needs them passed again (e.g. env_kwargs=) "
+                f"or trust_pickle=True"
+            ),
+        )
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "algorithm": type(agent).__name__,
+        "env": agent.env_id,
         "config": config,
         # the entries that are not data, by key, pickled (unpickled only on trust_pickle)
         "pickled_config": pickled,
@@ -505,25 +571,34 @@ def _file_content(agent: OnPolicyAgent, parts: list[dict[str, Any]], run_start: 
         "num_timesteps": int(agent.num_timesteps),
         "ranks": parts,  # what each rank alone holds: random state, environments
         "recent_returns": [float(r) for r in agent.recent_returns],
-        "obs_normalizer": None if agent.obs_normalizer is None
+        "obs_normalizer": None
+        if agent.obs_normalizer is None
         else _statistics_data(agent.obs_normalizer.state_dict()),
-        "reward_normalizer": None if agent.reward_normalizer is None
-        else {"stats": _statistics_data(agent.reward_normalizer.stats.state_dict()),
-              "returns": torch.from_numpy(agent.reward_normalizer.returns.copy())},
+        "reward_normalizer": None
+        if agent.reward_normalizer is None
+        else {
+            "stats": _statistics_data(agent.reward_normalizer.stats.state_dict()),
+            "returns": torch.from_numpy(agent.reward_normalizer.returns.copy()),
+        },
         "run_start": run_start,
         "run_steps": run_steps,
-    }  # fmt: skip
+    }
 
 
 def _statistics_data(stats: dict[str, Any]) -> dict[str, Any]:
-    return {"mean": torch.from_numpy(np.array(stats["mean"], dtype=np.float64)),
-            "var": torch.from_numpy(np.array(stats["var"], dtype=np.float64)),
-            "count": int(stats["count"])}  # fmt: skip
+    return {
+        "mean": torch.from_numpy(np.array(stats["mean"], dtype=np.float64)),
+        "var": torch.from_numpy(np.array(stats["var"], dtype=np.float64)),
+        "count": int(stats["count"]),
+    }
 
 
 def _statistics(data: dict[str, Any]) -> dict[str, Any]:
-    return {"mean": data["mean"].numpy().copy(), "var": data["var"].numpy().copy(),
-            "count": int(data["count"])}  # fmt: skip
+    return {
+        "mean": data["mean"].numpy().copy(),
+        "var": data["var"].numpy().copy(),
+        "count": int(data["count"]),
+    }
 
 
 # ---------------------------------------------------------------------------- reading
@@ -542,33 +617,56 @@ def _check_structure(state: dict[str, Any], path: Path) -> None:
     """The entries a file of this format holds, with their types."""
 
     def statistics(value: Any) -> bool:
-        return (type(value) is dict and type(value.get("count")) is int
-                and all(type(value.get(k)) is torch.Tensor for k in ("mean", "var")))  # fmt: skip
+        return (
+            type(value) is dict
+            and type(value.get("count")) is int
+            and all(type(value.get(k)) is torch.Tensor for k in ("mean", "var"))
+        )
 
     checks = {
         "algorithm": lambda v: type(v) is str,
+        "env": lambda v: v is None or type(v) is str,
         "config": lambda v: type(v) is dict,
-        "pickled_config": lambda v: v is None or (
-            type(v) is dict and type(v.get("pickle")) is bytes and type(v.get("keys")) is list
-            and all(type(key) is str for key in v["keys"])),
+        "pickled_config": lambda v: (
+            v is None
+            or (
+                type(v) is dict
+                and type(v.get("pickle")) is bytes
+                and type(v.get("keys")) is list
+                and all(type(key) is str for key in v["keys"])
+            )
+        ),
         "networks": lambda v: type(v) is dict and all(isinstance(w, dict) for w in v.values()),
         "optimizer": lambda v: isinstance(v, dict),
         "num_timesteps": lambda v: type(v) is int and v >= 0,
         "recent_returns": lambda v: type(v) is list,
         "obs_normalizer": lambda v: v is None or statistics(v),
-        "reward_normalizer": lambda v: v is None or (
-            type(v) is dict and statistics(v.get("stats"))
-            and type(v.get("returns")) is torch.Tensor),
+        "reward_normalizer": lambda v: (
+            v is None
+            or (
+                type(v) is dict
+                and statistics(v.get("stats"))
+                and type(v.get("returns")) is torch.Tensor
+            )
+        ),
         "run_start": lambda v: v is None or type(v) is int,
         "run_steps": lambda v: v is None or type(v) is int,
-        "ranks": lambda v: type(v) is list and len(v) > 0 and all(
-            type(part) is dict and type(part.get("generator")) is torch.Tensor
-            and part.get("generator").dtype == torch.uint8
-            and (part.get("reward_returns") is None
-                 or type(part.get("reward_returns")) is torch.Tensor)
-            and (part.get("environments") is None or type(part.get("environments")) is dict)
-            for part in v),
-    }  # fmt: skip
+        "ranks": lambda v: (
+            type(v) is list
+            and len(v) > 0
+            and all(
+                type(part) is dict
+                and type(part.get("generator")) is torch.Tensor
+                and part.get("generator").dtype == torch.uint8
+                and (
+                    part.get("reward_returns") is None
+                    or type(part.get("reward_returns")) is torch.Tensor
+                )
+                and (part.get("environments") is None or type(part.get("environments")) is dict)
+                for part in v
+            )
+        ),
+    }
     for key, check in checks.items():
         if key not in state:
             raise _fail(path, f"the entry {key!r} is missing (a damaged or hand-made file)")
@@ -586,10 +684,11 @@ def _unpickling_failure(path: Path, error: pickle.UnpicklingError) -> Checkpoint
     if found is None and "Unsupported operand" in detail:
         return _fail(path, f"it is corrupted (its pickle does not decode: {detail})")
     what = f"it refers to {found[1]}" if found else detail[:200]
-    return _fail(path, f"it holds Python objects other than tensors and plain data ({what}), "
-                       f"which loading never unpickles (unpickling can run code); files of "
-                       f"probcalc releases before format version 2 held numpy arrays and "
-                       f"are not read")  # fmt: skip
+    return _fail(
+        path,
+        f"it holds Python objects other than tensors and plain data ({what}), "
+        f"which loading never unpickles (unpickling can run code)",
+    )
 
 
 def read(path: str | Path) -> dict[str, Any]:
@@ -603,7 +702,7 @@ def read(path: str | Path) -> dict[str, Any]:
             Python objects other than tensors and plain data, or has a format version this
             release does not read.
     """
-    path = Path(path)
+    path = _path(path)
     if not path.exists():
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
     if path.is_dir():
@@ -611,8 +710,9 @@ def read(path: str | Path) -> dict[str, Any]:
     if not zipfile.is_zipfile(path):  # torch.save writes zip archives
         size = path.stat().st_size
         what = "it is empty" if size == 0 else f"it is not a torch.save archive ({size} bytes)"
-        raise _fail(path, f"{what}: a truncated file (a copy or a write cut short), or "
-                          f"another kind of file")  # fmt: skip
+        raise _fail(
+            path, f"{what}: a truncated file (a copy or a write cut short), or another kind of file"
+        )
     try:
         with zipfile.ZipFile(path) as archive:  # every member against its CRC-32
             damaged = archive.testzip()
@@ -632,8 +732,11 @@ def read(path: str | Path) -> dict[str, Any]:
     version = state.get("format_version")
     if version != FORMAT_VERSION:
         newer = type(version) is int and version > FORMAT_VERSION
-        raise _fail(path, f"it has format version {version!r}; this release reads version "
-                          f"{FORMAT_VERSION}{': upgrade probcalc' if newer else ''}")  # fmt: skip
+        raise _fail(
+            path,
+            f"it has format version {version!r}; this release reads version "
+            f"{FORMAT_VERSION}{': upgrade probcalc' if newer else ''}",
+        )
     _check_structure(state, path)
     return state
 
@@ -644,15 +747,19 @@ def _algorithm(state: dict[str, Any], cls: type, path: Path) -> type:
     algorithm = OnPolicyAgent.registry.get(state["algorithm"])
     if algorithm is None:
         known = ", ".join(OnPolicyAgent.registry)
-        raise _fail(path, f"it holds a {state['algorithm']!r} agent, an algorithm this "
-                          f"program does not define (known: {known})")  # fmt: skip
+        raise _fail(
+            path,
+            f"it holds a {state['algorithm']!r} agent, an algorithm this "
+            f"program does not define (known: {known})",
+        )
     if cls is not OnPolicyAgent and not issubclass(algorithm, cls):
         raise _fail(path, f"it holds an agent of {state['algorithm']}, not of {cls.__name__}")
     return algorithm
 
 
-def _config(state: dict[str, Any], path: Path, overrides: dict[str, Any],
-            trust_pickle: bool) -> dict[str, Any]:  # fmt: skip
+def _config(
+    state: dict[str, Any], path: Path, overrides: dict[str, Any], trust_pickle: bool
+) -> dict[str, Any]:
     """The saved configuration with ``overrides``; the entries saved pickled come from
     ``overrides`` or, with ``trust_pickle``, from the file."""
     try:
@@ -662,15 +769,20 @@ def _config(state: dict[str, Any], path: Path, overrides: dict[str, Any],
     pickled = state["pickled_config"]
     missing = [key for key in (pickled or {}).get("keys", []) if key not in overrides]
     if missing and not trust_pickle:
-        raise _fail(path, f"its configuration entries {missing} are not plain data and were "
-                          f"saved pickled: pass them again (e.g. {missing[0]}=...), or "
-                          f"{TRUST_HINT}")  # fmt: skip
+        raise _fail(
+            path,
+            f"its configuration entries {missing} are not plain data and were "
+            f"saved pickled: pass them again (e.g. {missing[0]}=...), or "
+            f"{TRUST_HINT}",
+        )
     if missing:
         try:
             values = cloudpickle.loads(pickled["pickle"])
         except Exception as error:
-            raise _fail(path, f"its pickled configuration does not unpickle "
-                              f"({type(error).__name__}: {error})") from error  # fmt: skip
+            raise _fail(
+                path,
+                f"its pickled configuration does not unpickle ({type(error).__name__}: {error})",
+            ) from error
         if type(values) is not dict:
             raise _fail(path, f"its pickled configuration is {_describe(values)}, not a dict")
         for key, value in values.items():
@@ -692,16 +804,23 @@ def _check_fits(agent: OnPolicyAgent, state: dict[str, Any], path: Path) -> None
     change, so that a file that does not fit leaves the agent as it was)."""
     networks = state["networks"]
     if set(networks) != set(agent.networks):
-        raise _fail(path, f"it holds the networks {sorted(networks)}, this agent has "
-                          f"{sorted(agent.networks)}")  # fmt: skip
+        raise _fail(
+            path,
+            f"it holds the networks {sorted(networks)}, this agent has {sorted(agent.networks)}",
+        )
     for name, weights in networks.items():
         current = agent.networks[name].state_dict()
         shapes = {key: tuple(value.shape) for key, value in current.items()}
-        saved = {key: tuple(value.shape) if isinstance(value, torch.Tensor) else None
-                 for key, value in weights.items()}  # fmt: skip
+        saved = {
+            key: tuple(value.shape) if isinstance(value, torch.Tensor) else None
+            for key, value in weights.items()
+        }
         if saved != shapes:
-            raise _fail(path, f"its {name} network does not fit this agent's (other layers or "
-                              f"sizes: was it made with other settings?)")  # fmt: skip
+            raise _fail(
+                path,
+                f"its {name} network does not fit this agent's (other layers or "
+                f"sizes: was it made with other settings?)",
+            )
     for key in ("obs_normalizer", "reward_normalizer"):
         normalizer = getattr(agent, key)
         if state[key] is not None and normalizer is not None:
@@ -728,19 +847,25 @@ def _restore_learning(agent: OnPolicyAgent, state: dict[str, Any], path: Path) -
     if state["obs_normalizer"] is not None and agent.obs_normalizer is not None:
         agent.obs_normalizer.load_state_dict(_statistics(state["obs_normalizer"]))
     if state["reward_normalizer"] is not None and agent.reward_normalizer is not None:
-        agent.reward_normalizer.load_state_dict({
-            "stats": _statistics(state["reward_normalizer"]["stats"]),
-            "returns": state["reward_normalizer"]["returns"].numpy().copy()})  # fmt: skip
+        agent.reward_normalizer.load_state_dict(
+            {
+                "stats": _statistics(state["reward_normalizer"]["stats"]),
+                "returns": state["reward_normalizer"]["returns"].numpy().copy(),
+            }
+        )
     local = _local_part(agent, state)
     if local is not None:
         agent.generator.set_state(local["generator"])
         returns = local["reward_returns"]
         if agent.reward_normalizer is not None and returns is not None:
             agent.reward_normalizer.load_state_dict(
-                {"stats": agent.reward_normalizer.stats.state_dict(),
-                 "returns": returns.numpy().copy()})  # fmt: skip
+                {
+                    "stats": agent.reward_normalizer.stats.state_dict(),
+                    "returns": returns.numpy().copy(),
+                }
+            )
     else:
-        agent.generator.manual_seed((agent._noise_seed + agent.num_timesteps) % 2**63)
+        agent.generator.manual_seed((agent._rank_seed + agent.num_timesteps) % 2**63)
         if agent.reward_normalizer is not None:  # rank 0's episodes are not this rank's
             agent.reward_normalizer.returns[:] = 0.0
 
@@ -748,8 +873,9 @@ def _restore_learning(agent: OnPolicyAgent, state: dict[str, Any], path: Path) -
 EPISODE_ARRAYS = ("obs", "last_done", "episode_return", "episode_length")
 
 
-def _environment_plan(agent: OnPolicyAgent, state: dict[str, Any], path: Path,
-                      trust_pickle: bool) -> tuple[str, Any]:  # fmt: skip
+def _environment_plan(
+    agent: OnPolicyAgent, state: dict[str, Any], path: Path, trust_pickle: bool
+) -> tuple[str, Any]:
     """How to bring back this rank's environments: ("state", saved data), ("envs", the
     unpickled vector env) or ("reset", why); everything checked, nothing changed yet."""
     local = _local_part(agent, state)
@@ -775,16 +901,21 @@ def _environment_plan(agent: OnPolicyAgent, state: dict[str, Any], path: Path,
     try:
         envs = cloudpickle.loads(saved["pickle"])
     except Exception as error:
-        raise _fail(path, f"its pickled environments do not unpickle "
-                          f"({type(error).__name__}: {error})") from error  # fmt: skip
+        raise _fail(
+            path, f"its pickled environments do not unpickle ({type(error).__name__}: {error})"
+        ) from error
     if not isinstance(envs, gymnasium.vector.VectorEnv) or envs.num_envs != agent.n_envs:
-        raise _fail(path, f"its pickled environments are {_describe(envs)}, not "
-                          f"{agent.n_envs} vector environments")  # fmt: skip
+        raise _fail(
+            path,
+            f"its pickled environments are {_describe(envs)}, not "
+            f"{agent.n_envs} vector environments",
+        )
     return "envs", envs
 
 
-def _restore_environments(agent: OnPolicyAgent, saved: dict[str, Any], plan: tuple[str, Any],
-                          path: Path) -> None:  # fmt: skip
+def _restore_environments(
+    agent: OnPolicyAgent, saved: dict[str, Any], plan: tuple[str, Any], path: Path
+) -> None:
     how, payload = plan
     if how == "reset":
         warnings.warn(
@@ -793,8 +924,7 @@ def _restore_environments(agent: OnPolicyAgent, saved: dict[str, Any], plan: tup
             UserWarning,
             stacklevel=4,
         )
-        seed = None if agent._env_seed is None else agent._env_seed + agent.num_timesteps
-        agent._reset_environments(seed, update_statistics=False)
+        agent._reset_environments(agent._rank_seed + agent.num_timesteps, update_statistics=False)
         return
     if how == "envs":
         agent.envs.close()
@@ -810,25 +940,61 @@ def _restore_environments(agent: OnPolicyAgent, saved: dict[str, Any], plan: tup
     agent._episode_length = saved["episode_length"].numpy().copy()
 
 
-def load(cls: type[OnPolicyAgent], path: str | Path, env: str | gymnasium.Env | None,
-         trust_pickle: bool, overrides: dict[str, Any]) -> OnPolicyAgent:  # fmt: skip
+def _path(path: object, name: str = "path") -> Path:
+    """``path`` as a Path.
+
+    Raises:
+        TypeError: it is not a str or os.PathLike.
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__} {path!r}")
+    return Path(path)
+
+
+def _saved_config(
+    algorithm: type[OnPolicyAgent], fields: dict[str, Any], path: Path
+) -> AgentConfig:
+    """The algorithm's config from the fields saved in the file."""
+    fields = dict(fields)
+    if type(fields.get("dtype")) is str:
+        fields["dtype"] = DTYPES.get(fields["dtype"], fields["dtype"])
+    try:
+        return algorithm.Config(**fields)
+    except (TypeError, ValueError) as error:
+        raise _fail(
+            path, f"its configuration is not a valid {algorithm.Config.__name__} ({error})"
+        ) from error
+
+
+def load(
+    cls: type[OnPolicyAgent],
+    path: str | Path,
+    env: str | gymnasium.Env | None,
+    trust_pickle: bool,
+    overrides: dict[str, Any],
+) -> OnPolicyAgent:
     """The agent saved at ``path``: see OnPolicyAgent.load."""
-    path = Path(path)
+    path = _path(path)
     state = read(path)
     algorithm = _algorithm(state, cls, path)
-    config = _config(state, path, overrides, trust_pickle)
-    if env is not None:
-        config["env"] = env
-    if config.get("env") is None:
+    saved = _config(
+        state,
+        path,
+        {key: value for key, value in overrides.items() if key == "env_kwargs"},
+        trust_pickle,
+    )
+    config = _saved_config(algorithm, saved, path)
+    if env is None:
+        env = state["env"]
+    if env is None:
         raise ValueError(f"{path} was saved from an unregistered environment instance: pass env=")
-    agent = algorithm(**config)
+    agent = algorithm(env, config=config, **overrides)
     _check_fits(agent, state, path)
     _restore_learning(agent, state, path)
     return agent
 
 
-def resume(agent: OnPolicyAgent, path: str | Path, total_steps: int,
-           trust_pickle: bool) -> int:  # fmt: skip
+def resume(agent: OnPolicyAgent, path: str | Path, total_steps: int, trust_pickle: bool) -> int:
     """Continue ``agent`` from the checkpoint at ``path`` of a run of ``total_steps``:
     everything ``save(environments=True)`` wrote. Returns the run's first step. Every
     check comes before any change: a file that does not fit leaves the agent as it was.
@@ -838,17 +1004,24 @@ def resume(agent: OnPolicyAgent, path: str | Path, total_steps: int,
             or whose networks do not fit the agent.
         ValueError: a checkpoint of a run of another length.
     """
-    path = Path(path)
+    path = _path(path, "resume_from")
     state = read(path)
     _algorithm(state, type(agent), path)
     if state["run_steps"] not in (None, total_steps):
-        raise ValueError(f"{path} is a checkpoint of a run of {state['run_steps']} steps, not "
-                         f"{total_steps}: pass the stopped run's total_steps")  # fmt: skip
+        raise ValueError(
+            f"{path} is a checkpoint of a run of {state['run_steps']} steps, not "
+            f"{total_steps}: pass the stopped run's total_steps"
+        )
     _check_fits(agent, state, path)
     recent = state["recent_returns"]
     if not all(type(r) is float for r in recent):
         raise _fail(path, "its recent returns are not numbers")
     plan = _environment_plan(agent, state, path, trust_pickle)
+    saved_seed = state["config"].get("seed")
+    if agent._seed_drawn and type(saved_seed) is int:  # the stopped run's seed, not a new one
+        agent.config = dataclasses.replace(agent.config, seed=saved_seed)
+        agent._rank_seed = distributed.rank_seed(saved_seed, agent.group)
+        agent._seed_drawn = False
     _restore_learning(agent, state, path)
     agent.recent_returns.clear()
     agent.recent_returns.extend(recent)

@@ -83,8 +83,9 @@ def _data(value: object, name: str, dtype: torch.dtype, width: int) -> torch.Ten
     if value.is_complex() or value.dtype is torch.bool:
         raise TypeError(f"{name} must hold real numbers, got {value.dtype}")
     if value.dim() == 0 or value.shape[-1] != width:
-        raise ValueError(f"{name} must have shape (batch, {width}) or ({width},), got "
-                         f"{tuple(value.shape)}")  # fmt: skip
+        raise ValueError(
+            f"{name} must have shape (batch, {width}) or ({width},), got {tuple(value.shape)}"
+        )
     value = value.to(dtype)
     traced = value.requires_grad or torch._C._functorch.is_functorch_wrapped_tensor(value)
     if not traced and not bool(torch.isfinite(value).all()):
@@ -131,8 +132,9 @@ class GaussianPolicy(nn.Module):
         hidden = _sizes(hidden, "hidden", minimum_length=0)
         log_std_init = _finite_number(log_std_init, "log_std_init")
         _check_activation(activation)
-        self.mean = mlp([obs_dim, *hidden, act_dim], activation,
-                        output_gain=0.01 if ortho_init else None)  # fmt: skip
+        self.mean = mlp(
+            [obs_dim, *hidden, act_dim], activation, output_gain=0.01 if ortho_init else None
+        )
         self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
 
     def _inputs(self, obs: object, *actions: object) -> tuple[torch.Tensor, ...]:
@@ -144,8 +146,10 @@ class GaussianPolicy(nn.Module):
             return (obs,)
         actions = _data(actions[0], "actions", dtype, self.log_std.shape[-1])
         if actions.shape[:-1] != obs.shape[:-1]:
-            raise ValueError(f"actions {tuple(actions.shape)} must match obs "
-                             f"{tuple(obs.shape)} but for the last dimension")  # fmt: skip
+            raise ValueError(
+                f"actions {tuple(actions.shape)} must match obs "
+                f"{tuple(obs.shape)} but for the last dimension"
+            )
         return obs, actions
 
     def distribution(self, obs: torch.Tensor) -> Independent:
@@ -181,9 +185,11 @@ class GaussianPolicy(nn.Module):
         return log_prob, entropy
 
     def sample(
-        self, obs: torch.Tensor, deterministic: bool = False,
+        self,
+        obs: torch.Tensor,
+        deterministic: bool = False,
         generator: torch.Generator | None = None,
-    ) -> torch.Tensor:  # fmt: skip
+    ) -> torch.Tensor:
         """Actions (batch, act_dim): the mean, or a draw using ``generator``."""
         (obs,) = self._inputs(obs)
         mean = self.mean(obs)
@@ -215,7 +221,9 @@ class SquashedGaussianPolicy(GaussianPolicy):
         return log_prob, -log_prob
 
     def sample(
-        self, obs: torch.Tensor, deterministic: bool = False,
+        self,
+        obs: torch.Tensor,
+        deterministic: bool = False,
         generator: torch.Generator | None = None,
-    ) -> torch.Tensor:  # fmt: skip
+    ) -> torch.Tensor:
         return torch.tanh(super().sample(obs, deterministic, generator))

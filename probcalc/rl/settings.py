@@ -1,4 +1,5 @@
-"""The settings of an algorithm, read from its constructors: names, types and defaults.
+"""The settings of an algorithm, read from its config dataclass
+(:class:`probcalc.rl.config.PPOConfig`, ...): names, types and defaults.
 
 One source for the agents (which check their keywords before anything is built) and for
 the ``probcalc`` command (which checks a TOML file and ``--set`` flags against them).
@@ -6,9 +7,9 @@ the ``probcalc`` command (which checks a TOML file and ``--set`` flags against t
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
-import inspect
 import math
 import numbers
 import types
@@ -18,35 +19,46 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_settings", "fits", "settings"]
+__all__ = ["check_settings", "check_value", "config_class", "fits", "settings"]
+
+
+def config_class(algorithm: type) -> type:
+    """The config dataclass of ``algorithm`` (an agent class or a config class itself).
+
+    Raises:
+        TypeError: ``algorithm`` is neither.
+    """
+    if dataclasses.is_dataclass(algorithm):
+        return algorithm
+    found = getattr(algorithm, "Config", None)
+    if not (isinstance(found, type) and dataclasses.is_dataclass(found)):
+        raise TypeError(
+            f"{getattr(algorithm, '__name__', algorithm)!r} is neither a "
+            f"probcalc.rl algorithm nor its config class"
+        )
+    return found
 
 
 @functools.cache
-def _constructor_settings(algorithm: type) -> dict[str, tuple[Any, Any]]:
-    found: dict[str, tuple[Any, Any]] = {}
-    for klass in reversed(algorithm.__mro__):
-        init = vars(klass).get("__init__")
-        if init is None or klass is object:
-            continue
-        hints = typing.get_type_hints(init)
-        for name, parameter in inspect.signature(init).parameters.items():
-            if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
-                found[name] = (hints.get(name, Any), parameter.default)
+def _fields(config: type) -> dict[str, tuple[Any, Any]]:
+    hints = typing.get_type_hints(config)
+    found = {}
+    for field in dataclasses.fields(config):
+        default = field.default
+        if default is dataclasses.MISSING:
+            default = field.default_factory()
+        found[field.name] = (hints[field.name], default)
     return found
 
 
 def settings(algorithm: type) -> dict[str, tuple[Any, Any]]:
-    """{name: (annotation, default)} of the settings of ``algorithm``: the keyword-only
-    arguments of the constructors along its MRO (PPO -> ActorCritic -> OnPolicyAgent), the
-    defaults overridden by the class's ``defaults`` (as the constructors apply them).
+    """{name: (annotation, default)} of the settings of ``algorithm`` (PPO, or PPOConfig):
+    the fields of its config dataclass, with the algorithm's defaults.
 
     Raises:
-        KeyError: ``defaults`` names a setting that no constructor takes.
+        TypeError: ``algorithm`` is not a probcalc.rl algorithm or config class.
     """
-    found = dict(_constructor_settings(algorithm))
-    for name, value in getattr(algorithm, "defaults", {}).items():
-        found[name] = (found[name][0], value)
-    return found
+    return dict(_fields(config_class(algorithm)))
 
 
 def fits(value: Any, annotation: Any) -> bool:
@@ -105,14 +117,43 @@ def _unknown(owner: str, name: str, valid: list[str]) -> TypeError:
     return TypeError(f"{owner} has no setting {name!r}{hint}; valid settings: {', '.join(valid)}")
 
 
+def check_value(owner: str, name: str, value: Any, annotation: Any) -> Any:
+    """``value`` checked against ``annotation`` (an int passes for a float; a bool passes
+    for neither) and, if a float, finite; a list given for a tuple is made a tuple (TOML
+    and JSON have lists).
+
+    Raises:
+        TypeError: a value of the wrong type, named with ``owner`` and ``name``.
+        ValueError: a float that is NaN or infinite.
+    """
+    if not fits(value, annotation):
+        raise TypeError(
+            f"{owner}: {name} must be {_describe(annotation)}, got {value!r} "
+            f"({type(value).__name__})"
+        )
+    if (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, numbers.Integral)
+        and not math.isfinite(value)
+    ):
+        raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
+    arms = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else (annotation,)
+    )
+    if isinstance(value, list) and any(typing.get_origin(arm) is tuple for arm in arms):
+        value = tuple(value)
+    return value
+
+
 def check_settings(
     algorithm: type, values: Mapping[str, Any], known: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """Check setting names and values against ``settings(algorithm)`` (or the
     ``{name: annotation}`` of ``known``): every name must be a setting, every value of its
-    annotated type (an int passes for a float; a bool passes for neither), and every float
-    finite. Returns the values with lists given for tuple settings made tuples (TOML and
-    JSON have lists).
+    annotated type (see :func:`check_value`). Returns the values with lists given for tuple
+    settings made tuples.
 
     Raises:
         TypeError: an unknown name (with the closest valid name and the list of them), or a
@@ -121,22 +162,11 @@ def check_settings(
     """
     if known is None:
         known = {name: annotation for name, (annotation, _) in settings(algorithm).items()}
+    owner = getattr(algorithm, "owner", None) if dataclasses.is_dataclass(algorithm) else None
+    owner = owner or algorithm.__name__
     checked: dict[str, Any] = {}
     for name, value in values.items():
         if name not in known:
-            raise _unknown(algorithm.__name__, name, sorted(known))
-        annotation = known[name]
-        if not fits(value, annotation):
-            raise TypeError(
-                f"{algorithm.__name__}: {name} must be {_describe(annotation)}, got {value!r} "
-                f"({type(value).__name__})"
-            )
-        if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and \
-                not math.isfinite(value):  # fmt: skip
-            raise ValueError(f"{algorithm.__name__}: {name} must be finite, got {value!r}")
-        arms = typing.get_args(annotation) if typing.get_origin(annotation) in (
-            typing.Union, types.UnionType) else (annotation,)  # fmt: skip
-        if isinstance(value, list) and any(typing.get_origin(arm) is tuple for arm in arms):
-            value = tuple(value)
-        checked[name] = value
+            raise _unknown(owner, name, sorted(known))
+        checked[name] = check_value(owner, name, value, known[name])
     return checked

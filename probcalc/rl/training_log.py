@@ -7,10 +7,14 @@ run's logs read as if it had never stopped."""
 from __future__ import annotations
 
 import csv
+import math
+import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainingLog"]
+from tqdm.auto import tqdm
+
+__all__ = ["RunReport", "TrainingLog"]
 
 PROGRESS = "progress.csv"
 EPISODES = "episodes.csv"
@@ -80,7 +84,7 @@ class TrainingLog:
                 self.tensorboard.add_scalar("episode/length", length, step)
 
     def progress(self, row: dict[str, Any]) -> None:
-        """Append one update's figures; the first row fixes the columns (``step`` first)."""
+        """Append one update's metrics; the first row fixes the columns (``step`` first)."""
         if self._progress_fields is None:
             self._progress_fields = list(row)
             with self.progress_path.open("w", newline="") as handle:
@@ -93,5 +97,81 @@ class TrainingLog:
                     self.tensorboard.add_scalar(f"train/{name}", value, row["step"])
 
     def close(self) -> None:
+        """Close the TensorBoard writer (the CSV files are closed after every write)."""
         if self.tensorboard is not None:
             self.tensorboard.close()
+
+
+class RunReport:
+    """What learn() shows and writes while it runs: a tqdm bar (with the recent mean
+    return) and, with a log folder, a :class:`TrainingLog`. Only the process that reports
+    (rank 0) draws the bar or writes.
+
+    Args:
+        log_dir: the log folder, or None.
+        resume_step: the checkpoint's step when resuming (see :class:`TrainingLog`).
+        reports: whether this process reports.
+        progress_bar: whether to draw the bar.
+        total: the steps the bar counts to.
+        done: the steps of the run already made (a resumed run's).
+    """
+
+    def __init__(
+        self,
+        log_dir: str | Path | None,
+        resume_step: int | None,
+        *,
+        reports: bool,
+        progress_bar: bool,
+        total: int,
+        done: int,
+    ) -> None:
+        self.log = TrainingLog(log_dir, resume_step) if log_dir is not None and reports else None
+        self.bar = tqdm(
+            total=total,
+            initial=done,
+            unit="step",
+            unit_scale=True,
+            disable=not (progress_bar and reports),
+            dynamic_ncols=True,
+        )
+        self._clock = time.perf_counter()
+
+    def row(
+        self,
+        step: int,
+        steps_made: int,
+        mean_return: float,
+        episodes: int,
+        learning_rate: float,
+        metrics: dict[str, float],
+    ) -> dict[str, Any]:
+        """The progress row of an update: step, time, steps per second (over the
+        ``steps_made`` since the report started), recent mean return, the number of
+        episodes finished, the learning rate and the algorithm's metrics."""
+        elapsed = time.perf_counter() - self._clock
+        return {
+            "step": step,
+            "time": elapsed,
+            "steps_per_second": steps_made / elapsed,
+            "mean_return": mean_return,
+            "episodes": episodes,
+            "learning_rate": learning_rate,
+            **metrics,
+        }
+
+    def write(
+        self, row: dict[str, Any], episodes: list[tuple[int, float, int]], rollout_steps: int
+    ) -> None:
+        """Write ``row`` and the finished ``episodes``, and advance the bar."""
+        if self.log is not None:
+            self.log.episodes(episodes)
+            self.log.progress(row)
+        self.bar.update(rollout_steps)
+        if not math.isnan(row["mean_return"]):
+            self.bar.set_postfix_str(f"mean return {row['mean_return']:.4g}", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.log is not None:
+            self.log.close()

@@ -47,15 +47,31 @@ TUNED: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+def _entry(algorithm: object, env: object) -> dict[str, Any]:
+    for name, value in (("algorithm", algorithm), ("env", env)):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a str, got {type(value).__name__} {value!r}")
+    return TUNED.get(algorithm.lower(), {}).get(env, {})
+
+
 def tuned(algorithm: str, env: str) -> dict[str, Any]:
-    """The tuned constructor settings of ``algorithm`` on ``env`` ({} if none), without the
-    step budget (see :func:`tuned_steps`) and the source."""
-    settings = dict(TUNED.get(algorithm.lower(), {}).get(env, {}))
+    """The tuned constructor settings of ``algorithm`` (a name of probcalc.rl.ALGORITHMS,
+    any case) on ``env`` (a Gymnasium id), {} if none, without the step budget (see
+    :func:`tuned_steps`) and the source.
+
+    Raises:
+        TypeError: algorithm or env is not a str.
+    """
+    settings = dict(_entry(algorithm, env))
     settings.pop("source", None)
     settings.pop("total_steps", None)
     return settings
 
 
 def tuned_steps(algorithm: str, env: str) -> int | None:
-    """The step budget the tuned settings were made for, or None."""
-    return TUNED.get(algorithm.lower(), {}).get(env, {}).get("total_steps")
+    """The step budget the tuned settings of ``algorithm`` on ``env`` were made for, or None.
+
+    Raises:
+        TypeError: algorithm or env is not a str.
+    """
+    return _entry(algorithm, env).get("total_steps")

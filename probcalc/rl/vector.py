@@ -10,7 +10,7 @@ from typing import Any
 
 import gymnasium
 
-__all__ = ["env_id", "make_vector_env"]
+__all__ = ["env_id", "make_vector_env", "registered"]
 
 VECTORIZATION = ("sync", "async")
 
@@ -23,9 +23,21 @@ def env_id(env: str | gymnasium.Env) -> str | None:
     return None if spec is None else spec.id
 
 
+def registered(env_id: str) -> gymnasium.envs.registration.EnvSpec:
+    """Gymnasium's spec of ``env_id``.
+
+    Raises:
+        ValueError: the id is not registered (with Gymnasium's "did you mean", if any).
+    """
+    try:
+        return gymnasium.spec(env_id)
+    except gymnasium.error.Error as error:
+        raise ValueError(f"env {env_id!r} is not a registered Gymnasium id: {error}") from None
+
+
 def _time_limit(env: str | gymnasium.Env, env_kwargs: dict[str, Any]) -> int | None:
     if isinstance(env, str):
-        return env_kwargs.get("max_episode_steps", gymnasium.spec(env).max_episode_steps)
+        return env_kwargs.get("max_episode_steps", registered(env).max_episode_steps)
     layer = env
     while isinstance(layer, gymnasium.Wrapper):
         if isinstance(layer, gymnasium.wrappers.TimeLimit):
@@ -47,11 +59,12 @@ def make_vector_env(
             into each slot).
         n_envs: the number of copies.
         vectorization: "sync" (one process) or "async" (a process per copy).
+        env_kwargs: keywords for gymnasium.make when env is an id.
 
     Raises:
-        TypeError: env is neither a str nor a gymnasium.Env, or its action or observation
-            space is not a Box.
-        ValueError: unknown vectorization or n_envs < 1.
+        TypeError: env is neither a str nor a gymnasium.Env, its action or observation
+            space is not a Box, or env_kwargs holds keywords the environment does not take.
+        ValueError: unknown vectorization, n_envs < 1, or an id that is not registered.
     """
     env_kwargs = dict(env_kwargs or {})
     if vectorization not in VECTORIZATION:
@@ -71,15 +84,24 @@ def make_vector_env(
             stacklevel=3,
         )
     if isinstance(env, str):
-        envs = gymnasium.make_vec(env, num_envs=n_envs, vectorization_mode=vectorization,
-                                  **env_kwargs)  # fmt: skip
+        try:
+            envs = gymnasium.make_vec(
+                env, num_envs=n_envs, vectorization_mode=vectorization, **env_kwargs
+            )
+        except TypeError as error:  # gymnasium re-raises the constructor's, from its frame
+            raise TypeError(f"env_kwargs {env_kwargs!r} do not fit {env}: {error}") from None
     else:
         factory = functools.partial(copy.deepcopy, env)
-        vector_class = (gymnasium.vector.SyncVectorEnv if vectorization == "sync"
-                        else gymnasium.vector.AsyncVectorEnv)  # fmt: skip
+        vector_class = (
+            gymnasium.vector.SyncVectorEnv
+            if vectorization == "sync"
+            else gymnasium.vector.AsyncVectorEnv
+        )
         envs = vector_class([factory] * n_envs)
-    for space_name, space in (("action", envs.single_action_space),
-                              ("observation", envs.single_observation_space)):  # fmt: skip
+    for space_name, space in (
+        ("action", envs.single_action_space),
+        ("observation", envs.single_observation_space),
+    ):
         if not isinstance(space, gymnasium.spaces.Box):
             envs.close()
             raise TypeError(

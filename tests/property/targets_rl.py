@@ -520,7 +520,12 @@ COMMON_AGENT_SLOTS = (
         unusual=values(None, np.int64(3)),
         words=("seed",),
     ),
-    Slot("dtype", bad=unknown_strings(), unusual=values("float64"), words=("dtype",)),
+    Slot(
+        "dtype",
+        bad=one_of(unknown_strings(), values(torch.float16, torch.int64, 64, None)),
+        unusual=values(torch.float64, torch.float32),
+        words=("dtype",),
+    ),
 )
 
 PPO = Target(
@@ -532,8 +537,8 @@ PPO = Target(
         Slot("n_epochs", bad=values(*NOT_COUNTS), unusual=values(1), words=("n_epochs",)),
         Slot(
             "batch_size",
-            bad=values(1, 0, -4, 1.5, "4", NAN, None, 64),
-            unusual=values(2, np.int64(4)),
+            bad=values(1, 0, -4, 1.5, "4", NAN, 64),
+            unusual=values(2, np.int64(4), None),
             words=("batch_size",),
         ),
         Slot(
@@ -712,8 +717,8 @@ EVALUATE = Target(
         ),
         Slot(
             "seed",
-            bad=values("0", 1.5, NAN, -1, torch.Generator()),
-            unusual=values(None, 3),
+            bad=values("0", 1.5, NAN, -1),
+            unusual=values(None, 3, torch.Generator().manual_seed(0)),
             words=("seed",),
         ),
     ),

@@ -14,8 +14,14 @@ STD = 0.2  # small enough that the environment almost never clips an action
 
 def bandit_agent(algorithm, seed, **options):
     """A linear-policy agent on the bandit, 64 envs x 2 steps, exploration STD, mean 0."""
-    settings = {"policy": "linear", "n_envs": 64, "n_steps": 2,
-                "log_std_init": math.log(STD), "seed": seed, **options}  # fmt: skip
+    settings = {
+        "policy": "linear",
+        "n_envs": 64,
+        "n_steps": 2,
+        "log_std_init": math.log(STD),
+        "seed": seed,
+        **options,
+    }
     agent = algorithm(BANDIT, **settings)
     with torch.no_grad():
         agent.policy.mean[0].bias.zero_()  # the policy's mean is its bias (the observation is 0)
@@ -35,8 +41,11 @@ def assert_gradient_matches_closed_form(
     for _ in range(rollouts):
         agent.policy.zero_grad()
         surrogate(agent.collect()).backward()
-        grads.append(np.concatenate([agent.policy.mean[0].bias.grad.numpy(),
-                                     agent.policy.log_std.grad.numpy()]))  # fmt: skip
+        grads.append(
+            np.concatenate(
+                [agent.policy.mean[0].bias.grad.numpy(), agent.policy.log_std.grad.numpy()]
+            )
+        )
     grads = np.array(grads)
     stderr = grads.std(axis=0, ddof=1) / math.sqrt(len(grads))
     assert np.all(np.abs(grads.mean(axis=0) - exact) < 4 * stderr), (grads.mean(0), exact)

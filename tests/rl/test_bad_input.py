@@ -1,6 +1,7 @@
 """Bad input to the agents is named before anything is built: unknown settings, values of
 the wrong type or out of range, observations of the wrong shape, learn() arguments."""
 
+import dataclasses
 import math
 
 import gymnasium
@@ -26,20 +27,23 @@ def no_environment(monkeypatch):
 
 
 @pytest.mark.parametrize(("name", "algorithm"), ALGORITHMS, ids=IDS)
-def test_settings_are_the_constructor_keywords_with_the_class_defaults(name, algorithm):
+def test_settings_are_the_config_fields_with_the_class_defaults(name, algorithm):
     """settings() against what an agent built with no keyword records in its config: the
-    same names (group aside, which is not recorded) and the same values, so a class's
-    ``defaults`` (PPO's 256 steps, A2C's 5) are honoured."""
+    same names and the same values (the seed aside: drawn afresh), so a class's defaults
+    (PPO's 256 steps, A2C's 5) are honoured."""
     found = pc.rl.settings(algorithm)
     agent = algorithm("Pendulum-v1")
-    assert set(found) - {"group"} == set(agent.config) - {"env"}
-    # what None stands for: no keywords, and PPO's 64 (smaller than 8 x 256)
-    meaning = {"env_kwargs": {}, "batch_size": 64}
+    fields = {
+        field.name: getattr(agent.config, field.name) for field in dataclasses.fields(agent.config)
+    }
+    assert set(found) == set(fields)
     for setting, (_, default) in found.items():
-        if setting != "group":
-            expected = meaning[setting] if default is None and setting in meaning else default
-            assert agent.config[setting] == expected, setting
+        if setting != "seed":
+            assert fields[setting] == default, setting
+    assert isinstance(fields["seed"], int) and found["seed"][1] is None
     assert (agent.n_envs, agent.n_steps) == (found["n_envs"][1], found["n_steps"][1])
+    expected_steps = {"reinforce": 16, "a2c": 5, "ppo": 256, "npg": 256, "trpo": 256}[name]
+    assert agent.n_steps == expected_steps
 
 
 @pytest.mark.parametrize(("name", "algorithm"), ALGORITHMS, ids=IDS)
@@ -87,11 +91,20 @@ def test_a_float_setting_must_be_finite(name, algorithm, value, no_environment):
 
 @pytest.mark.parametrize(("name", "algorithm"), ALGORITHMS, ids=IDS)
 def test_ints_pass_for_floats_and_lists_for_tuples(name, algorithm):
-    agent = algorithm("Pendulum-v1", learning_rate=1, gamma=np.float32(0.5),
-                      n_envs=np.int64(2), n_steps=64, hidden=[16, 8], seed=np.int32(3))  # fmt: skip
-    assert agent.config["hidden"] == (16, 8) and agent.n_envs == 2 and agent.gamma == 0.5
-    assert [layer.out_features for layer in agent.policy.modules()
-            if isinstance(layer, torch.nn.Linear)] == [16, 8, 1]  # fmt: skip
+    agent = algorithm(
+        "Pendulum-v1",
+        learning_rate=1,
+        gamma=np.float32(0.5),
+        n_envs=np.int64(2),
+        n_steps=64,
+        hidden=[16, 8],
+        seed=np.int32(3),
+    )
+    assert agent.config.hidden == (16, 8) and agent.n_envs == 2 and agent.config.gamma == 0.5
+    assert type(agent.config.seed) is int and type(agent.config.gamma) is float
+    assert [
+        layer.out_features for layer in agent.policy.modules() if isinstance(layer, torch.nn.Linear)
+    ] == [16, 8, 1]
 
 
 OUT_OF_RANGE = [
@@ -148,8 +161,9 @@ def test_ppo_refuses_a_batch_larger_than_the_rollout(no_environment):
 def test_ppo_takes_a_batch_as_large_as_the_rollout_and_defaults_to_at_most_it():
     agent = pc.rl.PPO("Pendulum-v1", n_envs=2, n_steps=16, batch_size=32, n_epochs=1, seed=0)
     assert agent.update(agent.collect())["epochs"] == 1
-    assert pc.rl.PPO("Pendulum-v1", n_envs=2, n_steps=16).batch_size == 32
-    assert pc.rl.PPO("Pendulum-v1", n_envs=2, n_steps=40).batch_size == 64
+    assert pc.rl.PPO("Pendulum-v1", n_envs=2, n_steps=16).config.minibatch_size == 32
+    assert pc.rl.PPO("Pendulum-v1", n_envs=2, n_steps=40).config.minibatch_size == 64
+    assert pc.rl.PPO("Pendulum-v1", n_envs=2, n_steps=40).config.batch_size is None
 
 
 class _MatrixEnv(gymnasium.Env):
@@ -168,8 +182,7 @@ class _MatrixEnv(gymnasium.Env):
         return obs, -float(np.sum(action**2)), False, False, {}
 
 
-gymnasium.register("probcalc-test/BadInputMatrix-v0", entry_point=_MatrixEnv,
-                   max_episode_steps=20)  # fmt: skip
+gymnasium.register("probcalc-test/BadInputMatrix-v0", entry_point=_MatrixEnv, max_episode_steps=20)
 
 
 @pytest.mark.parametrize(

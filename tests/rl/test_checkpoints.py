@@ -22,10 +22,22 @@ import torch
 import probcalc as pc
 from probcalc.rl import persistence
 
-SMALL_PPO = {"n_envs": 2, "n_steps": 64, "batch_size": 32, "n_epochs": 2, "seed": 0,
-             "normalize_observations": True, "normalize_rewards": True}  # fmt: skip
-SMALL_A2C = {"n_envs": 2, "n_steps": 8, "seed": 0, "normalize_observations": True,
-             "normalize_rewards": True}  # fmt: skip
+SMALL_PPO = {
+    "n_envs": 2,
+    "n_steps": 64,
+    "batch_size": 32,
+    "n_epochs": 2,
+    "seed": 0,
+    "normalize_observations": True,
+    "normalize_rewards": True,
+}
+SMALL_A2C = {
+    "n_envs": 2,
+    "n_steps": 8,
+    "seed": 0,
+    "normalize_observations": True,
+    "normalize_rewards": True,
+}
 
 
 def _parameters(agent):
@@ -52,8 +64,9 @@ def test_a_resumed_run_ends_bit_for_bit_and_silently_where_the_uninterrupted_run
     dozen steps, so the MuJoCo state, the np_random streams of the resets and the
     autoreset flags all matter. Pendulum-v1: tests/rl/test_training.py."""
     whole = pc.rl.PPO(env, **SMALL_PPO).learn(1_024)
-    pc.rl.PPO(env, **SMALL_PPO).learn(1_024, log_dir=tmp_path, checkpoint_every=512,
-                                      callback=_stop_at(768))  # fmt: skip
+    pc.rl.PPO(env, **SMALL_PPO).learn(
+        1_024, log_dir=tmp_path, checkpoint_every=512, callback=_stop_at(768)
+    )
     resumed = pc.rl.PPO(env, **SMALL_PPO)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -146,15 +159,26 @@ def test_values_round_trip_as_plain_data_with_their_types():
     pcg, mt = np.random.default_rng(3), np.random.Generator(np.random.MT19937(4))
     pcg.normal(size=5)
     values = {
-        "big int": 2**127 + 5, "negative big int": -(2**90), "float": 0.1, "nan": math.nan,
-        "text": "x", "none": None, "bytes": b"\x00\x01", "flag": True,
+        "big int": 2**127 + 5,
+        "negative big int": -(2**90),
+        "float": 0.1,
+        "nan": math.nan,
+        "text": "x",
+        "none": None,
+        "bytes": b"\x00\x01",
+        "flag": True,
         "nested": ([1, (2.5, "a")], {"k": [None]}),
-        "float32": np.float32(1.25), "int8": np.int8(-3), "bool_": np.bool_(True),
+        "float32": np.float32(1.25),
+        "int8": np.int8(-3),
+        "bool_": np.bool_(True),
         "uint64 array": np.array([2**64 - 1, 0], dtype=np.uint64),
-        "0-d": np.array(7.0), "strided": np.arange(12.0).reshape(3, 4)[:, ::2],
-        "big-endian": np.arange(3, dtype=">f8"), "float16": np.ones(2, np.float16),
-        "complex": np.array([1 + 2j]), "tensor": torch.arange(3),
-    }  # fmt: skip
+        "0-d": np.array(7.0),
+        "strided": np.arange(12.0).reshape(3, 4)[:, ::2],
+        "big-endian": np.arange(3, dtype=">f8"),
+        "float16": np.ones(2, np.float16),
+        "complex": np.array([1 + 2j]),
+        "tensor": torch.arange(3),
+    }
     back = _roundtrip(values)
     assert back.keys() == values.keys()
     for key, value in values.items():
@@ -248,8 +272,9 @@ def test_environments_that_are_not_data_are_pickled_and_restored_only_on_trust(t
     whole = pc.rl.A2C(_drift(), **SMALL_A2C).learn(128)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        pc.rl.A2C(_drift(), **SMALL_A2C).learn(128, log_dir=tmp_path, checkpoint_every=16,
-                                               callback=_stop_at(64))  # fmt: skip
+        pc.rl.A2C(_drift(), **SMALL_A2C).learn(
+            128, log_dir=tmp_path, checkpoint_every=16, callback=_stop_at(64)
+        )
     (warning,) = _environment_warnings(record)
     assert "_Drift.dynamics" in str(warning.message)
     assert "trust_pickle=True" in str(warning.message)
@@ -306,14 +331,23 @@ def _entry_points(path):
     return {
         "rl.load": lambda: pc.rl.load(path),
         "A2C.load": lambda: pc.rl.A2C.load(path),
-        "resume": lambda: pc.rl.A2C("probcalc/LQR-v0", **SMALL_A2C).learn(
-            64, resume_from=path),
-    }  # fmt: skip
+        "resume": lambda: pc.rl.A2C("probcalc/LQR-v0", **SMALL_A2C).learn(64, resume_from=path),
+    }
 
 
-PARTS = [("config",), ("networks",), ("optimizer",), ("obs_normalizer",), ("recent_returns",),
-         ("run_start",), ("ranks", 0), ("ranks", 0, "generator"), ("ranks", 0, "environments"),
-         ("ranks", 0, "environments", "state"), ()]  # fmt: skip
+PARTS = [
+    ("config",),
+    ("networks",),
+    ("optimizer",),
+    ("obs_normalizer",),
+    ("recent_returns",),
+    ("run_start",),
+    ("ranks", 0),
+    ("ranks", 0, "generator"),
+    ("ranks", 0, "environments"),
+    ("ranks", 0, "environments", "state"),
+    (),
+]
 
 
 @pytest.mark.parametrize("part", PARTS, ids=lambda part: "/".join(map(str, part)) or "file")
@@ -406,7 +440,7 @@ def test_configuration_that_is_not_data_is_pickled_and_needs_trust_or_the_value(
     again = pc.rl.load(tmp_path / "agent.pt", env_kwargs={"noise_std": 0.2})
     assert again.envs.envs[0].unwrapped.noise_std == 0.2
     trusted = pc.rl.load(tmp_path / "agent.pt", trust_pickle=True)
-    assert isinstance(trusted.config["env_kwargs"]["noise_std"], _Scale)
+    assert isinstance(trusted.config.env_kwargs["noise_std"], _Scale)
 
     marker = tmp_path / "ran"
     state = torch.load(tmp_path / "agent.pt", weights_only=True)
@@ -428,7 +462,7 @@ def test_arrays_in_the_configuration_are_data(tmp_path):
         warnings.simplefilter("error")
         agent.save(tmp_path / "agent.pt")
     loaded = pc.rl.load(tmp_path / "agent.pt")
-    np.testing.assert_array_equal(loaded.config["env_kwargs"]["A"], A)
+    np.testing.assert_array_equal(loaded.config.env_kwargs["A"], A)
     np.testing.assert_array_equal(loaded.envs.envs[0].unwrapped.B, B)
 
 
@@ -474,9 +508,9 @@ BAD_FILES = {
     "unrelated dict": "not a probcalc.rl agent file: it holds a dict with keys 'weights'",
     "tensor": "not a probcalc.rl agent file: it holds a torch.Tensor",
     "flipped byte": "fails its CRC-32 check",
-    "future version": "format version 3; this release reads version 2: upgrade",
+    "future version": "format version 4; this release reads version 3: upgrade",
     "missing entry": "the entry 'optimizer' is missing",
-    "earlier release": "before format version 2",
+    "earlier release": "other than tensors and plain data",
     "directory": "is a directory",
 }
 
@@ -573,9 +607,13 @@ def test_a_run_killed_while_writing_resumes_from_the_previous_checkpoint(tmp_pat
     script.write_text(textwrap.dedent(KILLED_RUN).replace("{settings}", repr(SMALL_A2C)))
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     dtype = str(torch.get_default_dtype()).removeprefix("torch.")
-    done = subprocess.run([sys.executable, str(script), str(tmp_path / "run"), dtype],
-                          env=environment, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "run"), dtype],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr
     leftovers = [p.name for p in (tmp_path / "run").iterdir() if p.name.endswith(".partial")]
     assert len(leftovers) == 1  # the write in progress: never renamed over the checkpoint

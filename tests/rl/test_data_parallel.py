@@ -30,21 +30,31 @@ TIMEOUT = datetime.timedelta(seconds=60)  # no test waits on a dead partner for 
 # one minibatch holding the whole rollout (n_envs x n_steps = 80 transitions per rank, fewer
 # after the autoreset steps), float64 networks, no gradient clipping: one update's gradient
 # is comparable with the union's
-EXACT = {"PPO": {"n_epochs": 1, "batch_size": 80, "max_grad_norm": None},
-         "A2C": {"max_grad_norm": None, "normalize_advantage": True},
-         "NaturalPG": {"critic_batch_size": 10_000, "critic_epochs": 2}}  # fmt: skip
-COMMON = {"hidden": (8,), "n_envs": 2, "n_steps": 40, "dtype": "float64",
-          "normalize_observations": True, "seed": 3}  # fmt: skip
+EXACT = {
+    "PPO": {"n_epochs": 1, "batch_size": 80, "max_grad_norm": None},
+    "A2C": {"max_grad_norm": None, "normalize_advantage": True},
+    "NaturalPG": {"critic_batch_size": 10_000, "critic_epochs": 2},
+}
+COMMON = {
+    "hidden": (8,),
+    "n_envs": 2,
+    "n_steps": 40,
+    "dtype": torch.float64,
+    "normalize_observations": True,
+    "seed": 3,
+}
 
 
 def _trainable(agent):
-    return torch.cat([p.detach().reshape(-1) for net in agent.networks.values()
-                      for p in net.parameters()])  # fmt: skip
+    return torch.cat(
+        [p.detach().reshape(-1) for net in agent.networks.values() for p in net.parameters()]
+    )
 
 
 def _gradients(agent):
-    return torch.cat([p.grad.reshape(-1) for group in agent.optimizer.param_groups
-                      for p in group["params"]])  # fmt: skip
+    return torch.cat(
+        [p.grad.reshape(-1) for group in agent.optimizer.param_groups for p in group["params"]]
+    )
 
 
 class _NaNOnRankOne(gymnasium.Env):
@@ -71,8 +81,9 @@ def _uneven(rank):
 
 
 def _worker(rank, world, store, out, lqr_steps):
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
-                            timeout=TIMEOUT)  # fmt: skip
+    dist.init_process_group(
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=world, timeout=TIMEOUT
+    )
     torch.set_num_threads(1)
     results = {}
     try:
@@ -81,18 +92,27 @@ def _worker(rank, world, store, out, lqr_steps):
         # mean of the ranks' means
         for name, options in EXACT.items():
             agent = pc.rl.ALGORITHMS[name.lower() if name != "NaturalPG" else "npg"](
-                _uneven(rank), **COMMON, **options)  # fmt: skip
-            start = {key: {k: v.clone() for k, v in net.state_dict().items()}
-                     for key, net in agent.networks.items()}  # fmt: skip
+                _uneven(rank), **COMMON, **options
+            )
+            start = {
+                key: {k: v.clone() for k, v in net.state_dict().items()}
+                for key, net in agent.networks.items()
+            }
             flat = agent.flatten(agent.collect())
             agent.optimize(flat)
-            results[name] = {"start": start, "flat": flat, "after": _trainable(agent),
-                             "grad": _gradients(agent),
-                             "obs_stats": agent.obs_normalizer.state_dict()}  # fmt: skip
+            results[name] = {
+                "start": start,
+                "flat": flat,
+                "after": _trainable(agent),
+                "grad": _gradients(agent),
+                "obs_stats": agent.obs_normalizer.state_dict(),
+            }
         # REINFORCE: the leave-one-out baseline over the environments of both ranks
         agent = pc.rl.REINFORCE(_uneven(rank), **COMMON)
-        start = {key: {k: v.clone() for k, v in net.state_dict().items()}
-                 for key, net in agent.networks.items()}  # fmt: skip
+        start = {
+            key: {k: v.clone() for k, v in net.state_dict().items()}
+            for key, net in agent.networks.items()
+        }
         batch = agent.collect()
         agent.update(batch)
         results["REINFORCE"] = {"start": start, "batch": batch, "grad": _gradients(agent)}
@@ -132,9 +152,16 @@ def _worker(rank, world, store, out, lqr_steps):
         trained = {}
         for name in ("reinforce", "a2c", "ppo", "trpo"):
             options = {"batch_size": 20} if name == "ppo" else {}
-            agent = pc.rl.ALGORITHMS[name](_uneven(rank), policy="linear", n_envs=2, n_steps=32,
-                                           seed=1, normalize_observations=True,
-                                           normalize_rewards=True, **options)  # fmt: skip
+            agent = pc.rl.ALGORITHMS[name](
+                _uneven(rank),
+                policy="linear",
+                n_envs=2,
+                n_steps=32,
+                seed=1,
+                normalize_observations=True,
+                normalize_rewards=True,
+                **options,
+            )
             before = _trainable(agent).clone()
             policy_before = torch.cat([p.detach().reshape(-1) for p in agent.policy.parameters()])
             episodes = []
@@ -144,32 +171,39 @@ def _worker(rank, world, store, out, lqr_steps):
             )
             policy_after = torch.cat([p.detach().reshape(-1) for p in agent.policy.parameters()])
             trained[name] = {
-                "parameters": _trainable(agent), "moved": not torch.equal(before,
-                                                                          _trainable(agent)),
+                "parameters": _trainable(agent),
+                "moved": not torch.equal(before, _trainable(agent)),
                 "policy_moved": not torch.equal(policy_before, policy_after),
                 "obs_stats": agent.obs_normalizer.state_dict(),
                 "reward_stats": agent.reward_normalizer.stats.state_dict(),
-                "steps": agent.num_timesteps, "episodes": episodes,
-                "recent": list(agent.recent_returns), "obs": agent._obs.copy(),
-            }  # fmt: skip
+                "steps": agent.num_timesteps,
+                "episodes": episodes,
+                "recent": list(agent.recent_returns),
+                "obs": agent._obs.copy(),
+            }
         results["trained"] = trained
         # a run stopped after a checkpoint (to resume in one process, in the test), its model
         # loaded on every rank and trained on, and async environments under the group
-        agent = pc.rl.PPO(LQR2, policy="linear", n_envs=2, n_steps=32, seed=2,
-                          normalize_observations=True)  # fmt: skip
-        agent.learn(total_steps=512, log_dir=f"{out}/run", checkpoint_every=256,
-                    callback=lambda agent, row: agent.num_timesteps < 256)  # fmt: skip
+        agent = pc.rl.PPO(
+            LQR2, policy="linear", n_envs=2, n_steps=32, seed=2, normalize_observations=True
+        )
+        agent.learn(
+            total_steps=512,
+            log_dir=f"{out}/run",
+            checkpoint_every=256,
+            callback=lambda agent, row: agent.num_timesteps < 256,
+        )
         if rank == 0:
             agent.save(f"{out}/run/model.pt")
         dist.barrier()
         loaded = pc.rl.load(f"{out}/run/model.pt")
         loaded.learn(total_steps=256)
-        asynchronous = pc.rl.PPO(LQR2, policy="linear", n_envs=2, n_steps=32, seed=2,
-                                 vectorization="async")  # fmt: skip
+        asynchronous = pc.rl.PPO(
+            LQR2, policy="linear", n_envs=2, n_steps=32, seed=2, vectorization="async"
+        )
         asynchronous.learn(total_steps=256)
         asynchronous.envs.close()
-        results["continued"] = (loaded.num_timesteps, _trainable(loaded),
-                                _trainable(asynchronous))  # fmt: skip
+        results["continued"] = (loaded.num_timesteps, _trainable(loaded), _trainable(asynchronous))
         # a rank whose environment fails stops both ranks, each with its own message
         try:
             pc.rl.PPO(_NaNOnRankOne(), n_envs=1, n_steps=8, batch_size=8, seed=0).collect()
@@ -194,8 +228,7 @@ def _worker(rank, world, store, out, lqr_steps):
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(2, str(folder / "store"), str(folder), 200_000), nprocs=2,
-             join=True)  # fmt: skip
+    mp.spawn(_worker, args=(2, str(folder / "store"), str(folder), 200_000), nprocs=2, join=True)
     return [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 
@@ -226,8 +259,9 @@ def test_ppo_gradient_across_ranks_equals_the_union_gradient(ranks):
     expected = _gradients(single)
     assert expected.norm() > 0
     for r in ranks:
-        torch.testing.assert_close(r["PPO"]["grad"], expected, rtol=1e-6, atol=1e-6 * float(
-            expected.abs().max()))  # fmt: skip
+        torch.testing.assert_close(
+            r["PPO"]["grad"], expected, rtol=1e-6, atol=1e-6 * float(expected.abs().max())
+        )
     # the two ranks saw different transitions (their own seeds), and hold the same gradient
     assert not torch.equal(ranks[0]["PPO"]["flat"]["actions"], ranks[1]["PPO"]["flat"]["actions"])
     assert torch.equal(ranks[0]["PPO"]["grad"], ranks[1]["PPO"]["grad"])
@@ -240,7 +274,9 @@ def test_reinforce_gradient_uses_every_ranks_environments_as_baseline(ranks):
     for key, net in single.networks.items():
         net.load_state_dict(ranks[0]["REINFORCE"]["start"][key])
     batches = [r["REINFORCE"]["batch"] for r in ranks]
-    single.update({key: torch.cat([b[key] for b in batches], dim=1) for key in batches[0]})
+    single.update(
+        pc.rl.Rollout(*(torch.cat(fields, dim=1) for fields in zip(*batches, strict=True)))
+    )
     expected = _gradients(single)
     assert expected.norm() > 0
     for r in ranks:
@@ -264,8 +300,9 @@ def test_one_update_across_ranks_equals_the_union_update(ranks, name):
         net.load_state_dict(ranks[0][name]["start"][key])
     single.optimize(_union(ranks, name))
     expected = _trainable(single)
-    start = torch.cat([t.reshape(-1) for net in ranks[0][name]["start"].values()
-                       for t in net.values()])  # fmt: skip
+    start = torch.cat(
+        [t.reshape(-1) for net in ranks[0][name]["start"].values() for t in net.values()]
+    )
     assert (expected - start).abs().max() > 1e-4  # the update moved the parameters
     for r in ranks:
         torch.testing.assert_close(r[name]["after"], expected, rtol=1e-9, atol=1e-12)
@@ -291,8 +328,7 @@ def test_every_algorithm_keeps_the_ranks_parameters_bit_identical(ranks):
         assert first["moved"] and first["policy_moved"], name
         assert torch.equal(first["parameters"], second["parameters"]), name
         for statistics in ("obs_stats", "reward_stats"):
-            for a, b in zip(first[statistics].values(), second[statistics].values(),
-                            strict=True):  # fmt: skip
+            for a, b in zip(first[statistics].values(), second[statistics].values(), strict=True):
                 assert np.array_equal(a, b), (name, statistics)
         # every observation of both ranks: 2 ranks x 2 envs x (the reset + 128 steps)
         assert first["obs_stats"]["count"] == 2 * 2 * 129, name
@@ -317,8 +353,15 @@ def test_a_two_process_checkpoint_resumes_in_one_process_with_a_warning(ranks, t
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "checkpoint.pt").write_bytes(ranks[0]["checkpoint"])
-    agent = pc.rl.PPO(LQR2, policy="linear", n_envs=2, n_steps=32, seed=2,
-                      normalize_observations=True, group=False)  # fmt: skip
+    agent = pc.rl.PPO(
+        LQR2,
+        policy="linear",
+        n_envs=2,
+        n_steps=32,
+        seed=2,
+        normalize_observations=True,
+        group=False,
+    )
     with pytest.warns(UserWarning, match="written by 2 processes, resumed by 1"):
         agent.learn(total_steps=512, resume_from=folder / "checkpoint.pt")
     assert agent.num_timesteps == 512
@@ -349,16 +392,48 @@ def test_data_parallel_ppo_reaches_the_single_process_lqr_tolerance(ranks):
 
 
 def _torchrun(out, *extra):
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node=2", "-m", "probcalc", "train", "ppo", "--env", "Pendulum-v1",
-               "--steps", "40960", "--seed", "4", "--out", str(out), "--no-tuned",
-               "--no-progress", "--set", "n_envs=2", "--set", "n_steps=256",
-               "--set", "n_epochs=4", "--set", "normalize_observations=true",
-               "--set", "normalize_rewards=true", "--checkpoint-every", "4096",
-               "--eval-episodes", "2", "--timeout", "60", *extra]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "probcalc",
+        "train",
+        "ppo",
+        "--env",
+        "Pendulum-v1",
+        "--steps",
+        "40960",
+        "--seed",
+        "4",
+        "--out",
+        str(out),
+        "--no-tuned",
+        "--no-progress",
+        "--set",
+        "n_envs=2",
+        "--set",
+        "n_steps=256",
+        "--set",
+        "n_epochs=4",
+        "--set",
+        "normalize_observations=true",
+        "--set",
+        "normalize_rewards=true",
+        "--checkpoint-every",
+        "4096",
+        "--eval-episodes",
+        "2",
+        "--timeout",
+        "60",
+        *extra,
+    ]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    return subprocess.Popen(
+        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _descendants(pid):
@@ -421,9 +496,13 @@ def test_torchrun_run_killed_mid_training_resumes_to_the_uninterrupted_result(tm
     for net in whole_model["networks"]:
         for key, value in whole_model["networks"][net].items():
             assert torch.equal(resumed_model["networks"][net][key], value), (net, key)
-    for a, b in zip(whole_model["obs_normalizer"].values(),
-                    resumed_model["obs_normalizer"].values(), strict=True):  # fmt: skip
+    for a, b in zip(
+        whole_model["obs_normalizer"].values(),
+        resumed_model["obs_normalizer"].values(),
+        strict=True,
+    ):
         assert a == b if isinstance(a, int) else torch.equal(a, b)
     for name in ("progress.csv", "episodes.csv"):
         assert _csv_without_times(tmp_path / "killed" / name) == _csv_without_times(
-            tmp_path / "whole" / name)  # fmt: skip
+            tmp_path / "whole" / name
+        )

@@ -55,8 +55,9 @@ def test_fisher_vector_products_equal_the_fisher_matrix_of_score_outer_products(
             module.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)
         )
         np.testing.assert_allclose(product(v).numpy(), (fisher @ v).numpy(), rtol=1e-8, atol=1e-10)
-        np.testing.assert_allclose(damped(v).numpy(), (fisher @ v + 0.1 * v).numpy(), rtol=1e-8,
-                                   atol=1e-10)  # fmt: skip
+        np.testing.assert_allclose(
+            damped(v).numpy(), (fisher @ v + 0.1 * v).numpy(), rtol=1e-8, atol=1e-10
+        )
 
 
 def _formed(operator, dim):
@@ -88,8 +89,9 @@ def test_gauss_newton_fisher_products_equal_the_hessian_of_the_mean_kl(learn_std
     np.testing.assert_allclose(fisher.numpy(), hessian.numpy(), rtol=0, atol=1e-8 * scale)
     damped = pc.rl.fisher_operator(policy, obs, damping=0.3)
     v = torch.randn(module.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
-    np.testing.assert_allclose(damped(v).numpy(), (hessian @ v + 0.3 * v).numpy(), rtol=1e-8,
-                               atol=1e-10 * scale)  # fmt: skip
+    np.testing.assert_allclose(
+        damped(v).numpy(), (hessian @ v + 0.3 * v).numpy(), rtol=1e-8, atol=1e-10 * scale
+    )
 
 
 def _unstable_rollout(n_envs=8, n_steps=256, growth=1.1, seed=0):
@@ -149,8 +151,9 @@ def test_gaussian_kl_matches_torch_distributions():
     mean_old, mean = torch.randn(10, 3, generator=g), torch.randn(10, 3, generator=g)
     log_std_old, log_std = torch.randn(3, generator=g), torch.randn(3, generator=g)
     expected = kl_divergence(Normal(mean_old, log_std_old.exp()), Normal(mean, log_std.exp()))
-    torch.testing.assert_close(pc.rl.gaussian_kl(mean_old, log_std_old, mean, log_std),
-                               expected.sum(-1))  # fmt: skip
+    torch.testing.assert_close(
+        pc.rl.gaussian_kl(mean_old, log_std_old, mean, log_std), expected.sum(-1)
+    )
 
 
 def test_trpo_keeps_every_step_inside_the_trust_region():
@@ -168,10 +171,17 @@ def test_natural_gradients_reach_the_bandit_optimum(algorithm, options):
     """A linear policy on ContinuousBandit-v0 from 0, the step decayed to 0: the mean ends
     within 0.03 of the closed-form optimum (0.3, -0.5) (seeds 0 and 1 measured 0.001 to
     0.018 off, the weakly curved second coordinate the slower)."""
-    agent = getattr(pc.rl, algorithm)("probcalc/ContinuousBandit-v0", policy="linear",
-                                      n_envs=64, n_steps=16, log_std_init=math.log(0.2),
-                                      learn_std=False, lr_schedule="linear", seed=0,
-                                      **options)  # fmt: skip
+    agent = getattr(pc.rl, algorithm)(
+        "probcalc/ContinuousBandit-v0",
+        policy="linear",
+        n_envs=64,
+        n_steps=16,
+        log_std_init=math.log(0.2),
+        learn_std=False,
+        lr_schedule="linear",
+        seed=0,
+        **options,
+    )
     with torch.no_grad():
         agent.policy.mean[0].bias.zero_()
     agent.learn(80_000)
@@ -186,10 +196,18 @@ def test_natural_pg_on_the_double_integrator_lqr():
     gain errors of 0.043 to 0.111."""
 
     def make(seed):
-        return pc.rl.NaturalPG(LQR2, policy="linear", n_envs=8, n_steps=128, gamma=0.95,
-                               log_std_init=math.log(0.05), learn_std=False,
-                               normalize_rewards=True, lr_schedule="linear",
-                               seed=seed)  # fmt: skip
+        return pc.rl.NaturalPG(
+            LQR2,
+            policy="linear",
+            n_envs=8,
+            n_steps=128,
+            gamma=0.95,
+            log_std_init=math.log(0.05),
+            learn_std=False,
+            normalize_rewards=True,
+            lr_schedule="linear",
+            seed=seed,
+        )
 
     results = train_on_seeds(make, (0, 1, 2), 100_000)
     print(f"NaturalPG: cost / optimal cost {results[:, 0]}, gain error {results[:, 1]}")
@@ -199,8 +217,7 @@ def test_natural_pg_on_the_double_integrator_lqr():
     assert gain_error < 0.15
 
 
-UNSTABLE = {"A": [[1.1, 0.1], [0.0, 1.1]], "B": [[0.0], [0.1]], "gamma": 0.95,
-            "noise_std": 0.05}  # fmt: skip
+UNSTABLE = {"A": [[1.1, 0.1], [0.0, 1.1]], "B": [[0.0], [0.1]], "gamma": 0.95, "noise_std": 0.05}
 
 
 @pytest.mark.parametrize("algorithm", ["TRPO", "NaturalPG"])
@@ -211,10 +228,17 @@ def test_natural_gradients_train_through_the_diverging_rollouts_of_an_unstable_l
     settings a direction had p'Ap <= 0). Four updates run: a numerical event in the solve may
     only warn, with its figures (none was measured here), the parameters stay finite and
     move, and TRPO's steps keep KL <= δ."""
-    agent = getattr(pc.rl, algorithm)("probcalc/LQR-v0", env_kwargs=UNSTABLE, policy="linear",
-                                      n_envs=8, n_steps=256, log_std_init=math.log(0.05),
-                                      learn_std=False, normalize_rewards=True,
-                                      seed=0)  # fmt: skip
+    agent = getattr(pc.rl, algorithm)(
+        "probcalc/LQR-v0",
+        env_kwargs=UNSTABLE,
+        policy="linear",
+        n_envs=8,
+        n_steps=256,
+        log_std_init=math.log(0.05),
+        learn_std=False,
+        normalize_rewards=True,
+        seed=0,
+    )
     start_at_zero_control(agent)
     rows, largest = [], []
 
@@ -232,7 +256,7 @@ def test_natural_gradients_train_through_the_diverging_rollouts_of_an_unstable_l
     weight = agent.policy.mean[0].weight.detach()
     assert bool(torch.isfinite(weight).all()) and bool(weight.any())
     if algorithm == "TRPO":
-        assert all(row["kl"] <= agent.max_kl for row in rows)
+        assert all(row["kl"] <= agent.config.max_kl for row in rows)
 
 
 def _policy_vector(agent):
@@ -253,11 +277,13 @@ def _not_finite(policy, obs, count, share=natural._fisher_share):
 @pytest.mark.parametrize("algorithm", ["TRPO", "NaturalPG"])
 @pytest.mark.parametrize(
     ("event", "message"),
-    [("negative curvature", r"p'\(F \+ λI\)p / p'p = -[0-9.e+-]+ at iteration 0"),
-     ("non-finite product", "stopped: matvec returned a non-finite product"),
-     ("non-finite gradient", "the policy gradient is not finite")],
+    [
+        ("negative curvature", r"p'\(F \+ λI\)p / p'p = -[0-9.e+-]+ at iteration 0"),
+        ("non-finite product", "stopped: matvec returned a non-finite product"),
+        ("non-finite gradient", "the policy gradient is not finite"),
+    ],
     ids=["negative-curvature", "non-finite-product", "non-finite-gradient"],
-)  # fmt: skip
+)
 def test_a_solve_without_a_usable_step_leaves_the_policy_and_warns_with_the_figure(
     algorithm, event, message, monkeypatch
 ):
@@ -304,8 +330,9 @@ def test_cg_truncated_after_its_first_step_still_steps_along_the_iterate(algorit
         return product
 
     monkeypatch.setattr(natural, "_fisher_share", second_product_negative)
-    agent = getattr(pc.rl, algorithm)(LQR2, policy="linear", n_envs=2, n_steps=64, seed=0,
-                                      normalize_advantage=False)  # fmt: skip
+    agent = getattr(pc.rl, algorithm)(
+        LQR2, policy="linear", n_envs=2, n_steps=64, seed=0, normalize_advantage=False
+    )
     flat = agent.flatten(agent.collect())
     module = pc.functional_module(agent.policy)
     theta = module.params
@@ -321,7 +348,7 @@ def test_cg_truncated_after_its_first_step_still_steps_along_the_iterate(algorit
     assert figures["cg_iterations"] == 1.0 and figures["step_fraction"] > 0
     cosine = float(moved @ g) / float(moved.norm() * g.norm())
     assert cosine > 1 - 1e-6
-    assert figures["kl"] <= agent.max_kl * (1.0 if algorithm == "TRPO" else 1.5)
+    assert figures["kl"] <= agent.config.max_kl * (1.0 if algorithm == "TRPO" else 1.5)
 
 
 def test_bad_settings_are_named():
@@ -331,9 +358,12 @@ def test_bad_settings_are_named():
         pc.rl.TRPO("Pendulum-v1", backtrack_factor=1.5)
 
 
-STABLE_CHAIN = {"A": [[0.9, 0.1, 0.0], [0.0, 0.9, 0.1], [0.0, 0.0, 0.9]],
-                "B": [[0.0, 0.0], [0.1, 0.0], [0.0, 0.1]],
-                "gamma": 0.95, "noise_std": 0.05}  # fmt: skip
+STABLE_CHAIN = {
+    "A": [[0.9, 0.1, 0.0], [0.0, 0.9, 0.1], [0.0, 0.0, 0.9]],
+    "B": [[0.0, 0.0], [0.1, 0.0], [0.0, 0.1]],
+    "gamma": 0.95,
+    "noise_std": 0.05,
+}
 
 
 def test_natural_pg_with_a_step_size_on_a_chain_with_two_inputs():
@@ -343,10 +373,20 @@ def test_natural_pg_with_a_step_size_on_a_chain_with_two_inputs():
     (and 1.007 to 1.008 at 150,000 steps)."""
 
     def make(seed):
-        return pc.rl.NaturalPG("probcalc/LQR-v0", env_kwargs=STABLE_CHAIN, policy="linear",
-                               n_envs=8, n_steps=128, gamma=0.95, log_std_init=math.log(0.05),
-                               learn_std=False, normalize_rewards=True, lr_schedule="linear",
-                               step_size=0.5, seed=seed)  # fmt: skip
+        return pc.rl.NaturalPG(
+            "probcalc/LQR-v0",
+            env_kwargs=STABLE_CHAIN,
+            policy="linear",
+            n_envs=8,
+            n_steps=128,
+            gamma=0.95,
+            log_std_init=math.log(0.05),
+            learn_std=False,
+            normalize_rewards=True,
+            lr_schedule="linear",
+            step_size=0.5,
+            seed=seed,
+        )
 
     ratios = train_on_seeds(make, (0, 1, 2), 50_000, settings=STABLE_CHAIN)[:, 0]
     print(f"NaturalPG on the chain: cost / optimal cost {ratios}")

@@ -19,8 +19,7 @@ def test_ppo_with_a_linear_policy_reaches_the_optimal_lqr_cost_and_gain():
     normalized (by the std of the discounted return): without it, the early quadratic costs
     of thousands per step make the critic's regression, and with it the run, depend on
     rounding."""
-    results = train_on_seeds(lambda seed: pc.rl.PPO(LQR2, **PPO_LQR2, seed=seed), (0, 1, 2),
-                             50_000)  # fmt: skip
+    results = train_on_seeds(lambda seed: pc.rl.PPO(LQR2, **PPO_LQR2, seed=seed), (0, 1, 2), 50_000)
     print(f"PPO: cost / optimal cost {results[:, 0]}, relative gain error {results[:, 1]}")
     ratio, gain_error = np.median(results, axis=0)
     assert ratio < 1.03

@@ -81,8 +81,9 @@ gymnasium.register("probcalc-test/NoTimeLimit-v0", entry_point=_NaNRewardEnv)
 
 
 def test_a_nan_reward_names_the_step_and_a_missing_time_limit_warns():
-    agent = pc.rl.REINFORCE("probcalc-test/NaNReward-v0", policy="linear", n_envs=1,
-                            n_steps=5, seed=0)  # fmt: skip
+    agent = pc.rl.REINFORCE(
+        "probcalc-test/NaNReward-v0", policy="linear", n_envs=1, n_steps=5, seed=0
+    )
     with pytest.raises(pc.NonFiniteError, match="at step 2"):
         agent.collect()
     with pytest.warns(UserWarning, match="no time limit"):

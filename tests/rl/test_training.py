@@ -13,8 +13,15 @@ from probcalc.envs.lqr import LQREnv
 
 import probcalc as pc
 
-SMALL_PPO = {"n_envs": 2, "n_steps": 64, "batch_size": 32, "n_epochs": 2, "seed": 0,
-             "normalize_observations": True, "normalize_rewards": True}  # fmt: skip
+SMALL_PPO = {
+    "n_envs": 2,
+    "n_steps": 64,
+    "batch_size": 32,
+    "n_epochs": 2,
+    "seed": 0,
+    "normalize_observations": True,
+    "normalize_rewards": True,
+}
 
 
 def _parameters(agent):
@@ -34,8 +41,9 @@ def test_the_same_seed_gives_the_same_parameters_and_another_seed_does_not(algor
     third = make("probcalc/LQR-v0", n_envs=2, n_steps=50, seed=8).learn(5_000)
     for a, b in zip(_parameters(first), _parameters(second), strict=True):
         assert torch.equal(a, b)
-    assert not all(torch.equal(a, c) for a, c in
-                   zip(_parameters(first), _parameters(third), strict=True))  # fmt: skip
+    assert not all(
+        torch.equal(a, c) for a, c in zip(_parameters(first), _parameters(third), strict=True)
+    )
 
 
 def test_a_resumed_run_ends_bit_for_bit_where_the_uninterrupted_run_ends(tmp_path):
@@ -46,21 +54,30 @@ def test_a_resumed_run_ends_bit_for_bit_where_the_uninterrupted_run_ends(tmp_pat
     whole.learn(2_048, log_dir=tmp_path / "a", checkpoint_every=512)
 
     stopped = pc.rl.PPO("Pendulum-v1", **SMALL_PPO)
-    stopped.learn(2_048, log_dir=tmp_path / "b", checkpoint_every=512,
-                  callback=lambda agent, row: row["step"] < 1_280)  # fmt: skip
+    stopped.learn(
+        2_048,
+        log_dir=tmp_path / "b",
+        checkpoint_every=512,
+        callback=lambda agent, row: row["step"] < 1_280,
+    )
     assert stopped.num_timesteps == 1_280
     resumed = pc.rl.PPO("Pendulum-v1", **SMALL_PPO)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the environments came back: no reset warning
-        resumed.learn(2_048, log_dir=tmp_path / "b", checkpoint_every=512,
-                      resume_from=tmp_path / "b" / "checkpoint.pt")  # fmt: skip
+        resumed.learn(
+            2_048,
+            log_dir=tmp_path / "b",
+            checkpoint_every=512,
+            resume_from=tmp_path / "b" / "checkpoint.pt",
+        )
 
     assert resumed.num_timesteps == whole.num_timesteps == 2_048
     for a, b in zip(_parameters(whole), _parameters(resumed), strict=True):
         assert torch.equal(a, b)
     np.testing.assert_array_equal(resumed.obs_normalizer.stats.var, whole.obs_normalizer.stats.var)
-    np.testing.assert_array_equal(resumed.reward_normalizer.stats.var,
-                                  whole.reward_normalizer.stats.var)  # fmt: skip
+    np.testing.assert_array_equal(
+        resumed.reward_normalizer.stats.var, whole.reward_normalizer.stats.var
+    )
     assert _rows(tmp_path / "b" / "episodes.csv") == _rows(tmp_path / "a" / "episodes.csv")
     steps_b = [row["step"] for row in _rows(tmp_path / "b" / "progress.csv")]
     assert steps_b == [row["step"] for row in _rows(tmp_path / "a" / "progress.csv")]
@@ -78,8 +95,16 @@ def test_the_logs_hold_every_episode_with_its_true_length(tmp_path):
     assert all(float(row["episode_return"]) < 0 for row in episodes)  # costs only
     progress = _rows(tmp_path / "progress.csv")
     assert [int(row["step"]) for row in progress] == [500, 1000, 1500, 2000]
-    assert {"steps_per_second", "mean_return", "policy_loss", "value_loss", "approx_kl",
-            "clip_fraction", "entropy", "learning_rate"} <= set(progress[0])  # fmt: skip
+    assert {
+        "steps_per_second",
+        "mean_return",
+        "policy_loss",
+        "value_loss",
+        "approx_kl",
+        "clip_fraction",
+        "entropy",
+        "learning_rate",
+    } <= set(progress[0])
     assert (tmp_path / "model.pt").exists()
 
 
@@ -89,7 +114,7 @@ def test_the_episode_returns_are_the_undiscounted_sums_of_rewards():
     agent = pc.rl.REINFORCE("probcalc/ContinuousBandit-v0", n_envs=1, n_steps=8, seed=0)
     batch = agent.collect()
     logged = [episode[1] for episode in agent.finished_episodes]
-    real = batch["rewards"][~batch["reset_step"]].numpy()
+    real = batch.rewards[~batch.reset_step].numpy()
     np.testing.assert_allclose(logged, real, rtol=1e-6)
 
 
@@ -116,7 +141,7 @@ def test_save_and_load_keep_the_normalization_and_predictions(tmp_path):
 def test_an_environment_instance_works_and_is_needed_again_to_load(tmp_path):
     made = gymnasium.make("probcalc/LQR-v0")
     agent = pc.rl.PPO(made, n_envs=2, n_steps=16, batch_size=32, seed=0).learn(64)
-    assert agent.config["env"] == "probcalc/LQR-v0"
+    assert agent.env_id == "probcalc/LQR-v0"
     with pytest.warns(UserWarning, match="no time limit"):
         bare = pc.rl.A2C(LQREnv(), n_envs=2, n_steps=5, seed=0)
     bare.learn(20)
@@ -134,14 +159,14 @@ def test_async_environments_give_the_same_rollout_as_sync():
         a, b = sync.collect(), other.collect()
     finally:
         other.envs.close()
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
+    for name in a._fields:
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
 
 
 def test_a_squashed_policy_acts_inside_the_box_and_is_rescaled_to_it():
     agent = pc.rl.PPO("Pendulum-v1", n_envs=2, n_steps=32, squash=True, log_std_init=1.0, seed=0)
     batch = agent.collect()
-    assert batch["actions"].abs().max() < 1  # tanh's range, stored unscaled
+    assert batch.actions.abs().max() < 1  # tanh's range, stored unscaled
     np.testing.assert_allclose(agent.to_environment(np.array([[0.5], [-1.0]])), [[1.0], [-2.0]])
     assert np.all(np.abs(agent.predict(np.ones((4, 3), dtype=np.float32))) <= 2.0)
     agent.update(batch)  # finite losses through the change of variables
@@ -149,8 +174,14 @@ def test_a_squashed_policy_acts_inside_the_box_and_is_rescaled_to_it():
 
 
 def test_an_early_stop_on_the_kl_ends_the_epochs():
-    settings = {"n_envs": 2, "n_steps": 64, "batch_size": 32, "n_epochs": 8,
-                "learning_rate": 1e-2, "seed": 0}  # fmt: skip
+    settings = {
+        "n_envs": 2,
+        "n_steps": 64,
+        "batch_size": 32,
+        "n_epochs": 8,
+        "learning_rate": 1e-2,
+        "seed": 0,
+    }
     stopped = pc.rl.PPO("Pendulum-v1", target_kl=1e-6, **settings)
     assert stopped.update(stopped.collect())["epochs"] == 1
     free = pc.rl.PPO("Pendulum-v1", **settings)
@@ -203,10 +234,17 @@ gymnasium.register("probcalc-test/Matrix-v0", entry_point=_MatrixEnv, max_episod
 
 @pytest.mark.parametrize("squash", [False, True])
 def test_boxes_of_any_shape_are_flattened_for_the_policy(squash):
-    agent = pc.rl.PPO("probcalc-test/Matrix-v0", n_envs=2, n_steps=16, batch_size=8,
-                      normalize_observations=True, squash=squash, seed=0)  # fmt: skip
+    agent = pc.rl.PPO(
+        "probcalc-test/Matrix-v0",
+        n_envs=2,
+        n_steps=16,
+        batch_size=8,
+        normalize_observations=True,
+        squash=squash,
+        seed=0,
+    )
     batch = agent.collect()
-    assert batch["obs"].shape == (16, 2, 6) and batch["actions"].shape == (16, 2, 4)
+    assert batch.obs.shape == (16, 2, 6) and batch.actions.shape == (16, 2, 4)
     agent.update(batch)
     assert agent.predict(np.zeros((3, 2, 3), dtype=np.float32)).shape == (3, 2, 2)
 
@@ -216,8 +254,9 @@ def test_loading_with_another_number_of_environments_keeps_the_reward_statistics
     agent.save(tmp_path / "agent.pt")
     wider = pc.rl.load(tmp_path / "agent.pt", n_envs=4)
     assert wider.n_envs == 4
-    np.testing.assert_array_equal(wider.reward_normalizer.stats.var,
-                                  agent.reward_normalizer.stats.var)  # fmt: skip
+    np.testing.assert_array_equal(
+        wider.reward_normalizer.stats.var, agent.reward_normalizer.stats.var
+    )
     wider.learn(256)  # the per-environment running returns start over: no shape clash
     assert wider.num_timesteps == 512
 
@@ -227,4 +266,5 @@ def test_a_resume_with_another_run_length_is_refused(tmp_path):
     agent.learn(100, log_dir=tmp_path, checkpoint_every=40)
     with pytest.raises(ValueError, match="100 steps"):
         pc.rl.A2C("probcalc/LQR-v0", n_envs=2, n_steps=10, seed=0).learn(
-            200, log_dir=tmp_path, resume_from=tmp_path / "checkpoint.pt")  # fmt: skip
+            200, log_dir=tmp_path, resume_from=tmp_path / "checkpoint.pt"
+        )
