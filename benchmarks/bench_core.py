@@ -84,8 +84,11 @@ def hessian_benchmark(lines: list[str]) -> None:
             assert torch.allclose(other(), reference, atol=1e-10)
         times = {label: timed(fn, repeats=7) for label, fn in contenders.items()}
         base = times["probcalc.hessian (reverse-over-reverse, default)"]
-        lines += [f"\n**Full Hessian, d = {d}: {name}**\n", "| method | time (ms) | × probcalc |",
-                  "|---|---:|---:|"]  # fmt: skip
+        lines += [
+            f"\n**Full Hessian, d = {d}: {name}**\n",
+            "| method | time (ms) | × probcalc |",
+            "|---|---:|---:|",
+        ]
         lines += [f"| {label} | {1e3 * t:.1f} | {t / base:.2f} |" for label, t in times.items()]
 
 
@@ -110,8 +113,11 @@ def hvp_benchmark(lines: list[str]) -> None:
         assert torch.allclose(other(), reference, atol=1e-10)
     times = {label: timed(fn, repeats=20) for label, fn in contenders.items()}
     base = times["probcalc.hvp_operator(f, x)(v), per product"]
-    lines += [f"\n**Hessian-vector product, d = {d:,} (chain-coupled function)**\n",
-              "| method | time (ms) | × probcalc |", "|---|---:|---:|"]  # fmt: skip
+    lines += [
+        f"\n**Hessian-vector product, d = {d:,} (chain-coupled function)**\n",
+        "| method | time (ms) | × probcalc |",
+        "|---|---:|---:|",
+    ]
     lines += [f"| {label} | {1e3 * t:.2f} | {t / base:.2f} |" for label, t in times.items()]
 
 
@@ -146,9 +152,13 @@ def newton_cg_benchmark(lines: list[str]) -> None:
 
     def theirs() -> None:
         result = scipy.optimize.minimize(
-            f_np, np.zeros(d), jac=grad_np, hessp=hessp_np, method="Newton-CG",
+            f_np,
+            np.zeros(d),
+            jac=grad_np,
+            hessp=hessp_np,
+            method="Newton-CG",
             options={"xtol": 1e-10},
-        )  # fmt: skip
+        )
         runs["scipy Newton-CG (hand-written gradient and hessp)"] = (0.0, result.x, result.nit)
 
     times = {
@@ -156,9 +166,11 @@ def newton_cg_benchmark(lines: list[str]) -> None:
         "scipy Newton-CG (hand-written gradient and hessp)": timed(theirs, repeats=3),
     }
     base = times["probcalc newton-cg (autograd HVPs)"]
-    lines += [f"\n**newton-cg, L2-regularized logistic regression, n = {n}, d = {d:,}**\n",
-              "| method | time (s) | × probcalc | iterations | max abs grad at the end |",
-              "|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines += [
+        f"\n**newton-cg, L2-regularized logistic regression, n = {n}, d = {d:,}**\n",
+        "| method | time (s) | × probcalc | iterations | max abs grad at the end |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for label, t in times.items():
         _, w, nit = runs[label]
         lines.append(

@@ -49,8 +49,13 @@ def _square(x: torch.Tensor) -> torch.Tensor:
 
 def _worker(rank: int, world: int, store: str, out: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=120))  # fmt: skip
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{store}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=120),
+    )
     try:
         normal = Normal(torch.tensor(0.0), torch.tensor(1.0))
         pc.mc.expectation(_square, normal, 10**6, seed=1)  # warm-up: imports, first calls
@@ -60,8 +65,14 @@ def _worker(rank: int, world: int, store: str, out: str) -> None:
         elapsed = torch.tensor([time.perf_counter() - start])
         dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
         if rank == 0:
-            torch.save({"seconds": float(elapsed), "value": float(estimate.value),
-                        "stderr": float(estimate.stderr)}, out)  # fmt: skip
+            torch.save(
+                {
+                    "seconds": float(elapsed),
+                    "value": float(estimate.value),
+                    "stderr": float(estimate.stderr),
+                },
+                out,
+            )
         dist.barrier()  # leave together: gloo aborts a process torn down while a peer works
     finally:
         dist.destroy_process_group()
@@ -104,14 +115,24 @@ def _ppo(overrides: dict[str, int]) -> dict[str, float]:
     if dist.is_initialized():
         dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
     mean, _ = pc.rl.evaluate(agent, n_episodes=10, seed=1000)
-    return {"seconds": float(elapsed), "steps": agent.num_timesteps, "return": mean,
-            "all_reduce_seconds": spent["seconds"], "all_reduce_calls": spent["calls"]}  # fmt: skip
+    return {
+        "seconds": float(elapsed),
+        "steps": agent.num_timesteps,
+        "return": mean,
+        "all_reduce_seconds": spent["seconds"],
+        "all_reduce_calls": spent["calls"],
+    }
 
 
 def _ppo_worker(rank: int, world: int, store: str, out: str, overrides: dict) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=300))  # fmt: skip
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{store}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=300),
+    )
     try:
         result = _ppo(overrides)
         if rank == 0:
@@ -127,8 +148,7 @@ def run_ppo(world: int, overrides: dict[str, int]) -> dict[str, float]:
         return _ppo(overrides)
     folder = tempfile.mkdtemp()
     out = os.path.join(folder, "result.pt")
-    mp.spawn(_ppo_worker, args=(world, os.path.join(folder, "store"), out, overrides),
-             nprocs=world)  # fmt: skip
+    mp.spawn(_ppo_worker, args=(world, os.path.join(folder, "store"), out, overrides), nprocs=world)
     return torch.load(out)
 
 
@@ -139,8 +159,11 @@ def run(world: int) -> dict[str, float]:
         pc.mc.expectation(_square, normal, 10**6, seed=1)  # warm-up, as on the ranks
         start = time.perf_counter()
         estimate = pc.mc.expectation(_square, normal, N, seed=0)
-        return {"seconds": time.perf_counter() - start, "value": float(estimate.value),
-                "stderr": float(estimate.stderr)}  # fmt: skip
+        return {
+            "seconds": time.perf_counter() - start,
+            "value": float(estimate.value),
+            "stderr": float(estimate.stderr),
+        }
     folder = tempfile.mkdtemp()
     out = os.path.join(folder, "result.pt")
     mp.spawn(_worker, args=(world, os.path.join(folder, "store"), out), nprocs=world)
@@ -151,21 +174,28 @@ def main() -> None:
     one, two = run(1), run(2)
     speedup = one["seconds"] / two["seconds"]
     lines = [
-        "# Monte Carlo across processes (torch.distributed, gloo)", "",
+        "# Monte Carlo across processes (torch.distributed, gloo)",
+        "",
         f"E[X²], X ~ N(0, 1), n = 10^8, one torch thread per process; {os.cpu_count()} CPU "
-        f"cores; Python {platform.python_version()}, torch {torch.__version__}.", "",
-        "| processes | seconds | samples/s | estimate ± stderr |", "|---:|---:|---:|---|",
+        f"cores; Python {platform.python_version()}, torch {torch.__version__}.",
+        "",
+        "| processes | seconds | samples/s | estimate ± stderr |",
+        "|---:|---:|---:|---|",
         f"| 1 | {one['seconds']:.2f} | {N / one['seconds']:.3g} | "
         f"{one['value']:.6f} ± {one['stderr']:.1e} |",
         f"| 2 | {two['seconds']:.2f} | {N / two['seconds']:.3g} | "
-        f"{two['value']:.6f} ± {two['stderr']:.1e} |", "",
-        f"Speed-up {speedup:.2f}, scaling efficiency {speedup / 2:.0%}.", "",
-        "# PPO on Pendulum-v1 across processes", "",
+        f"{two['value']:.6f} ± {two['stderr']:.1e} |",
+        "",
+        f"Speed-up {speedup:.2f}, scaling efficiency {speedup / 2:.0%}.",
+        "",
+        "# PPO on Pendulum-v1 across processes",
+        "",
         f"{PPO_STEPS:,} environment steps in all, rl-zoo3's settings, seed 0, one torch "
-        "thread per process; the return is the mean of 10 deterministic episodes.", "",
+        "thread per process; the return is the mean of 10 deterministic episodes.",
+        "",
         "| layout | seconds | steps/s | speed-up | efficiency | in all_reduce | return |",
         "|---|---:|---:|---:|---:|---|---:|",
-    ]  # fmt: skip
+    ]
     baseline = None
     for name, (world, overrides) in PPO_LAYOUTS.items():
         result = run_ppo(world, overrides)
@@ -176,8 +206,10 @@ def main() -> None:
         seconds = result["all_reduce_seconds"]
         share = f"{seconds:.1f} s, {calls:,} of {seconds / max(calls, 1) * 1e3:.2f} ms"
         share = share if calls else "-"
-        lines.append(f"| {name} | {result['seconds']:.1f} | {rate:,.0f} | {speed:.2f} | "
-                     f"{speed / world:.0%} | {share} | {result['return']:.0f} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {result['seconds']:.1f} | {rate:,.0f} | {speed:.2f} | "
+            f"{speed / world:.0%} | {share} | {result['return']:.0f} |"
+        )
         print(lines[-1], flush=True)
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -63,9 +63,13 @@ def parametric_batch(lines: list[str]) -> None:
 
     def quad_vec() -> tuple:
         return scipy.integrate.quad_vec(
-            lambda x: np.exp(-a_np * x**2) * np.cos(b_np * x), 0, np.inf, epsrel=1e-10,
-            norm="max", full_output=True,
-        )  # fmt: skip
+            lambda x: np.exp(-a_np * x**2) * np.cos(b_np * x),
+            0,
+            np.inf,
+            epsrel=1e-10,
+            norm="max",
+            full_output=True,
+        )
 
     def loop() -> tuple[np.ndarray, int]:
         values, evaluations = np.empty(1000), 0
@@ -73,8 +77,12 @@ def parametric_batch(lines: list[str]) -> None:
             ai, bi = a[i], b[i]
             value, _, info = scipy.integrate.quad(
                 lambda x, ai=ai, bi=bi: float(torch.exp(-ai * x**2) * torch.cos(bi * x)),
-                0, np.inf, epsabs=0, epsrel=1e-10, full_output=True,
-            )  # fmt: skip
+                0,
+                np.inf,
+                epsabs=0,
+                epsrel=1e-10,
+                full_output=True,
+            )
             values[i] = value
             evaluations += info["neval"]
         return values, evaluations
@@ -122,17 +130,26 @@ def genz_table(lines: list[str]) -> None:
             cells = []
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                t, r = clock(lambda f=family, r=rtol, d=d: pc.integrate.cubature(
-                    f, [0.0] * d, [1.0] * d, rtol=r))  # fmt: skip
+                t, r = clock(
+                    lambda f=family, r=rtol, d=d: pc.integrate.cubature(
+                        f, [0.0] * d, [1.0] * d, rtol=r
+                    )
+                )
             cells.append(_cell(float(r.value), exact, r.n_evals, t, r.converged))
             cells.append(_scipy_cell(family, d, rtol, exact))
             # torchquad's Gauss-Legendre diagonalizes a dense matrix: at most 10^4 nodes an axis
             points = min(round(1e6 ** (1 / d)), 1000) ** d
-            t, value = clock(lambda f=family, d=d, n=points: GaussLegendre().integrate(
-                f, dim=d, N=n, integration_domain=[[0, 1]] * d))  # fmt: skip
+            t, value = clock(
+                lambda f=family, d=d, n=points: GaussLegendre().integrate(
+                    f, dim=d, N=n, integration_domain=[[0, 1]] * d
+                )
+            )
             cells.append(_cell(float(value), exact, points, t, True))
-            t, value = clock(lambda f=family, d=d: VEGAS().integrate(
-                f, dim=d, N=1_000_000, integration_domain=[[0, 1]] * d, seed=0))  # fmt: skip
+            t, value = clock(
+                lambda f=family, d=d: VEGAS().integrate(
+                    f, dim=d, N=1_000_000, integration_domain=[[0, 1]] * d, seed=0
+                )
+            )
             cells.append(_cell(float(value), exact, 1_000_000, t, True))
             lines.append(f"| {d} | {name} | " + " | ".join(cells) + " |")
             print(lines[-1], flush=True)
@@ -159,8 +176,9 @@ def _scipy_cell(family: object, d: int, rtol: float, exact: float) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = scipy.integrate.cubature(counted, [0.0] * d, [1.0] * d, rtol=rtol,
-                                           max_subdivisions=100_000)  # fmt: skip
+            res = scipy.integrate.cubature(
+                counted, [0.0] * d, [1.0] * d, rtol=rtol, max_subdivisions=100_000
+            )
     except TimeoutError:
         return f"stopped after {SCIPY_TIME_LIMIT:.0f} s ({counter['points']:.2g} points)"
     seconds = time.perf_counter() - start

@@ -38,17 +38,33 @@ SYSTEMS = {
     "stable chain": [[0.9, 0.1, 0.0], [0.0, 0.9, 0.1], [0.0, 0.0, 0.9]],
     "double integrator + integrator": [[1.0, 0.1, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
 }
-COMMON = {"policy": "linear", "n_envs": 8, "n_steps": 128, "gamma": 0.95,
-          "log_std_init": math.log(0.05), "learn_std": False,
-          "normalize_rewards": True}  # fmt: skip
+COMMON = {
+    "policy": "linear",
+    "n_envs": 8,
+    "n_steps": 128,
+    "gamma": 0.95,
+    "log_std_init": math.log(0.05),
+    "learn_std": False,
+    "normalize_rewards": True,
+}
 ALGORITHMS: dict[str, tuple[type, dict[str, Any]]] = {
-    "PPO": (pc.rl.PPO, {"learning_rate": 5e-3, "lr_schedule": "linear", "n_epochs": 10,
-                        "batch_size": 128, "max_grad_norm": 10.0}),
+    "PPO": (
+        pc.rl.PPO,
+        {
+            "learning_rate": 5e-3,
+            "lr_schedule": "linear",
+            "n_epochs": 10,
+            "batch_size": 128,
+            "max_grad_norm": 10.0,
+        },
+    ),
     "NaturalPG": (pc.rl.NaturalPG, {}),
     "TRPO": (pc.rl.TRPO, {}),
-    "NaturalPG, step 0.5 F⁻¹g decayed": (pc.rl.NaturalPG, {"step_size": 0.5,
-                                                          "lr_schedule": "linear"}),
-}  # fmt: skip
+    "NaturalPG, step 0.5 F⁻¹g decayed": (
+        pc.rl.NaturalPG,
+        {"step_size": 0.5, "lr_schedule": "linear"},
+    ),
+}
 
 
 def run(system: list[list[float]], algorithm: str, seed: int) -> dict[str, Any]:
@@ -70,8 +86,10 @@ def run(system: list[list[float]], algorithm: str, seed: int) -> dict[str, Any]:
     agent.learn(STEPS, callback=measure)
     wall = time.perf_counter() - start
     first = next((step for step, ratio in trace if ratio <= 1.01), None)
-    stays = next((trace[i][0] for i in range(len(trace))
-                  if all(ratio <= 1.01 for _, ratio in trace[i:])), None)  # fmt: skip
+    stays = next(
+        (trace[i][0] for i in range(len(trace)) if all(ratio <= 1.01 for _, ratio in trace[i:])),
+        None,
+    )
     return {"first": first, "stays": stays, "final": trace[-1][1], "wall": wall}
 
 
@@ -80,11 +98,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    lines = ["# Steps to within 1% of the optimal LQR cost (3 states, 2 inputs)", "",
-             f"{STEPS:,}-step budget, seeds 0..{args.seeds - 1}; '-' = not reached. "
-             "Settings in benchmarks/bench_lqr.py.", "",
-             "| system | algorithm | first within 1% | stays within 1% from | final cost ratio "
-             "| wall time per run |", "|---|---|---|---|---|---:|"]  # fmt: skip
+    lines = [
+        "# Steps to within 1% of the optimal LQR cost (3 states, 2 inputs)",
+        "",
+        f"{STEPS:,}-step budget, seeds 0..{args.seeds - 1}; '-' = not reached. "
+        "Settings in benchmarks/bench_lqr.py.",
+        "",
+        "| system | algorithm | first within 1% | stays within 1% from | final cost ratio "
+        "| wall time per run |",
+        "|---|---|---|---|---|---:|",
+    ]
     for name, system in SYSTEMS.items():
         for algorithm in ALGORITHMS:
             runs = [run(system, algorithm, seed) for seed in range(args.seeds)]
@@ -93,9 +116,11 @@ def main() -> None:
                 return ", ".join("-" if v is None else f"{v:,}" for v in values)
 
             finals = ", ".join(f"{r['final']:.4f}" for r in runs)
-            lines.append(f"| {name} | {algorithm} | {show([r['first'] for r in runs])} | "
-                         f"{show([r['stays'] for r in runs])} | {finals} | "
-                         f"{np.mean([r['wall'] for r in runs]):.0f} s |")  # fmt: skip
+            lines.append(
+                f"| {name} | {algorithm} | {show([r['first'] for r in runs])} | "
+                f"{show([r['stays'] for r in runs])} | {finals} | "
+                f"{np.mean([r['wall'] for r in runs]):.0f} s |"
+            )
             print(lines[-1], flush=True)
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -52,20 +52,29 @@ def error_curves(lines: list[str]) -> None:
     sizes = [2**k for k in range(8, 19, 2)]
     methods = ["mc", "antithetic", "qmc"]
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    lines += ["\n**Root-mean-square error over 10 seeds against n**\n",
-              "| integrand | method | " + " | ".join(f"n = 2^{int(math.log2(n))}" for n in sizes)
-              + " | slope |", "|---|---|" + "---:|" * (len(sizes) + 1)]  # fmt: skip
+    lines += [
+        "\n**Root-mean-square error over 10 seeds against n**\n",
+        "| integrand | method | "
+        + " | ".join(f"n = 2^{int(math.log2(n))}" for n in sizes)
+        + " | slope |",
+        "|---|---|" + "---:|" * (len(sizes) + 1),
+    ]
     for axis, (name, (dist, f, exact, _)) in zip(axes, integrands().items(), strict=True):
         for method in methods:
             rmse = []
             for n in sizes:
-                errors = [float(pc.mc.expectation(f, dist, n, method=method, seed=s).value) - exact
-                          for s in range(10)]  # fmt: skip
+                errors = [
+                    float(pc.mc.expectation(f, dist, n, method=method, seed=s).value) - exact
+                    for s in range(10)
+                ]
                 rmse.append(math.sqrt(np.mean(np.square(errors))))
             slope = np.polyfit(np.log(sizes), np.log(rmse), 1)[0]
             axis.loglog(sizes, rmse, "o-", label=f"{method} (slope {slope:.2f})")
-            lines.append(f"| {name} | {method} | " + " | ".join(f"{e:.1e}" for e in rmse)
-                         + f" | {slope:.2f} |")  # fmt: skip
+            lines.append(
+                f"| {name} | {method} | "
+                + " | ".join(f"{e:.1e}" for e in rmse)
+                + f" | {slope:.2f} |"
+            )
         axis.loglog(sizes, [rmse[0] * (sizes[0] / n) ** 0.5 for n in sizes], "k:", label="n^-1/2")
         axis.set_title(name, fontsize=9)
         axis.set_xlabel("n (evaluations)")
@@ -169,8 +178,11 @@ def throughput(lines: list[str]) -> None:
     n = 2**20
     dist, f, exact, f_np = next(iter(integrands().values()))
     peers = {"mc": _numpy_mc, "antithetic": _numpy_antithetic, "qmc": _scipy_qmc}
-    lines += ["\n**Throughput at n = 2^20 on the smooth 5-D integrand (samples per second)**\n",
-              "| method | probcalc | NumPy/SciPy | × |", "|---|---:|---:|---:|"]  # fmt: skip
+    lines += [
+        "\n**Throughput at n = 2^20 on the smooth 5-D integrand (samples per second)**\n",
+        "| method | probcalc | NumPy/SciPy | × |",
+        "|---|---:|---:|---:|",
+    ]
     for method, peer in peers.items():
         pc.mc.expectation(f, dist, n, method=method, seed=0)  # warm-up
         start = time.perf_counter()
@@ -191,16 +203,20 @@ def hundred_million(lines: list[str]) -> None:
     estimate = pc.mc.expectation(lambda x: x**2, dist, 10**8, seed=0)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    lines += [f"\n**n = 10^8** (E[x²] = 1 under N(0, 1), batches of 65,536): "
-              f"{float(estimate.value):.6f} ± {float(estimate.stderr):.1e} in {seconds:.1f} s; "
-              f"peak resident memory {after:.0f} MB (before: {before:.0f} MB)."]  # fmt: skip
+    lines += [
+        f"\n**n = 10^8** (E[x²] = 1 under N(0, 1), batches of 65,536): "
+        f"{float(estimate.value):.6f} ± {float(estimate.stderr):.1e} in {seconds:.1f} s; "
+        f"peak resident memory {after:.0f} MB (before: {before:.0f} MB)."
+    ]
 
 
 def main() -> None:
     torch.set_default_dtype(torch.float64)
-    lines = ["## Monte Carlo benchmark (benchmarks/bench_mc.py)\n",
-             f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-             f"numpy {np.__version__}, scipy {scipy.__version__}, float64, one run."]  # fmt: skip
+    lines = [
+        "## Monte Carlo benchmark (benchmarks/bench_mc.py)\n",
+        f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"numpy {np.__version__}, scipy {scipy.__version__}, float64, one run.",
+    ]
     hundred_million(lines)
     error_curves(lines)
     qmc_against_one_scipy_sequence(lines)

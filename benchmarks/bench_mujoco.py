@@ -29,9 +29,18 @@ from rl_scoring import episode_returns, timed_learn, timed_learn_sb3
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENV = "HalfCheetah-v5"
-PPO_SETTINGS = {"n_steps": 512, "batch_size": 64, "gamma": 0.98, "learning_rate": 2.0633e-05,
-                "ent_coef": 0.000401762, "clip_range": 0.1, "n_epochs": 20, "gae_lambda": 0.92,
-                "max_grad_norm": 0.8, "vf_coef": 0.58096}  # fmt: skip
+PPO_SETTINGS = {
+    "n_steps": 512,
+    "batch_size": 64,
+    "gamma": 0.98,
+    "learning_rate": 2.0633e-05,
+    "ent_coef": 0.000401762,
+    "clip_range": 0.1,
+    "n_epochs": 20,
+    "gae_lambda": 0.92,
+    "max_grad_norm": 0.8,
+    "vf_coef": 0.58096,
+}
 
 
 def score(predict: Callable[[np.ndarray], np.ndarray]) -> list[float]:
@@ -41,13 +50,27 @@ def score(predict: Callable[[np.ndarray], np.ndarray]) -> list[float]:
 def run_probcalc(steps: int, seed: int) -> dict[str, object]:
     import probcalc as pc
 
-    agent = pc.rl.PPO(ENV, n_envs=1, seed=seed, normalize_observations=True,
-                      normalize_rewards=True, log_std_init=-2.0, ortho_init=False,
-                      activation="relu", hidden=(256, 256), **PPO_SETTINGS)  # fmt: skip
+    agent = pc.rl.PPO(
+        ENV,
+        n_envs=1,
+        seed=seed,
+        normalize_observations=True,
+        normalize_rewards=True,
+        log_std_init=-2.0,
+        ortho_init=False,
+        activation="relu",
+        hidden=(256, 256),
+        **PPO_SETTINGS,
+    )
     wall, episodes = timed_learn(agent, steps)
     returns = score(lambda obs: agent.predict(obs[None])[0])
-    return {"library": "probcalc PPO", "returns": returns, "wall": wall,
-            "steps": agent.num_timesteps, "episodes": episodes}  # fmt: skip
+    return {
+        "library": "probcalc PPO",
+        "returns": returns,
+        "wall": wall,
+        "steps": agent.num_timesteps,
+        "episodes": episodes,
+    }
 
 
 def run_sb3(steps: int, seed: int) -> dict[str, object]:
@@ -56,16 +79,26 @@ def run_sb3(steps: int, seed: int) -> dict[str, object]:
     from stable_baselines3.common.vec_env import VecNormalize
 
     env = VecNormalize(make_vec_env(ENV, n_envs=1, seed=seed), gamma=PPO_SETTINGS["gamma"])
-    policy_kwargs = {"log_std_init": -2, "ortho_init": False, "activation_fn": torch.nn.ReLU,
-                     "net_arch": {"pi": [256, 256], "vf": [256, 256]}}  # fmt: skip
-    model = stable_baselines3.PPO("MlpPolicy", env, seed=seed, device="cpu",
-                                  policy_kwargs=policy_kwargs, **PPO_SETTINGS)  # fmt: skip
+    policy_kwargs = {
+        "log_std_init": -2,
+        "ortho_init": False,
+        "activation_fn": torch.nn.ReLU,
+        "net_arch": {"pi": [256, 256], "vf": [256, 256]},
+    }
+    model = stable_baselines3.PPO(
+        "MlpPolicy", env, seed=seed, device="cpu", policy_kwargs=policy_kwargs, **PPO_SETTINGS
+    )
 
     wall, episodes = timed_learn_sb3(model, steps)
     env.training = False
     returns = score(lambda obs: model.predict(env.normalize_obs(obs), deterministic=True)[0])
-    return {"library": "Stable-Baselines3 PPO", "returns": returns, "wall": wall,
-            "steps": model.num_timesteps, "episodes": episodes}  # fmt: skip
+    return {
+        "library": "Stable-Baselines3 PPO",
+        "returns": returns,
+        "wall": wall,
+        "steps": model.num_timesteps,
+        "episodes": episodes,
+    }
 
 
 def report() -> None:
@@ -75,21 +108,30 @@ def report() -> None:
     import matplotlib.pyplot as plt
 
     runs = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("mujoco_*.json"))]
-    lines = ["# PPO on HalfCheetah-v5: probcalc vs Stable-Baselines3", "",
-             "1,000,000 steps, seed 0, rl-zoo3 settings (see benchmarks/bench_mujoco.py), "
-             "one torch thread each, the two runs side by side on the 2-core machine.", "",
-             "| library | evaluation return (10 episodes) | steps/s | wall time |",
-             "|---|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "# PPO on HalfCheetah-v5: probcalc vs Stable-Baselines3",
+        "",
+        "1,000,000 steps, seed 0, rl-zoo3 settings (see benchmarks/bench_mujoco.py), "
+        "one torch thread each, the two runs side by side on the 2-core machine.",
+        "",
+        "| library | evaluation return (10 episodes) | steps/s | wall time |",
+        "|---|---:|---:|---:|",
+    ]
     figure, axis = plt.subplots(figsize=(7, 4))
     for run in runs:
         returns = np.array(run["returns"])
         speed, minutes = run["steps"] / run["wall"], run["wall"] / 60
-        lines.append(f"| {run['library']} | {returns.mean():.0f} ± {returns.std():.0f} | "
-                     f"{speed:.0f} | {minutes:.1f} min |")  # fmt: skip
+        lines.append(
+            f"| {run['library']} | {returns.mean():.0f} ± {returns.std():.0f} | "
+            f"{speed:.0f} | {minutes:.1f} min |"
+        )
         steps, values = np.array(run["episodes"]).T
         window = 10
-        axis.plot(steps[window - 1 :], np.convolve(values, np.ones(window) / window, "valid"),
-                  label=run["library"])  # fmt: skip
+        axis.plot(
+            steps[window - 1 :],
+            np.convolve(values, np.ones(window) / window, "valid"),
+            label=run["library"],
+        )
     axis.set_xlabel("environment steps")
     axis.set_ylabel("episode return (mean of 10)")
     axis.set_title("PPO on HalfCheetah-v5, rl-zoo3 settings, seed 0")

@@ -61,14 +61,18 @@ class ContinuousBanditEnv(gym.Env):
         noise_std: float = 0.1,
     ) -> None:
         self.optimum = real_array([0.3, -0.5] if optimum is None else optimum, "optimum", ndim=1)
-        self.curvature = real_array([2.0, 1.0] if curvature is None else curvature, "curvature",
-                                    ndim=1)  # fmt: skip
+        self.curvature = real_array(
+            [2.0, 1.0] if curvature is None else curvature, "curvature", ndim=1
+        )
         if self.curvature.shape != self.optimum.shape or np.any(self.curvature <= 0):
-            raise ValueError(f"curvature must be positive and have the shape of optimum "
-                             f"{self.optimum.shape}, got {self.curvature.tolist()}")  # fmt: skip
+            raise ValueError(
+                f"curvature must be positive and have the shape of optimum "
+                f"{self.optimum.shape}, got {self.curvature.tolist()}"
+            )
         if np.any(np.abs(self.optimum) > 1):
-            raise ValueError(f"optimum must lie inside the action box [-1, 1]^d, got "
-                             f"{self.optimum.tolist()}")  # fmt: skip
+            raise ValueError(
+                f"optimum must lie inside the action box [-1, 1]^d, got {self.optimum.tolist()}"
+            )
         self.peak = real_number(peak, "peak")
         self.noise_std = real_number(noise_std, "noise_std", at_least=0.0)
         d = self.optimum.size

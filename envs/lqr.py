@@ -119,8 +119,9 @@ class LQREnv(gym.Env):
         """
         root = np.sqrt(self.gamma)
         P = scipy.linalg.solve_discrete_are(root * self.A, root * self.B, self.Q, self.R)
-        return self.gamma * np.linalg.solve(self.R + self.gamma * self.B.T @ P @ self.B,
-                                            self.B.T @ P @ self.A)  # fmt: skip
+        return self.gamma * np.linalg.solve(
+            self.R + self.gamma * self.B.T @ P @ self.B, self.B.T @ P @ self.A
+        )
 
     def policy_cost(self, K: np.ndarray) -> float:
         """The exact expected discounted cost E[Σ γ^t (x'Qx + u'Ru)] of u = -K x over an

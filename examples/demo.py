@@ -35,8 +35,16 @@ from probcalc.envs.lqr import LQREnv
 import probcalc as pc
 
 DATA = Path(__file__).resolve().parent / "data" / "pima_standardized.dat"
-NAMES = ["intercept", "pregnancies", "glucose", "blood pressure", "skin fold", "BMI",
-         "pedigree", "age"]  # fmt: skip
+NAMES = [
+    "intercept",
+    "pregnancies",
+    "glucose",
+    "blood pressure",
+    "skin fold",
+    "BMI",
+    "pedigree",
+    "age",
+]
 PRIOR_PRECISION = 1.0
 
 
@@ -59,8 +67,10 @@ def main() -> None:
     exact = pc.grad(neg_log_joint)(w0)
     for order in (2, 4):
         fd = pc.finite_difference(neg_log_joint, w0, order=order)
-        print(f"gradient: autograd vs central differences of order {order}: "
-              f"max |difference| = {float((exact - fd).abs().max()):.1e}")  # fmt: skip
+        print(
+            f"gradient: autograd vs central differences of order {order}: "
+            f"max |difference| = {float((exact - fd).abs().max()):.1e}"
+        )
 
     # 2. the posterior mode, three ways, against scipy
     reference = scipy.optimize.minimize(
@@ -70,8 +80,10 @@ def main() -> None:
         method="BFGS",
         options={"gtol": 1e-8},
     )
-    print(f"\n{'method':<11}{'iterations':>11}{'f evals':>9}{'max|grad|':>12}"
-          f"{'|w - scipy|':>13}{'ms':>8}")  # fmt: skip
+    print(
+        f"\n{'method':<11}{'iterations':>11}{'f evals':>9}{'max|grad|':>12}"
+        f"{'|w - scipy|':>13}{'ms':>8}"
+    )
     results = {}
     for method in ["newton", "newton-cg", "lbfgs"]:
         start = time.perf_counter()
@@ -79,10 +91,14 @@ def main() -> None:
         elapsed = 1e3 * (time.perf_counter() - start)
         results[method] = result
         gap = np.abs(result.x.numpy() - reference.x).max()
-        print(f"{method:<11}{result.nit:>11}{result.n_evals:>9}{float(result.grad.abs().max()):>12.1e}"
-              f"{gap:>13.1e}{elapsed:>8.1f}")  # fmt: skip
-    print(f"{'scipy BFGS':<11}{reference.nit:>11}{reference.nfev:>9}"
-          f"{np.abs(reference.jac).max():>12.1e}{'':>13}")  # fmt: skip
+        print(
+            f"{method:<11}{result.nit:>11}{result.n_evals:>9}{float(result.grad.abs().max()):>12.1e}"
+            f"{gap:>13.1e}{elapsed:>8.1f}"
+        )
+    print(
+        f"{'scipy BFGS':<11}{reference.nit:>11}{reference.nfev:>9}"
+        f"{np.abs(reference.jac).max():>12.1e}{'':>13}"
+    )
 
     # 3. curvature at the mode: the Gaussian approximation's standard deviations
     mode = results["newton"].x
@@ -96,8 +112,10 @@ def main() -> None:
     operator = pc.hvp_operator(neg_log_joint, w0)
     solve = pc.conjugate_gradient(operator, -operator.grad, rtol=1e-10)
     direct = torch.linalg.solve(pc.hessian(neg_log_joint)(w0), -operator.grad)
-    print(f"\nNewton step by CG on Hessian-vector products: {solve.nit} products, "
-          f"max |CG - direct solve| = {float((solve.x - direct).abs().max()):.1e}")  # fmt: skip
+    print(
+        f"\nNewton step by CG on Hessian-vector products: {solve.nit} products, "
+        f"max |CG - direct solve| = {float((solve.x - direct).abs().max()):.1e}"
+    )
 
     # 5. an integral: p(diabetes | a new patient) = E[sigmoid(x'w)], w ~ N(mode, H^-1)
     patient = torch.tensor([1.0, 0.5, 1.2, 0.0, 0.3, 0.8, 0.2, 0.4])  # standardized covariates
@@ -105,10 +123,12 @@ def main() -> None:
     result = pc.integrate.expect_normal(lambda w: torch.sigmoid(w @ patient), mode, covariance)
     mean, var = float(patient @ mode), float(patient @ covariance @ patient)
     probit = float(torch.sigmoid(torch.tensor(mean / (1 + torch.pi * var / 8) ** 0.5)))
-    print(f"\np(diabetes | patient): {float(result.value):.6f} by 8-D sparse Gauss-Hermite "
-          f"({result.n_evals} points, error {float(result.error):.1e}); "
-          f"probit approximation {probit:.6f}; plug-in at the mode "
-          f"{float(torch.sigmoid(torch.tensor(mean))):.6f}")  # fmt: skip
+    print(
+        f"\np(diabetes | patient): {float(result.value):.6f} by 8-D sparse Gauss-Hermite "
+        f"({result.n_evals} points, error {float(result.error):.1e}); "
+        f"probit approximation {probit:.6f}; plug-in at the mode "
+        f"{float(torch.sigmoid(torch.tensor(mean))):.6f}"
+    )
 
     # 6. an evidence: log p(y) = log ∫ p(y, w) dw by importance sampling
     def log_joint(w: torch.Tensor) -> torch.Tensor:  # w: (n, 8), the full log p(y, w)
@@ -121,9 +141,11 @@ def main() -> None:
 
     proposal = torch.distributions.MultivariateNormal(mode, 1.2**2 * covariance)
     evidence = pc.mc.importance_sampling(log_joint, proposal, 20_000, seed=0)
-    print(f"\nlog evidence by importance sampling: {float(evidence.log_evidence):.4f} "
-          f"± {float(evidence.stderr):.4f} (Pareto k-hat {evidence.khat:.2f}, "
-          f"effective sample size {evidence.ess:.0f} of 20000)")  # fmt: skip
+    print(
+        f"\nlog evidence by importance sampling: {float(evidence.log_evidence):.4f} "
+        f"± {float(evidence.stderr):.4f} (Pareto k-hat {evidence.khat:.2f}, "
+        f"effective sample size {evidence.ess:.0f} of 20000)"
+    )
 
     # 7. the evidence three ways, intercept + pregnancies, glucose, BMI, pedigree (d = 5)
     X5 = X[:, [0, 1, 2, 5, 6]]
@@ -137,32 +159,59 @@ def main() -> None:
         start = time.perf_counter()
         result = pc.evidence(log_joint5, method=method, theta0=torch.zeros(5), **options)
         error = f" ± {float(result.error):.1e}" if math.isfinite(result.error) else ""
-        print(f"  {method:<11}{float(result.log_evidence):.4f}{error:<12}"
-              f"({time.perf_counter() - start:.1f} s)")  # fmt: skip
+        print(
+            f"  {method:<11}{float(result.log_evidence):.4f}{error:<12}"
+            f"({time.perf_counter() - start:.1f} s)"
+        )
 
     # 8. a short policy-gradient run on a bandit with a known optimum
     start = time.perf_counter()
-    agent = pc.rl.REINFORCE("probcalc/ContinuousBandit-v0", policy="linear", n_envs=64, n_steps=2,
-                            log_std_init=math.log(0.2), learning_rate=0.02, lr_schedule="linear",
-                            learn_std=False, seed=0)  # fmt: skip
+    agent = pc.rl.REINFORCE(
+        "probcalc/ContinuousBandit-v0",
+        policy="linear",
+        n_envs=64,
+        n_steps=2,
+        log_std_init=math.log(0.2),
+        learning_rate=0.02,
+        lr_schedule="linear",
+        learn_std=False,
+        seed=0,
+    )
     before, _ = pc.rl.evaluate(agent, "probcalc/ContinuousBandit-v0", n_episodes=50, seed=0)
     agent.learn(total_steps=40_000)
     after, _ = pc.rl.evaluate(agent, "probcalc/ContinuousBandit-v0", n_episodes=50, seed=0)
     action = agent.predict(np.zeros(1, dtype=np.float32))  # one observation: one action
-    print(f"\nREINFORCE on ContinuousBandit-v0, 40,000 steps in "
-          f"{time.perf_counter() - start:.1f} s: mean return {before:.3f} -> {after:.3f} "
-          f"(best possible 1.0); action {np.round(action, 3)}, optimum [0.3, -0.5]")  # fmt: skip
+    print(
+        f"\nREINFORCE on ContinuousBandit-v0, 40,000 steps in "
+        f"{time.perf_counter() - start:.1f} s: mean return {before:.3f} -> {after:.3f} "
+        f"(best possible 1.0); action {np.round(action, 3)}, optimum [0.3, -0.5]"
+    )
 
     # 9. PPO on an LQR, with the progress bar, against the exact optimal controller
-    double_integrator = {"A": [[1.0, 0.1], [0.0, 1.0]], "B": [[0.0], [0.1]], "gamma": 0.95,
-                         "noise_std": 0.05}  # fmt: skip
+    double_integrator = {
+        "A": [[1.0, 0.1], [0.0, 1.0]],
+        "B": [[0.0], [0.1]],
+        "gamma": 0.95,
+        "noise_std": 0.05,
+    }
     env = LQREnv(**double_integrator)
     print("\nPPO, linear policy, on probcalc/LQR-v0 (a double integrator, discount 0.95):")
-    agent = pc.rl.PPO("probcalc/LQR-v0", env_kwargs=double_integrator, policy="linear",
-                      n_envs=8, n_steps=128, gamma=0.95, learning_rate=5e-3,
-                      lr_schedule="linear", log_std_init=math.log(0.05), learn_std=False,
-                      batch_size=128, max_grad_norm=10.0, normalize_rewards=True,
-                      seed=1)  # fmt: skip
+    agent = pc.rl.PPO(
+        "probcalc/LQR-v0",
+        env_kwargs=double_integrator,
+        policy="linear",
+        n_envs=8,
+        n_steps=128,
+        gamma=0.95,
+        learning_rate=5e-3,
+        lr_schedule="linear",
+        log_std_init=math.log(0.05),
+        learn_std=False,
+        batch_size=128,
+        max_grad_norm=10.0,
+        normalize_rewards=True,
+        seed=1,
+    )
     with torch.no_grad():  # start from the zero controller u = 0
         agent.policy.mean[0].weight.zero_()
         agent.policy.mean[0].bias.zero_()
@@ -170,9 +219,11 @@ def main() -> None:
     agent.learn(total_steps=100_000, progress_bar=True)
     gain = -env.action_scale * agent.policy.mean[0].weight.detach().double().numpy()
     optimal = env.optimal_gain()
-    print(f"  discounted cost from the start: u = 0 {initial:.1f}, learned "
-          f"{env.policy_cost(gain):.3f}, optimal {env.policy_cost(optimal):.3f}; "
-          f"gain {np.round(gain, 2)}, Riccati {np.round(optimal, 2)}")  # fmt: skip
+    print(
+        f"  discounted cost from the start: u = 0 {initial:.1f}, learned "
+        f"{env.policy_cost(gain):.3f}, optimal {env.policy_cost(optimal):.3f}; "
+        f"gain {np.round(gain, 2)}, Riccati {np.round(optimal, 2)}"
+    )
 
 
 if __name__ == "__main__":

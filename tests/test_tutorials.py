@@ -21,7 +21,13 @@ def test_there_are_at_least_three_tutorials():
 @pytest.mark.parametrize("script", TUTORIALS, ids=lambda path: path.stem)
 def test_the_tutorial_runs(script, tmp_path):
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                         text=True, env=environment, timeout=600)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "Warning" not in run.stderr, run.stderr[-3000:]

@@ -16,9 +16,22 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["active_group", "agree", "agreed", "all_sum", "any_across", "broadcast_module",
-           "gather_moments", "gather_objects", "gather_rows", "rank", "rank_seed", "share",
-           "sum_across", "world_size"]  # fmt: skip
+__all__ = [
+    "active_group",
+    "agree",
+    "agreed",
+    "all_sum",
+    "any_across",
+    "broadcast_module",
+    "gather_moments",
+    "gather_objects",
+    "gather_rows",
+    "rank",
+    "rank_seed",
+    "share",
+    "sum_across",
+    "world_size",
+]
 
 Group = Any  # a torch.distributed ProcessGroup, or None for the default group
 
@@ -117,8 +130,10 @@ def all_sum(tensors: list[torch.Tensor], group: Group | bool = False) -> list[to
         return tensors
     flat = torch.cat([t.detach().reshape(-1) for t in tensors])
     dist.all_reduce(flat, group=group)
-    return [part.view_as(t) for part, t in zip(flat.split([t.numel() for t in tensors]),
-                                                tensors, strict=True)]  # fmt: skip
+    return [
+        part.view_as(t)
+        for part, t in zip(flat.split([t.numel() for t in tensors]), tensors, strict=True)
+    ]
 
 
 def any_across(flag: bool, group: Group | bool = False) -> bool:
@@ -151,8 +166,9 @@ def gather_rows(row: torch.Tensor, group: Group | bool = False) -> torch.Tensor:
     return torch.stack(parts)
 
 
-def gather_objects(item: Any, group: Group | bool = False,
-                   to_first: bool = False) -> list[Any] | None:  # fmt: skip
+def gather_objects(
+    item: Any, group: Group | bool = False, to_first: bool = False
+) -> list[Any] | None:
     """Every rank's picklable ``item``, in rank order (torch's all_gather_object); with
     ``to_first`` only rank 0 receives them (gather_object) and the others get None."""
     if group is False:
@@ -176,9 +192,13 @@ def gather_moments(
     # float64 whatever the statistics' dtype: counts past 2^24 are exact there; gathered on
     # the CPU (gloo), returned on the statistics' device
     device = mean.device
-    packed = torch.cat([torch.tensor([float(count)], dtype=torch.float64),
-                        mean.detach().reshape(-1).double().cpu(),
-                        m2.detach().reshape(-1).double().cpu()])  # fmt: skip
+    packed = torch.cat(
+        [
+            torch.tensor([float(count)], dtype=torch.float64),
+            mean.detach().reshape(-1).double().cpu(),
+            m2.detach().reshape(-1).double().cpu(),
+        ]
+    )
     parts = gather_rows(packed, group)
     size = mean.numel()
     total_count = 0

@@ -532,23 +532,33 @@ BAD_MINIMIZE_INPUT = [
     ("complex x0", dict(x0=torch.ones(2, dtype=torch.complex128)), TypeError, "x0 must be real"),
     ("x0 a string", dict(x0="ab"), TypeError, "x0 must be a tensor"),
     ("x0 None", dict(x0=None), TypeError, "x0 must be a tensor"),
-    ("float16 x0 for newton", dict(x0=torch.ones(2, dtype=torch.float16)), TypeError,
-     "float16"),
+    ("float16 x0 for newton", dict(x0=torch.ones(2, dtype=torch.float16)), TypeError, "float16"),
     ("tol a string", dict(tol="1e-6"), TypeError, "tol must be a number"),
     ("tol NaN", dict(tol=math.nan), ValueError, "tol must be non-negative"),
     ("max_iter 2.5", dict(max_iter=2.5), ValueError, "max_iter must be an integer"),
     ("max_iter negative", dict(max_iter=-1), ValueError, "max_iter must be an integer >= 0"),
     ("callback not callable", dict(callback=3), TypeError, "callback must be a function"),
     ("options a list", dict(options=[("lr", 1.0)]), TypeError, "options must be a dict"),
-    ("cg_max_iter 0", dict(method="newton-cg", options={"cg_max_iter": 0}), ValueError,
-     "cg_max_iter must be an integer >= 1"),
-    ("cg_max_iter a string", dict(method="newton-cg", options={"cg_max_iter": "5"}), TypeError,
-     "cg_max_iter must be a number"),
-]  # fmt: skip
+    (
+        "cg_max_iter 0",
+        dict(method="newton-cg", options={"cg_max_iter": 0}),
+        ValueError,
+        "cg_max_iter must be an integer >= 1",
+    ),
+    (
+        "cg_max_iter a string",
+        dict(method="newton-cg", options={"cg_max_iter": "5"}),
+        TypeError,
+        "cg_max_iter must be a number",
+    ),
+]
 
 
-@pytest.mark.parametrize(("label", "arguments", "error", "match"), BAD_MINIMIZE_INPUT,
-                         ids=[case[0] for case in BAD_MINIMIZE_INPUT])  # fmt: skip
+@pytest.mark.parametrize(
+    ("label", "arguments", "error", "match"),
+    BAD_MINIMIZE_INPUT,
+    ids=[case[0] for case in BAD_MINIMIZE_INPUT],
+)
 def test_bad_minimize_input_is_named_before_fun_is_called(label, arguments, error, match):
     fun = _Counting()
     call = {"fun": fun, "x0": torch.ones(2), **arguments}
@@ -715,13 +725,15 @@ def test_conjugate_gradient_stopped_at_negative_curvature_returns_the_hand_compu
 def _indefinite(n, negatives, seed):
     rng = np.random.default_rng(seed)
     Q, _ = np.linalg.qr(rng.normal(size=(n, n)))
-    eigenvalues = np.concatenate([-np.geomspace(0.5, 5.0, negatives),
-                                  np.geomspace(1.0, 100.0, n - negatives)])  # fmt: skip
+    eigenvalues = np.concatenate(
+        [-np.geomspace(0.5, 5.0, negatives), np.geomspace(1.0, 100.0, n - negatives)]
+    )
     return (Q * eigenvalues) @ Q.T, Q, eigenvalues, rng
 
 
-@pytest.mark.parametrize(("n", "negatives", "seed"), [(20, 1, 0), (20, 5, 1), (50, 2, 2),
-                                                       (50, 10, 3), (8, 1, 4)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("n", "negatives", "seed"), [(20, 1, 0), (20, 5, 1), (50, 2, 2), (50, 10, 3), (8, 1, 4)]
+)
 def test_conjugate_gradient_truncation_on_an_indefinite_matrix_is_a_krylov_descent_step(
     n, negatives, seed
 ):

@@ -31,9 +31,9 @@ def test_bandit_expected_reward_matches_its_rewards_and_its_gradient_is_exact():
     assert abs(rewards.mean() - env.expected_reward(mean, std)) < 4 * stderr
     g_mean, g_std = env.expected_reward_gradient(mean, std)
     params = torch.tensor(np.concatenate([mean, std]))
-    fd = pc.finite_difference(lambda p: torch.tensor(env.expected_reward(p[:2].numpy(),
-                                                                         p[2:].numpy())),
-                              params, order=4)  # fmt: skip
+    fd = pc.finite_difference(
+        lambda p: torch.tensor(env.expected_reward(p[:2].numpy(), p[2:].numpy())), params, order=4
+    )
     np.testing.assert_allclose(np.concatenate([g_mean, g_std]), fd.numpy(), atol=1e-8)
     assert env.expected_reward(env.optimum, np.zeros(2)) == pytest.approx(env.peak)
 

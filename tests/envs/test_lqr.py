@@ -33,8 +33,9 @@ def test_passes_gymnasiums_checker_and_registers():
 def test_optimal_gain_equals_the_riccati_fixed_point_and_minimizes_the_cost():
     env = LQREnv()
     K = env.optimal_gain()
-    np.testing.assert_allclose(K, _riccati_by_iteration(env.A, env.B, env.Q, env.R, env.gamma),
-                               atol=1e-9)  # fmt: skip
+    np.testing.assert_allclose(
+        K, _riccati_by_iteration(env.A, env.B, env.Q, env.R, env.gamma), atol=1e-9
+    )
     best = env.policy_cost(K)
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -45,8 +46,9 @@ def test_policy_cost_equals_monte_carlo_rollouts():
     """64 environments for 1,000 steps (γ^1000 = 4e-5) under u = -K* x: the mean discounted
     return equals -policy_cost(K*) within 4 standard errors."""
     n_envs, steps = 64, 1000
-    envs = gymnasium.make_vec("probcalc/LQR-v0", num_envs=n_envs, vectorization_mode="sync",
-                              max_episode_steps=steps + 1)  # fmt: skip
+    envs = gymnasium.make_vec(
+        "probcalc/LQR-v0", num_envs=n_envs, vectorization_mode="sync", max_episode_steps=steps + 1
+    )
     single = LQREnv()
     K = single.optimal_gain()
     obs, _ = envs.reset(seed=3)
@@ -61,8 +63,9 @@ def test_policy_cost_equals_monte_carlo_rollouts():
 
 
 def test_keywords_seeding_and_bad_input():
-    env = gymnasium.make("probcalc/LQR-v0", A=np.eye(2) * 1.1, B=np.eye(2), Q=np.eye(2),
-                         R=2 * np.eye(2), gamma=0.9)  # fmt: skip
+    env = gymnasium.make(
+        "probcalc/LQR-v0", A=np.eye(2) * 1.1, B=np.eye(2), Q=np.eye(2), R=2 * np.eye(2), gamma=0.9
+    )
     assert env.unwrapped.gamma == 0.9 and env.observation_space.shape == (2,)
     first, _ = env.reset(seed=5)
     second, _ = env.reset(seed=5)

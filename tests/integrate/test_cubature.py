@@ -37,9 +37,10 @@ def test_smooth_genz_families_in_five_dimensions(name):
     _check(make_family(name, 5, seed=1), rtol=1e-8)
 
 
-@pytest.mark.parametrize(("name", "rule"), [("oscillatory", "gauss-legendre"),
-                                            ("corner_peak", "gauss-legendre"),
-                                            ("gaussian", "sparse")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [("oscillatory", "gauss-legendre"), ("corner_peak", "gauss-legendre"), ("gaussian", "sparse")],
+)
 def test_smooth_genz_families_in_five_dimensions_by_the_fixed_rules(name, rule):
     _check(make_family(name, 5, seed=1), rtol=1e-8, rule=rule)
 
@@ -69,8 +70,9 @@ def test_qmc_in_eight_dimensions_is_within_four_standard_errors():
 
 def test_sparse_grid_integrates_a_smooth_12_dimensional_function():
     """∫_[0,1]^12 exp(Σ x_i / 12) = (12 (e^(1/12) - 1))^12."""
-    result = cubature(lambda x: torch.exp(x.sum(1) / 12), [0.0] * 12, [1.0] * 12, rtol=1e-8,
-                      rule="sparse")  # fmt: skip
+    result = cubature(
+        lambda x: torch.exp(x.sum(1) / 12), [0.0] * 12, [1.0] * 12, rtol=1e-8, rule="sparse"
+    )
     exact = (12 * math.expm1(1 / 12)) ** 12
     assert float(result.value) == pytest.approx(exact, rel=1e-8)
 
@@ -97,8 +99,9 @@ def test_cubature_bad_input():
     with pytest.raises(NonFiniteError, match="at the node"):
         cubature(lambda x: 1 / (x[:, 0] - x[:, 0]), [0.0, 0.0], [1.0, 1.0])
     with pytest.warns(ConvergenceWarning, match="max_evals"):
-        result = cubature(lambda x: (x - 0.3).abs().sum(1), [0.0] * 3, [1.0] * 3,
-                          rtol=1e-12, max_evals=20_000)  # fmt: skip
+        result = cubature(
+            lambda x: (x - 0.3).abs().sum(1), [0.0] * 3, [1.0] * 3, rtol=1e-12, max_evals=20_000
+        )
     assert not result.converged
 
 
@@ -180,8 +183,9 @@ def test_expect_normal_reports_a_covariance_that_is_not_positive_definite():
 
 
 def test_expect_normal_with_a_fixed_order_reports_the_change_as_error():
-    result = expect_normal(lambda x: torch.cos(x[:, 0]), torch.zeros(1), torch.eye(1) * 4.0,
-                           order=30)  # fmt: skip
+    result = expect_normal(
+        lambda x: torch.cos(x[:, 0]), torch.zeros(1), torch.eye(1) * 4.0, order=30
+    )
     assert float(result.value) == pytest.approx(math.exp(-2.0), abs=1e-12)
     assert result.n_evals == 29 + 30
 

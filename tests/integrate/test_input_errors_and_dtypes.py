@@ -43,69 +43,148 @@ def _t(value, dtype=F32):
 BEFORE_WORK = [
     ("quad: limits a string", lambda f: quad(f, "0", 1.0), TypeError, "a must be a real number"),
     ("quad: a limit None", lambda f: quad(f, 0.0, None), TypeError, "b must be a real number"),
-    ("quad: complex limits",
-     lambda f: quad(f, _t(0j, torch.complex64), _t(1 + 0j, torch.complex64)), TypeError,
-     "complex64.*float32 or float64"),
-    ("quad: float16 limits", lambda f: quad(f, _t(0.0, torch.float16), _t(1.0, torch.float16)),
-     TypeError, "float16"),
-    ("quad: bfloat16 limits", lambda f: quad(f, _t(0.0, torch.bfloat16), 1.0), TypeError,
-     "bfloat16"),
-    ("quad: empty limits", lambda f: quad(f, torch.zeros(0), torch.zeros(0)), ValueError,
-     "no limits"),
+    (
+        "quad: complex limits",
+        lambda f: quad(f, _t(0j, torch.complex64), _t(1 + 0j, torch.complex64)),
+        TypeError,
+        "complex64.*float32 or float64",
+    ),
+    (
+        "quad: float16 limits",
+        lambda f: quad(f, _t(0.0, torch.float16), _t(1.0, torch.float16)),
+        TypeError,
+        "float16",
+    ),
+    (
+        "quad: bfloat16 limits",
+        lambda f: quad(f, _t(0.0, torch.bfloat16), 1.0),
+        TypeError,
+        "bfloat16",
+    ),
+    (
+        "quad: empty limits",
+        lambda f: quad(f, torch.zeros(0), torch.zeros(0)),
+        ValueError,
+        "no limits",
+    ),
     ("quad: NaN limit", lambda f: quad(f, math.nan, 1.0), ValueError, "NaN"),
     ("quad: rtol NaN", lambda f: quad(f, 0.0, 1.0, rtol=math.nan), ValueError, "rtol.*nan"),
     ("quad: atol negative", lambda f: quad(f, 0.0, 1.0, atol=-1.0), ValueError, "atol"),
     ("quad: rtol a string", lambda f: quad(f, 0.0, 1.0, rtol="1e-6"), TypeError, "rtol"),
-    ("quad: rtol below float32 round-off", lambda f: quad(f, _t(0.0), _t(1.0), rtol=1e-8),
-     ValueError, r"50 eps = 6e-06 of torch.float32 \(eps = 1.19e-07\)"),
-    ("quad: max_evals below the first round", lambda f: quad(f, 0.0, 1.0, max_evals=10),
-     ValueError, "first round's 42 points"),
+    (
+        "quad: rtol below float32 round-off",
+        lambda f: quad(f, _t(0.0), _t(1.0), rtol=1e-8),
+        ValueError,
+        r"50 eps = 6e-06 of torch.float32 \(eps = 1.19e-07\)",
+    ),
+    (
+        "quad: max_evals below the first round",
+        lambda f: quad(f, 0.0, 1.0, max_evals=10),
+        ValueError,
+        "first round's 42 points",
+    ),
     ("quad: max_evals inf", lambda f: quad(f, 0.0, 1.0, max_evals=INF), ValueError, "max_evals"),
     ("quad: order a string", lambda f: quad(f, 0.0, 1.0, order="7"), TypeError, "order"),
     ("quad: order 0", lambda f: quad(f, 0.0, 1.0, order=0), ValueError, "order"),
     ("quad: batched a string", lambda f: quad(f, 0.0, 1.0, batched="no"), TypeError, "batched"),
     ("quad: unknown device", lambda f: quad(f, 0.0, 1.0, device="gpu0"), ValueError, "device"),
-    ("cubature: limits of two shapes", lambda f: cubature(f, [0.0, 0.0], [1.0]), ValueError,
-     "same shape"),
+    (
+        "cubature: limits of two shapes",
+        lambda f: cubature(f, [0.0, 0.0], [1.0]),
+        ValueError,
+        "same shape",
+    ),
     ("cubature: 2-D limits", lambda f: cubature(f, [[0.0]], [[1.0]]), ValueError, r"shape \(d,\)"),
-    ("cubature: a string limit", lambda f: cubature(f, ["a", 0.0], [1.0, 1.0]), TypeError,
-     "lower must be"),
-    ("cubature: complex limits", lambda f: cubature(f, torch.zeros(2, dtype=torch.complex128),
-                                                    [1.0, 1.0]), TypeError, "complex128"),
-    ("cubature: unknown rule", lambda f: cubature(f, [0.0], [1.0], rule="monte-carlo"),
-     ValueError, "'adaptive', 'gauss-legendre', 'sparse', 'qmc'"),
-    ("cubature: seed a float", lambda f: cubature(f, [0.0], [1.0], rule="qmc", seed=1.5),
-     TypeError, "seed"),
-    ("cubature: rtol below float32 round-off",
-     lambda f: cubature(f, torch.zeros(2, dtype=F32), torch.ones(2, dtype=F32), rtol=1e-7),
-     ValueError, "eps"),
-    ("expect_normal: complex mean",
-     lambda f: expect_normal(f, torch.zeros(2, dtype=torch.complex128), torch.eye(2)), TypeError,
-     "complex128"),
-    ("expect_normal: NaN in the mean", lambda f: expect_normal(f, _t([math.nan, 0.0]),
-                                                               torch.eye(2, dtype=F32)),
-     ValueError, "mean must be finite"),
-    ("expect_normal: inf in cov", lambda f: expect_normal(f, torch.zeros(2), torch.eye(2) * INF),
-     ValueError, "cov must be finite"),
-    ("expect_normal: cov not symmetric",
-     lambda f: expect_normal(f, torch.zeros(2), torch.tensor([[1.0, 0.5], [0.0, 1.0]])),
-     ValueError, "symmetric"),
-    ("expect_normal: d = 0", lambda f: expect_normal(f, torch.zeros(0), torch.zeros(0, 0)),
-     ValueError, "d >= 1"),
-    ("expect_normal: order a string", lambda f: expect_normal(f, torch.zeros(2), torch.eye(2),
-                                                              order="3"), ValueError, "order"),
-    ("expect_normal: rule unknown", lambda f: expect_normal(f, torch.zeros(2), torch.eye(2),
-                                                            rule="grid"), ValueError,
-     "'auto', 'product', 'sparse'"),
-    ("log_integral: lower >= upper", lambda f: log_integral(f, 1.0, 0.0), ValueError,
-     "lower < upper"),
-    ("log_integral: a box with lower >= upper", lambda f: log_integral(f, [0.0, 1.0], [1.0, 0.0]),
-     ValueError, "lower < upper"),
-]  # fmt: skip
+    (
+        "cubature: a string limit",
+        lambda f: cubature(f, ["a", 0.0], [1.0, 1.0]),
+        TypeError,
+        "lower must be",
+    ),
+    (
+        "cubature: complex limits",
+        lambda f: cubature(f, torch.zeros(2, dtype=torch.complex128), [1.0, 1.0]),
+        TypeError,
+        "complex128",
+    ),
+    (
+        "cubature: unknown rule",
+        lambda f: cubature(f, [0.0], [1.0], rule="monte-carlo"),
+        ValueError,
+        "'adaptive', 'gauss-legendre', 'sparse', 'qmc'",
+    ),
+    (
+        "cubature: seed a float",
+        lambda f: cubature(f, [0.0], [1.0], rule="qmc", seed=1.5),
+        TypeError,
+        "seed",
+    ),
+    (
+        "cubature: rtol below float32 round-off",
+        lambda f: cubature(f, torch.zeros(2, dtype=F32), torch.ones(2, dtype=F32), rtol=1e-7),
+        ValueError,
+        "eps",
+    ),
+    (
+        "expect_normal: complex mean",
+        lambda f: expect_normal(f, torch.zeros(2, dtype=torch.complex128), torch.eye(2)),
+        TypeError,
+        "complex128",
+    ),
+    (
+        "expect_normal: NaN in the mean",
+        lambda f: expect_normal(f, _t([math.nan, 0.0]), torch.eye(2, dtype=F32)),
+        ValueError,
+        "mean must be finite",
+    ),
+    (
+        "expect_normal: inf in cov",
+        lambda f: expect_normal(f, torch.zeros(2), torch.eye(2) * INF),
+        ValueError,
+        "cov must be finite",
+    ),
+    (
+        "expect_normal: cov not symmetric",
+        lambda f: expect_normal(f, torch.zeros(2), torch.tensor([[1.0, 0.5], [0.0, 1.0]])),
+        ValueError,
+        "symmetric",
+    ),
+    (
+        "expect_normal: d = 0",
+        lambda f: expect_normal(f, torch.zeros(0), torch.zeros(0, 0)),
+        ValueError,
+        "d >= 1",
+    ),
+    (
+        "expect_normal: order a string",
+        lambda f: expect_normal(f, torch.zeros(2), torch.eye(2), order="3"),
+        ValueError,
+        "order",
+    ),
+    (
+        "expect_normal: rule unknown",
+        lambda f: expect_normal(f, torch.zeros(2), torch.eye(2), rule="grid"),
+        ValueError,
+        "'auto', 'product', 'sparse'",
+    ),
+    (
+        "log_integral: lower >= upper",
+        lambda f: log_integral(f, 1.0, 0.0),
+        ValueError,
+        "lower < upper",
+    ),
+    (
+        "log_integral: a box with lower >= upper",
+        lambda f: log_integral(f, [0.0, 1.0], [1.0, 0.0]),
+        ValueError,
+        "lower < upper",
+    ),
+]
 
 
-@pytest.mark.parametrize(("label", "call", "error", "match"), BEFORE_WORK,
-                         ids=[case[0] for case in BEFORE_WORK])  # fmt: skip
+@pytest.mark.parametrize(
+    ("label", "call", "error", "match"), BEFORE_WORK, ids=[case[0] for case in BEFORE_WORK]
+)
 def test_bad_input_is_named_before_the_integrand_is_called(label, call, error, match):
     f = Counting()
     with pytest.raises(error, match=match) as info:
@@ -129,27 +208,54 @@ def test_an_integrand_that_is_not_a_function_is_a_type_error(call):
 
 # integrands whose output is not one value (or batch) per point: found at the first call
 WRONG_OUTPUTS = [
-    ("quad: a vector per point, transposed", lambda f: quad(f, 0.0, 1.0),
-     lambda x: torch.stack([x, x]), r"42 points .* got \(2, 42\)"),
-    ("quad: one number for the batch", lambda f: quad(f, 0.0, 1.0), lambda x: x.sum(),
-     r"shape \(42,\) or \(42, \*batch\), got \(\)"),
-    ("quad: limits (3,), values (n,)", lambda f: quad(f, torch.zeros(3), torch.ones(3)),
-     lambda x: x.sum(1), r"\(n, 3\) to the same shape"),
-    ("cubature: too few values", lambda f: cubature(f, [0.0, 0.0], [1.0, 1.0]),
-     lambda x: x[:-1, 0], r"225 points .* got \(224,\)"),
-    ("expect_normal: one number for the batch",
-     lambda f: expect_normal(f, torch.zeros(2), torch.eye(2)), lambda x: x.sum(),
-     r"got \(\)"),
-    ("log_integral: a vector per point", lambda f: log_integral(f, 0.0, 1.0),
-     lambda x: torch.stack([x, x, x]), r"got \(3, 42\)"),
-    ("log_integral box: too many values",
-     lambda f: log_integral(f, [0.0, 0.0], [1.0, 1.0]), lambda x: torch.cat([x[:, 0], x[:, 1]]),
-     r"got \(450,\)"),
-]  # fmt: skip
+    (
+        "quad: a vector per point, transposed",
+        lambda f: quad(f, 0.0, 1.0),
+        lambda x: torch.stack([x, x]),
+        r"42 points .* got \(2, 42\)",
+    ),
+    (
+        "quad: one number for the batch",
+        lambda f: quad(f, 0.0, 1.0),
+        lambda x: x.sum(),
+        r"shape \(42,\) or \(42, \*batch\), got \(\)",
+    ),
+    (
+        "quad: limits (3,), values (n,)",
+        lambda f: quad(f, torch.zeros(3), torch.ones(3)),
+        lambda x: x.sum(1),
+        r"\(n, 3\) to the same shape",
+    ),
+    (
+        "cubature: too few values",
+        lambda f: cubature(f, [0.0, 0.0], [1.0, 1.0]),
+        lambda x: x[:-1, 0],
+        r"225 points .* got \(224,\)",
+    ),
+    (
+        "expect_normal: one number for the batch",
+        lambda f: expect_normal(f, torch.zeros(2), torch.eye(2)),
+        lambda x: x.sum(),
+        r"got \(\)",
+    ),
+    (
+        "log_integral: a vector per point",
+        lambda f: log_integral(f, 0.0, 1.0),
+        lambda x: torch.stack([x, x, x]),
+        r"got \(3, 42\)",
+    ),
+    (
+        "log_integral box: too many values",
+        lambda f: log_integral(f, [0.0, 0.0], [1.0, 1.0]),
+        lambda x: torch.cat([x[:, 0], x[:, 1]]),
+        r"got \(450,\)",
+    ),
+]
 
 
-@pytest.mark.parametrize(("label", "call", "g", "match"), WRONG_OUTPUTS,
-                         ids=[case[0] for case in WRONG_OUTPUTS])  # fmt: skip
+@pytest.mark.parametrize(
+    ("label", "call", "g", "match"), WRONG_OUTPUTS, ids=[case[0] for case in WRONG_OUTPUTS]
+)
 def test_an_integrand_returning_the_wrong_number_of_values_is_named_at_its_first_call(
     label, call, g, match
 ):
@@ -201,40 +307,71 @@ DEFAULT_RTOL_32 = 1000 * EPS32
 
 FLOAT32_CASES = {
     "quad: exp(-x²) over R": (
-        lambda: quad(lambda x: torch.exp(-(x**2)), _t(-INF), _t(INF)), math.sqrt(math.pi)),
+        lambda: quad(lambda x: torch.exp(-(x**2)), _t(-INF), _t(INF)),
+        math.sqrt(math.pi),
+    ),
     "quad: x^-1/2 on [0, 1]": (lambda: quad(lambda x: x**-0.5, _t(0.0), _t(1.0)), 2.0),
-    "quad: Cauchy on [0, ∞)": (lambda: quad(lambda x: 1 / (1 + x**2), _t(0.0), _t(INF)),
-                               math.pi / 2),
+    "quad: Cauchy on [0, ∞)": (
+        lambda: quad(lambda x: 1 / (1 + x**2), _t(0.0), _t(INF)),
+        math.pi / 2,
+    ),
     "quad: a jump at 0.3": (lambda: quad(lambda x: (x > 0.3).float(), _t(0.0), _t(1.0)), 0.7),
     "quad: e^x on [0, 10]": (lambda: quad(torch.exp, _t(0.0), _t(10.0)), math.exp(10) - 1),
     "cubature adaptive: exp(-|x|²) over R²": (
         lambda: cubature(lambda x: torch.exp(-(x**2).sum(1)), _t([-INF] * 2), _t([INF] * 2)),
-        math.pi),
+        math.pi,
+    ),
     "cubature adaptive: Π cos x_i on [0, 1]³": (
-        lambda: cubature(lambda x: torch.cos(x).prod(1), torch.zeros(3, dtype=F32),
-                         torch.ones(3, dtype=F32)), math.sin(1) ** 3),
+        lambda: cubature(
+            lambda x: torch.cos(x).prod(1), torch.zeros(3, dtype=F32), torch.ones(3, dtype=F32)
+        ),
+        math.sin(1) ** 3,
+    ),
     "cubature gauss-legendre: Π cos x_i on [0, 1]³": (
-        lambda: cubature(lambda x: torch.cos(x).prod(1), torch.zeros(3, dtype=F32),
-                         torch.ones(3, dtype=F32), rule="gauss-legendre"), math.sin(1) ** 3),
+        lambda: cubature(
+            lambda x: torch.cos(x).prod(1),
+            torch.zeros(3, dtype=F32),
+            torch.ones(3, dtype=F32),
+            rule="gauss-legendre",
+        ),
+        math.sin(1) ** 3,
+    ),
     "cubature sparse: Π cos x_i on [0, 1]³": (
-        lambda: cubature(lambda x: torch.cos(x).prod(1), torch.zeros(3, dtype=F32),
-                         torch.ones(3, dtype=F32), rule="sparse"), math.sin(1) ** 3),
+        lambda: cubature(
+            lambda x: torch.cos(x).prod(1),
+            torch.zeros(3, dtype=F32),
+            torch.ones(3, dtype=F32),
+            rule="sparse",
+        ),
+        math.sin(1) ** 3,
+    ),
     "expect_normal: E|X|² = tr Σ + |μ|²": (
-        lambda: expect_normal(lambda x: (x**2).sum(1), _t([1.0, -1.0]),
-                              _t([[2.0, 0.5], [0.5, 1.0]])), 3.0 + 2.0),
+        lambda: expect_normal(
+            lambda x: (x**2).sum(1), _t([1.0, -1.0]), _t([[2.0, 0.5], [0.5, 1.0]])
+        ),
+        3.0 + 2.0,
+    ),
     "expect_normal: E exp(X_1 + X_2), lognormal": (
-        lambda: expect_normal(lambda x: torch.exp(x.sum(1)), _t([0.2, -0.1]),
-                              _t([[0.5, 0.1], [0.1, 0.3]])), math.exp(0.1 + 0.5 * 1.0)),
+        lambda: expect_normal(
+            lambda x: torch.exp(x.sum(1)), _t([0.2, -0.1]), _t([[0.5, 0.1], [0.1, 0.3]])
+        ),
+        math.exp(0.1 + 0.5 * 1.0),
+    ),
     "expect_normal sparse: E cos(ΣX_i), 5-D": (
-        lambda: expect_normal(lambda x: torch.cos(x.sum(1)), torch.zeros(5, dtype=F32),
-                              0.1 * torch.eye(5, dtype=F32)), math.exp(-0.25)),
+        lambda: expect_normal(
+            lambda x: torch.cos(x.sum(1)), torch.zeros(5, dtype=F32), 0.1 * torch.eye(5, dtype=F32)
+        ),
+        math.exp(-0.25),
+    ),
     "log_integral: log ∫ exp(-10 - x²/2) over R": (
         lambda: log_integral(lambda x: -10 - x**2 / 2, _t(-INF), _t(INF)),
-        -10 + 0.5 * math.log(2 * math.pi)),
+        -10 + 0.5 * math.log(2 * math.pi),
+    ),
     "log_integral: a box, log ∫ exp(-50 - |x|²/2) over R²": (
         lambda: log_integral(lambda x: -50 - (x**2).sum(1) / 2, _t([-INF] * 2), _t([INF] * 2)),
-        -50 + math.log(2 * math.pi)),
-}  # fmt: skip
+        -50 + math.log(2 * math.pi),
+    ),
+}
 
 
 @pytest.mark.parametrize("name", FLOAT32_CASES)

@@ -19,14 +19,29 @@ CLOSED_FORMS = {
     # name: (f, a, b, exact)
     "gaussian over R": (lambda x: torch.exp(-(x**2)), -INF, INF, math.sqrt(math.pi)),
     "second moment of N(0,1)": (
-        lambda x: x**2 * torch.exp(-(x**2) / 2) / math.sqrt(2 * math.pi), -INF, INF, 1.0),
+        lambda x: x**2 * torch.exp(-(x**2) / 2) / math.sqrt(2 * math.pi),
+        -INF,
+        INF,
+        1.0,
+    ),
     "fourth moment of N(1, 2²)": (
-        lambda x: x**4 * torch.exp(-((x - 1) ** 2) / 8) / math.sqrt(8 * math.pi), -INF, INF,
-        1 + 6 * 4 + 3 * 16),
-    "Student-t ν=3 normalizer": (lambda x: (1 + x**2 / 3) ** -2, -INF, INF,
-                                 math.sqrt(3 * math.pi) * math.gamma(1.5) / math.gamma(2)),
-    "Student-t ν=1.5 normalizer": (lambda x: (1 + x**2 / 1.5) ** -1.25, -INF, INF,
-                                   math.sqrt(1.5 * math.pi) * math.gamma(0.75) / math.gamma(1.25)),
+        lambda x: x**4 * torch.exp(-((x - 1) ** 2) / 8) / math.sqrt(8 * math.pi),
+        -INF,
+        INF,
+        1 + 6 * 4 + 3 * 16,
+    ),
+    "Student-t ν=3 normalizer": (
+        lambda x: (1 + x**2 / 3) ** -2,
+        -INF,
+        INF,
+        math.sqrt(3 * math.pi) * math.gamma(1.5) / math.gamma(2),
+    ),
+    "Student-t ν=1.5 normalizer": (
+        lambda x: (1 + x**2 / 1.5) ** -1.25,
+        -INF,
+        INF,
+        math.sqrt(1.5 * math.pi) * math.gamma(0.75) / math.gamma(1.25),
+    ),
     "Cauchy on [0, ∞)": (lambda x: 1 / (1 + x**2), 0, INF, math.pi / 2),
     "exp on (-∞, 0]": (torch.exp, -INF, 0, 1.0),
     "gamma(1/2) on [0, ∞)": (lambda x: x**-0.5 * torch.exp(-x), 0, INF, math.sqrt(math.pi)),
@@ -36,13 +51,17 @@ CLOSED_FORMS = {
     "(7-x)^-1/2 on [3, 7]": (lambda x: (7 - x) ** -0.5, 3, 7, 4.0),
     "x (1-x)^-1/2 on [0, 1]": (lambda x: x * (1 - x) ** -0.5, 0, 1, 4 / 3),
     "log(1-x) on [0, 1]": (lambda x: torch.log1p(-x), 0, 1, -1.0),
-    "e^-x (x-2)^-1/2 on [2, ∞)": (lambda x: torch.exp(-x) * (x - 2) ** -0.5, 2, INF,
-                                  math.exp(-2) * math.sqrt(math.pi)),
+    "e^-x (x-2)^-1/2 on [2, ∞)": (
+        lambda x: torch.exp(-x) * (x - 2) ** -0.5,
+        2,
+        INF,
+        math.exp(-2) * math.sqrt(math.pi),
+    ),
     "log x on [0, 1]": (torch.log, 0, 1, -1.0),
     "x^-0.9 on [0, 1]": (lambda x: x**-0.9, 0, 1, 10.0),
     "cos 50x on [0, 1]": (lambda x: torch.cos(50 * x), 0, 1, math.sin(50) / 50),
     "sin on [π, 0] (reversed)": (torch.sin, math.pi, 0, -2.0),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("name", CLOSED_FORMS)
@@ -132,8 +151,9 @@ def test_each_integrand_can_have_its_own_limits():
     np.testing.assert_allclose(result.value.detach().numpy(), exact, rtol=1e-10, atol=1e-15)
     (grad,) = torch.autograd.grad(result.value.sum(), b)
     finite = np.isfinite(bn)
-    np.testing.assert_allclose(grad.numpy()[finite], np.exp(-(bn[finite] ** 2) / 2) /
-                               math.sqrt(2 * math.pi), rtol=1e-9)  # fmt: skip
+    np.testing.assert_allclose(
+        grad.numpy()[finite], np.exp(-(bn[finite] ** 2) / 2) / math.sqrt(2 * math.pi), rtol=1e-9
+    )
 
 
 def test_a_function_of_one_point_is_vmapped():

@@ -32,8 +32,13 @@ def _fails_on_rank_one(x):
 
 
 def _worker(rank, world, store, out):
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=60))  # fmt: skip
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{store}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=60),
+    )
     try:
         torch.set_default_dtype(torch.float64)
         normal = Normal(torch.tensor(1.0), torch.tensor(2.0))
@@ -49,8 +54,10 @@ def _worker(rank, world, store, out):
             pc.mc.expectation(_fails_on_rank_one, normal, 1000, seed=5)
         except (FloatingPointError, RuntimeError) as error:
             results["failure"] = f"{type(error).__name__}: {error}"
-        for name, estimator in (("pathwise", pc.mc.pathwise_grad),
-                                ("score", pc.mc.score_function_grad)):  # fmt: skip
+        for name, estimator in (
+            ("pathwise", pc.mc.pathwise_grad),
+            ("score", pc.mc.score_function_grad),
+        ):
             mu = torch.tensor(1.0, requires_grad=True)
             estimate = estimator(_square, Normal(mu, torch.tensor(2.0)), 100_000, seed=7)
             estimate.backward()
@@ -59,14 +66,21 @@ def _worker(rank, world, store, out):
             results[name] = (estimate.detach(), grad / world)
         proposal = Normal(torch.tensor(0.35), torch.tensor(1.2))
         for smoothing in ("none", "psis"):
-            result = pc.mc.importance_sampling(_log_joint, proposal, 40_000, seed=11,
-                                               smoothing=smoothing)  # fmt: skip
+            result = pc.mc.importance_sampling(
+                _log_joint, proposal, 40_000, seed=11, smoothing=smoothing
+            )
             raw = _log_joint(result.samples) - proposal.log_prob(result.samples)
             everything = [torch.empty_like(raw) for _ in range(world)]
             dist.all_gather(everything, raw)  # for the test only: every weight, to check
             theta_mean = result.expectation(lambda t: t)
-            results[smoothing] = (result.log_evidence, result.stderr, result.ess, result.khat,
-                                  torch.cat(everything), theta_mean)  # fmt: skip
+            results[smoothing] = (
+                result.log_evidence,
+                result.stderr,
+                result.ess,
+                result.khat,
+                torch.cat(everything),
+                theta_mean,
+            )
         torch.save(results, f"{out}/rank{rank}.pt")
         dist.barrier()  # leave together: gloo aborts a process torn down while a peer works
     finally:
@@ -134,9 +148,9 @@ def test_importance_sampling_across_two_ranks(tmp_path):
         normalized = torch.softmax(used, dim=0)
         np.testing.assert_allclose(ess, float(1 / (normalized**2).sum()), rtol=1e-10)
         np.testing.assert_allclose(khat, float(khat_all), rtol=1e-10)
-        np.testing.assert_allclose(float(log_evidence),
-                                   float(torch.logsumexp(weights, 0)) - math.log(40_000),
-                                   rtol=1e-12)  # fmt: skip
+        np.testing.assert_allclose(
+            float(log_evidence), float(torch.logsumexp(weights, 0)) - math.log(40_000), rtol=1e-12
+        )
         assert theta_mean.n_evals == 40_000
         assert abs(float(theta_mean.value) - Y / 2) < 4 * float(theta_mean.stderr)
         other = ranks[1][smoothing]

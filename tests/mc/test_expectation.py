@@ -28,10 +28,13 @@ CASES = {
     "gamma mean": (Gamma(torch.tensor(3.0), torch.tensor(2.0)), lambda x: x, 1.5),
     "gamma second moment": (Gamma(torch.tensor(3.0), torch.tensor(2.0)), lambda x: x**2, 3.0),
     "beta mean": (Beta(torch.tensor(2.0), torch.tensor(5.0)), lambda x: x, 2 / 7),
-    "beta second moment": (Beta(torch.tensor(2.0), torch.tensor(5.0)), lambda x: x**2,
-                           2 * 3 / (7 * 8)),
+    "beta second moment": (
+        Beta(torch.tensor(2.0), torch.tensor(5.0)),
+        lambda x: x**2,
+        2 * 3 / (7 * 8),
+    ),
     "exp(a'x) under a 5-D normal": _mvn5(),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -51,8 +54,9 @@ def test_standard_errors_are_calibrated_over_200_seeds(method):
     exact = 5.0 + math.sin(1.0) * math.exp(-2.0)  # E[x² + sin x]
     hits = 0
     for seed in range(200):
-        estimate = mc.expectation(lambda x: x**2 + torch.sin(x), dist, 2048, method=method,
-                                  seed=seed)  # fmt: skip
+        estimate = mc.expectation(
+            lambda x: x**2 + torch.sin(x), dist, 2048, method=method, seed=seed
+        )
         hits += abs(float(estimate.value) - exact) < 2 * float(estimate.stderr)
     assert 0.9 <= hits / 200 <= 0.99, hits
 
@@ -66,8 +70,9 @@ def test_qmc_beats_mc_by_ten_and_converges_faster_than_n_to_the_minus_0_8():
     sizes = [2**k for k in range(10, 15)]
 
     def rmse(method, n):
-        errors = [float(mc.expectation(f, dist, n, method=method, seed=s).value) - exact
-                  for s in range(8)]  # fmt: skip
+        errors = [
+            float(mc.expectation(f, dist, n, method=method, seed=s).value) - exact for s in range(8)
+        ]
         return math.sqrt(np.mean(np.square(errors)))
 
     qmc_errors = [rmse("qmc", n) for n in sizes]

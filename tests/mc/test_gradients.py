@@ -15,8 +15,10 @@ import probcalc as pc
 from probcalc.core import NonFiniteError
 
 MU, SIGMA = 0.5, 1.2
-EXACT = (2 * MU + math.cos(MU) * math.exp(-(SIGMA**2) / 2),
-         2 * SIGMA - SIGMA * math.sin(MU) * math.exp(-(SIGMA**2) / 2))  # fmt: skip
+EXACT = (
+    2 * MU + math.cos(MU) * math.exp(-(SIGMA**2) / 2),
+    2 * SIGMA - SIGMA * math.sin(MU) * math.exp(-(SIGMA**2) / 2),
+)
 
 
 def _repeat(estimator, repeats, n, offset=0.0, **kwargs):
@@ -25,8 +27,9 @@ def _repeat(estimator, repeats, n, offset=0.0, **kwargs):
     for seed in range(repeats):
         mu = torch.tensor(MU, requires_grad=True)
         sigma = torch.tensor(SIGMA, requires_grad=True)
-        surrogate = estimator(lambda x: x**2 + torch.sin(x) + offset, Normal(mu, sigma), n,
-                              seed=seed, **kwargs)  # fmt: skip
+        surrogate = estimator(
+            lambda x: x**2 + torch.sin(x) + offset, Normal(mu, sigma), n, seed=seed, **kwargs
+        )
         surrogate.backward()
         grads.append([float(mu.grad), float(sigma.grad)])
     return np.array(grads)
@@ -34,10 +37,12 @@ def _repeat(estimator, repeats, n, offset=0.0, **kwargs):
 
 @pytest.mark.parametrize(
     ("estimator", "kwargs"),
-    [(pc.mc.pathwise_grad, {}),
-     (pc.mc.score_function_grad, {}),
-     (pc.mc.score_function_grad, {"baseline": "leave-one-out"})],
-)  # fmt: skip
+    [
+        (pc.mc.pathwise_grad, {}),
+        (pc.mc.score_function_grad, {}),
+        (pc.mc.score_function_grad, {"baseline": "leave-one-out"}),
+    ],
+)
 def test_estimators_are_unbiased_within_four_standard_errors(estimator, kwargs):
     grads = _repeat(estimator, repeats=100, n=500, **kwargs)
     mean, stderr = grads.mean(axis=0), grads.std(axis=0, ddof=1) / math.sqrt(len(grads))
@@ -49,8 +54,9 @@ def test_baselines_cut_the_score_function_variance_at_least_tenfold():
     50² Var(score) / n); any baseline removes it."""
     plain = _repeat(pc.mc.score_function_grad, repeats=100, n=200, offset=50.0)
     for baseline in ("mean", "leave-one-out"):
-        reduced = _repeat(pc.mc.score_function_grad, repeats=100, n=200, offset=50.0,
-                          baseline=baseline)  # fmt: skip
+        reduced = _repeat(
+            pc.mc.score_function_grad, repeats=100, n=200, offset=50.0, baseline=baseline
+        )
         assert np.all(plain.var(axis=0) > 10 * reduced.var(axis=0)), baseline
 
 
@@ -66,8 +72,9 @@ def test_score_function_works_for_discrete_distributions():
     grads = []
     for seed in range(50):
         p.grad = None
-        pc.mc.score_function_grad(lambda x: (x - 0.3) ** 2, Bernoulli(p), 400, seed=seed,
-                                  baseline="leave-one-out").backward()  # fmt: skip
+        pc.mc.score_function_grad(
+            lambda x: (x - 0.3) ** 2, Bernoulli(p), 400, seed=seed, baseline="leave-one-out"
+        ).backward()
         grads.append(float(p.grad))
     assert abs(np.mean(grads) - 0.4) < 4 * np.std(grads, ddof=1) / math.sqrt(50)
 

@@ -46,8 +46,11 @@ def test_beta_binomial_log_evidence_within_three_standard_errors(seed):
     def log_joint(theta):
         return Beta(a, b).log_prob(theta) + Binomial(trials, probs=theta).log_prob(torch.tensor(y))
 
-    exact = (math.log(scipy.special.comb(trials, y)) + scipy.special.betaln(a + y, b + trials - y)
-             - scipy.special.betaln(a, b))  # fmt: skip
+    exact = (
+        math.log(scipy.special.comb(trials, y))
+        + scipy.special.betaln(a + y, b + trials - y)
+        - scipy.special.betaln(a, b)
+    )
     proposal = Beta(torch.tensor(8.0), torch.tensor(5.0))
     result = pc.mc.importance_sampling(log_joint, proposal, 5000, seed=seed)
     assert abs(float(result.log_evidence) - exact) < 3 * float(result.stderr)
@@ -82,8 +85,9 @@ def test_log_evidence_is_differentiable_in_the_target_parameters():
         return Normal(0.0, tau).log_prob(theta) + Normal(theta[:, None], 1.0).log_prob(Y).sum(1)
 
     _, _, post_mean, post_sd = _normal_normal()
-    result = pc.mc.importance_sampling(log_joint, Normal(torch.tensor(post_mean),
-                                       torch.tensor(1.3 * post_sd)), 50_000, seed=2)  # fmt: skip
+    result = pc.mc.importance_sampling(
+        log_joint, Normal(torch.tensor(post_mean), torch.tensor(1.3 * post_sd)), 50_000, seed=2
+    )
     (grad,) = torch.autograd.grad(result.log_evidence, tau)
     exact = MultivariateNormal(torch.zeros(5), torch.eye(5) + tau**2).log_prob(Y)
     (exact_grad,) = torch.autograd.grad(exact, tau)

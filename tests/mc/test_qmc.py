@@ -160,8 +160,15 @@ def test_nearby_seeds_share_no_scramble():
     dist = MultivariateNormal(torch.zeros(3), torch.eye(3))
     seen = []
     for seed in (0, 1):
-        pc.mc.expectation(lambda x: seen.append(x[0]) or x.sum(1), dist, 8 * 16, method="qmc",
-                          seed=seed, scrambles=8, batch_size=16)  # fmt: skip
+        pc.mc.expectation(
+            lambda x: seen.append(x[0]) or x.sum(1),
+            dist,
+            8 * 16,
+            method="qmc",
+            seed=seed,
+            scrambles=8,
+            batch_size=16,
+        )
     firsts = torch.stack(seen)
     assert len(firsts) == 16 and len(torch.unique(firsts, dim=0)) == 16
 

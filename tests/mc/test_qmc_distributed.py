@@ -22,13 +22,26 @@ def _problem() -> tuple[MultivariateNormal, torch.Tensor]:
 
 def _estimate(n: int, scrambles: int, batch_size: int, group=None) -> Estimate:
     normal, a = _problem()
-    return pc.mc.expectation(lambda x: torch.exp(x @ a), normal, n, method="qmc", seed=4,
-                             scrambles=scrambles, batch_size=batch_size, group=group)  # fmt: skip
+    return pc.mc.expectation(
+        lambda x: torch.exp(x @ a),
+        normal,
+        n,
+        method="qmc",
+        seed=4,
+        scrambles=scrambles,
+        batch_size=batch_size,
+        group=group,
+    )
 
 
 def _worker(rank, world, store, out):
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=60))  # fmt: skip
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{store}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=60),
+    )
     try:
         torch.set_default_dtype(torch.float64)
         results = {name: _estimate(*run) for name, run in RUNS.items()}

@@ -76,7 +76,8 @@ def test_transforms_check_their_arguments_inside_vmap_without_touching_values():
     # the argument checks read dtypes and shapes only, so they hold for batched tensors
     points = torch.randn(6, 2)
     gradients = vmap(pc.grad(lambda x: (x**2).sum() * x[0]))(points)
-    expected = torch.stack([
-        2 * points[:, 0] * points[:, 0] + (points**2).sum(1), 2 * points[:, 1] * points[:, 0]
-    ], dim=1)  # fmt: skip
+    expected = torch.stack(
+        [2 * points[:, 0] * points[:, 0] + (points**2).sum(1), 2 * points[:, 1] * points[:, 0]],
+        dim=1,
+    )
     torch.testing.assert_close(gradients, expected, rtol=1e-12, atol=1e-12)
