@@ -2,8 +2,7 @@
 
 The profile is derandomized (the same examples on every run, so CI is reproducible) and
 skips shrinking: every strategy draws from short lists of malformed values, whose examples
-are already small, and the known failures (strict xfails) would otherwise be shrunk on
-every run. The profiles are registered here and applied by the suite's tests alone (not
+are already small. The profiles are registered here and applied by the suite's tests alone (not
 loaded globally, so that other hypothesis tests keep their own settings);
 ``PROBCALC_PROPERTY_PROFILE=property-dev`` explores more examples, with shrinking.
 """

@@ -20,6 +20,7 @@ every tensor argument. Each slot's values fall in one of three kinds:
 
 from __future__ import annotations
 
+import abc
 import collections
 import dataclasses
 import math
@@ -46,11 +47,12 @@ _OWN_CODE = (_REPOSITORY / "probcalc", _REPOSITORY / "envs")
 
 
 # ---------------------------------------------------------------------- edits of a value
-class Edit:
+class Edit(abc.ABC):
     """A change to a slot's valid value; ``repr`` is what hypothesis prints."""
 
+    @abc.abstractmethod
     def apply(self, valid: Any) -> Any:
-        raise NotImplementedError
+        """The edited value."""
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{v!r}" for v in vars(self).values())

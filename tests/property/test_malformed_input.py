@@ -27,33 +27,15 @@ TARGETS = [
     *targets_rl.TARGETS,
 ]
 
-# Known failures, by case id (target:slot:kind): the module to fix and a one-line
-# reproduction. They run as strict xfails: a fixed case passes, its xfail then fails, and
-# its entry is removed here.
-KNOWN_FAILURES: dict[str, str] = {}
-
 PROFILE = settings.get_profile(os.environ.get("PROBCALC_PROPERTY_PROFILE", "property"))
 
 
-def _params():
-    for case in cases(TARGETS):
-        marks = ()
-        if case.id in KNOWN_FAILURES:
-            marks = pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[case.id])
-        yield pytest.param(case, id=case.id, marks=marks)
-
-
-@pytest.mark.parametrize("case", list(_params()))
+@pytest.mark.parametrize("case", [pytest.param(case, id=case.id) for case in cases(TARGETS)])
 @settings(PROFILE)
 @given(data=st.data())
 def test_public_function_handles_malformed_input(case, data):
     value = data.draw(case.strategy, label=case.slot.name)
     run_case(case, value)
-
-
-def test_every_known_failure_names_a_case_of_the_table():
-    ids = {case.id for case in cases(TARGETS)}
-    assert set(KNOWN_FAILURES) <= ids, sorted(set(KNOWN_FAILURES) - ids)
 
 
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
