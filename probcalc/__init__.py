@@ -9,7 +9,7 @@ gradient-and-loss core (:mod:`probcalc.core`).
 tensor([ 2., -4.])
 """
 
-from . import core, envs, integrate, laplace, mc, rl
+from . import core, envs, integrate, laplace, mc, mcmc, rl, vi
 from .core import (
     CheckpointError,
     ConjugateGradientResult,
@@ -60,8 +60,10 @@ __all__ = [
     "jacobian",
     "laplace",
     "mc",
+    "mcmc",
     "minimize",
     "nested_laplace",
     "rl",
     "value_and_grad",
+    "vi",
 ]

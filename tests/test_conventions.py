@@ -10,7 +10,7 @@ import pytest
 
 import probcalc as pc
 
-MODULES = [pc, pc.core, pc.integrate, pc.mc, pc.laplace, pc.rl]
+MODULES = [pc, pc.core, pc.integrate, pc.mc, pc.laplace, pc.mcmc, pc.vi, pc.rl]
 RETIRED_PARAMETERS = {"n": "n_samples", "nfev": "n_evals", "hessian": "structure"}
 # a quadrature rule's n is its order (numpy.polynomial.legendre.leggauss(deg) likewise), not a
 # sample count

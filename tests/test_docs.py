@@ -58,3 +58,10 @@ def test_the_readme_python_example_runs(monkeypatch, tmp_path):
     # the conjugate model's exact posterior: precision 1 + 4, mean sum(y) / 5
     assert float(la.mode) == pytest.approx(3.4 / 5, abs=1e-8)
     assert float(la.covariance) == pytest.approx(1 / 5, rel=1e-8)
+    # NUTS and VI against the same closed-form posterior N(0.68, 0.2)
+    draws = namespace["draws"]
+    ess = float(draws.ess_bulk[0])
+    assert abs(float(draws.samples.mean()) - 0.68) < 5 * (0.2 / ess) ** 0.5
+    q = namespace["q"].distribution
+    assert float(q.mean[0]) == pytest.approx(0.68, abs=0.05)
+    assert float(q.covariance_matrix[0, 0]) == pytest.approx(0.2, rel=0.2)

@@ -1,0 +1,139 @@
+"""Hamiltonian Monte Carlo with a fixed number of leapfrog steps, every chain in one batch,
+after Stan's windowed warmup of the step size and mass matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ..core.random import Seed, generator
+from .integrator import Potential, batched_log_prob, kinetic_energy, leapfrog, sample_momentum
+from .result import MCMCResult, build_result, check_arguments, check_int, check_start
+from .warmup import MAX_ENERGY_ERROR, State, Stats, Transition, run_chains
+
+__all__ = ["hmc"]
+
+
+class CountingPotential:
+    """The batched log density and gradient, counting the points it was evaluated at."""
+
+    def __init__(self, potential: Potential) -> None:
+        self.potential = potential
+        self.n_evals = 0
+
+    def __call__(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log_prob (chains,) and gradient (chains, d) at q (chains, d)."""
+        self.n_evals += q.shape[0]
+        return self.potential(q)
+
+
+def hmc_transition(potential: Potential, num_steps: int) -> Transition:
+    """One HMC transition of every chain: fresh momenta p ~ N(0, M), ``num_steps`` leapfrog
+    steps, and a Metropolis test with acceptance min(1, exp(-Delta H)). A trajectory whose
+    energy error exceeds 1000 at any step (or is not finite) is a divergence and is
+    rejected."""
+
+    def transition(
+        state: State,
+        step_size: torch.Tensor,
+        inverse_mass: torch.Tensor,
+        mass_factor: torch.Tensor,
+        gen: torch.Generator,
+    ) -> tuple[State, Stats]:
+        p = sample_momentum(mass_factor, state.q.shape, gen)
+        h0 = -state.log_prob + kinetic_energy(p, inverse_mass)
+        q, value, gradient = state.q, state.log_prob, state.gradient
+        worst = torch.zeros_like(h0)
+        for _ in range(num_steps):
+            q, p, value, gradient = leapfrog(potential, q, p, gradient, step_size, inverse_mass)
+            error = torch.nan_to_num(-value + kinetic_energy(p, inverse_mass) - h0, nan=torch.inf)
+            worst = torch.maximum(worst, error)
+        diverging = worst > MAX_ENERGY_ERROR
+        accept_prob = torch.where(diverging, 0.0, torch.exp(-error).clamp(max=1.0))
+        u = torch.rand(h0.shape, generator=gen, dtype=h0.dtype, device=h0.device)
+        accept = (u < accept_prob) & ~diverging
+        keep = accept.unsqueeze(-1)
+        new = State(
+            torch.where(keep, q, state.q),
+            torch.where(accept, value, state.log_prob),
+            torch.where(keep, gradient, state.gradient),
+        )
+        steps = torch.full(h0.shape, num_steps, dtype=torch.long, device=h0.device)
+        return new, Stats(accept_prob, diverging, steps)
+
+    return transition
+
+
+def hmc(
+    log_prob: Callable[[torch.Tensor], torch.Tensor],
+    init: torch.Tensor,
+    *,
+    num_steps: int = 10,
+    num_samples: int = 1000,
+    num_warmup: int = 1000,
+    chains: int = 4,
+    seed: Seed = None,
+    target_accept: float = 0.8,
+    mass_matrix: str = "diag",
+    progress_bar: bool = False,
+) -> MCMCResult:
+    """Draw from the density proportional to exp(log_prob) by Hamiltonian Monte Carlo with
+    ``num_steps`` leapfrog steps per transition, all chains as one batch (log_prob is
+    vmapped over them). Warmup adapts each chain's step size (dual averaging to
+    ``target_accept``) and mass matrix (Stan's windows); its draws are discarded.
+
+    Args:
+        log_prob: the log density, up to a constant, of one point (d,) -> a 0-d tensor,
+            written with torch operations (it is differentiated by torch.func).
+        init: the start, (d,) for every chain or (chains, d), floating point; its dtype
+            and device are the draws'.
+        num_steps: leapfrog steps per transition, >= 1.
+        num_samples: draws kept per chain, >= 4.
+        num_warmup: warmup iterations per chain, >= 0 (under 20: step size only; 0: step
+            size 1 and the identity mass matrix).
+        chains: number of chains, >= 1.
+        seed: an int, a torch.Generator or None (fresh entropy).
+        target_accept: the mean acceptance probability warmup aims for, in (0, 1).
+        mass_matrix: "diag" or "dense".
+        progress_bar: show a tqdm progress bar.
+
+    Returns:
+        An MCMCResult; samples have shape (chains, num_samples, d).
+
+    Raises:
+        TypeError, ValueError: a bad argument (named in the message), before any work.
+        NonFiniteError: log_prob or its gradient is not finite at a start.
+
+    Warns:
+        ConvergenceWarning: an R-hat above 1.01, a bulk ESS below 100 per chain, or
+            divergent transitions, with the figures.
+    """
+    num_steps = check_int(num_steps, "num_steps", 1)
+    q0, num_samples, num_warmup, chains, dense = check_arguments(
+        log_prob,
+        init,
+        num_samples=num_samples,
+        num_warmup=num_warmup,
+        chains=chains,
+        seed=seed,
+        target_accept=target_accept,
+        mass_matrix=mass_matrix,
+        progress_bar=progress_bar,
+    )
+    check_start(log_prob, q0)
+    gen = generator(seed, q0.device)
+    potential = CountingPotential(batched_log_prob(log_prob))
+    raw = run_chains(
+        potential,
+        hmc_transition(potential, num_steps),
+        q0,
+        num_samples=num_samples,
+        num_warmup=num_warmup,
+        target_accept=float(target_accept),
+        dense=dense,
+        generator=gen,
+        progress_bar=progress_bar,
+        name="hmc",
+    )
+    return build_result(raw, potential.n_evals, nuts=False, name="hmc")
