@@ -7,25 +7,12 @@ from collections.abc import Callable
 
 import torch
 
-from ..core.random import Seed, generator
-from .integrator import Potential, batched_log_prob, kinetic_energy, leapfrog, sample_momentum
-from .result import MCMCResult, build_result, check_arguments, check_int, check_start
-from .warmup import MAX_ENERGY_ERROR, State, Stats, Transition, run_chains
+from ..core.random import Seed
+from .integrator import Potential, kinetic_energy, leapfrog, sample_momentum
+from .result import MCMCResult, check_int
+from .warmup import MAX_ENERGY_ERROR, State, Stats, Transition, sample_chains
 
 __all__ = ["hmc"]
-
-
-class CountingPotential:
-    """The batched log density and gradient, counting the points it was evaluated at."""
-
-    def __init__(self, potential: Potential) -> None:
-        self.potential = potential
-        self.n_evals = 0
-
-    def __call__(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """log_prob (chains,) and gradient (chains, d) at q (chains, d)."""
-        self.n_evals += q.shape[0]
-        return self.potential(q)
 
 
 def hmc_transition(potential: Potential, num_steps: int) -> Transition:
@@ -110,9 +97,11 @@ def hmc(
             divergent transitions, with the figures.
     """
     num_steps = check_int(num_steps, "num_steps", 1)
-    q0, num_samples, num_warmup, chains, dense = check_arguments(
+    return sample_chains(
         log_prob,
         init,
+        lambda potential: hmc_transition(potential, num_steps),
+        name="hmc",
         num_samples=num_samples,
         num_warmup=num_warmup,
         chains=chains,
@@ -121,19 +110,3 @@ def hmc(
         mass_matrix=mass_matrix,
         progress_bar=progress_bar,
     )
-    check_start(log_prob, q0)
-    gen = generator(seed, q0.device)
-    potential = CountingPotential(batched_log_prob(log_prob))
-    raw = run_chains(
-        potential,
-        hmc_transition(potential, num_steps),
-        q0,
-        num_samples=num_samples,
-        num_warmup=num_warmup,
-        target_accept=float(target_accept),
-        dense=dense,
-        generator=gen,
-        progress_bar=progress_bar,
-        name="hmc",
-    )
-    return build_result(raw, potential.n_evals, nuts=False, name="hmc")

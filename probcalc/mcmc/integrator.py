@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch.func import grad_and_value, vmap
 
+from ..core.derivatives import value_and_grad
 from ..core.evaluation import without_distribution_validation
 
 __all__ = [
+    "CountingPotential",
     "Potential",
     "batched_log_prob",
     "kinetic_energy",
@@ -30,8 +31,8 @@ Potential = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 def batched_log_prob(log_prob: Callable[[torch.Tensor], torch.Tensor]) -> Potential:
     """``log_prob`` of one point (d,) -> () turned into a function of every chain's point
     (chains, d) that returns the log density (chains,) and its gradient (chains, d), by
-    torch.func.vmap over torch.func.grad_and_value, with torch.distributions' validation
-    off (it cannot run under vmap).
+    the core's ``value_and_grad(batch=True)`` (vmap over grad_and_value), with
+    torch.distributions' validation off (it cannot run under vmap).
 
     A chain whose log density or gradient is not finite (a NaN, or -inf outside the
     support) gets log density -inf and gradient 0: its energy is then infinite, which the
@@ -44,11 +45,11 @@ def batched_log_prob(log_prob: Callable[[torch.Tensor], torch.Tensor]) -> Potent
     Returns:
         The batched function, whose outputs are detached.
     """
-    mapped = vmap(grad_and_value(log_prob))
+    mapped = value_and_grad(log_prob, batch=True)
 
     def potential(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with without_distribution_validation():
-            gradient, value = mapped(q)
+            value, gradient = mapped(q)
         value = value.detach()
         gradient = gradient.detach()
         bad = ~torch.isfinite(value) | ~torch.isfinite(gradient).all(dim=-1)
@@ -57,6 +58,19 @@ def batched_log_prob(log_prob: Callable[[torch.Tensor], torch.Tensor]) -> Potent
         return value, gradient
 
     return potential
+
+
+class CountingPotential:
+    """The batched log density and gradient, counting the points it was evaluated at."""
+
+    def __init__(self, potential: Potential) -> None:
+        self.potential = potential
+        self.n_evals = 0
+
+    def __call__(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log_prob (chains,) and gradient (chains, d) at q (chains, d)."""
+        self.n_evals += q.shape[0]
+        return self.potential(q)
 
 
 def velocity(p: torch.Tensor, inverse_mass: torch.Tensor) -> torch.Tensor:

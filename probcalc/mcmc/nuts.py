@@ -17,12 +17,11 @@ from collections.abc import Callable
 
 import torch
 
-from ..core.random import Seed, generator
-from .hmc import CountingPotential
-from .integrator import Potential, batched_log_prob, kinetic_energy, leapfrog, sample_momentum
+from ..core.random import Seed
+from .integrator import Potential, kinetic_energy, leapfrog, sample_momentum
 from .integrator import velocity as _velocity
-from .result import MCMCResult, build_result, check_arguments, check_int, check_start
-from .warmup import MAX_ENERGY_ERROR, State, Stats, Transition, run_chains
+from .result import MCMCResult, check_int
+from .warmup import MAX_ENERGY_ERROR, State, Stats, Transition, sample_chains
 
 __all__ = ["nuts"]
 
@@ -218,9 +217,11 @@ def nuts(
             divergent transitions, with the figures.
     """
     max_tree_depth = check_int(max_tree_depth, "max_tree_depth", 1)
-    q0, num_samples, num_warmup, chains, dense = check_arguments(
+    return sample_chains(
         log_prob,
         init,
+        lambda potential: nuts_transition(potential, max_tree_depth),
+        name="nuts",
         num_samples=num_samples,
         num_warmup=num_warmup,
         chains=chains,
@@ -229,19 +230,3 @@ def nuts(
         mass_matrix=mass_matrix,
         progress_bar=progress_bar,
     )
-    check_start(log_prob, q0)
-    gen = generator(seed, q0.device)
-    potential = CountingPotential(batched_log_prob(log_prob))
-    raw = run_chains(
-        potential,
-        nuts_transition(potential, max_tree_depth),
-        q0,
-        num_samples=num_samples,
-        num_warmup=num_warmup,
-        target_accept=float(target_accept),
-        dense=dense,
-        generator=gen,
-        progress_bar=progress_bar,
-        name="nuts",
-    )
-    return build_result(raw, potential.n_evals, nuts=True, name="nuts")

@@ -18,7 +18,16 @@ from dataclasses import dataclass
 
 import torch
 
-from .integrator import Potential, kinetic_energy, leapfrog, sample_momentum
+from ..core.random import Seed, generator
+from .integrator import (
+    CountingPotential,
+    Potential,
+    batched_log_prob,
+    kinetic_energy,
+    leapfrog,
+    sample_momentum,
+)
+from .result import MCMCResult, build_result, check_arguments, check_start
 
 __all__ = [
     "DualAveraging",
@@ -296,3 +305,53 @@ def run_chains(
     result["step_size"] = step_size
     result["inverse_mass_matrix"] = inverse_mass
     return result
+
+
+def sample_chains(
+    log_prob: Callable[[torch.Tensor], torch.Tensor],
+    init: torch.Tensor,
+    make_transition: Callable[[Potential], Transition],
+    *,
+    name: str,
+    num_samples: int,
+    num_warmup: int,
+    chains: int,
+    seed: Seed,
+    target_accept: float,
+    mass_matrix: str,
+    progress_bar: bool,
+) -> MCMCResult:
+    """What every sampler does around its transition: check the arguments and the start
+    points before any work, batch ``log_prob`` over the chains (counting its evaluations),
+    run warmup and sampling with ``make_transition(potential)``, and build the result.
+
+    Raises:
+        TypeError, ValueError: a bad argument (named in the message).
+        NonFiniteError: log_prob or its gradient is not finite at a start.
+    """
+    q0, num_samples, num_warmup, chains, dense = check_arguments(
+        log_prob,
+        init,
+        num_samples=num_samples,
+        num_warmup=num_warmup,
+        chains=chains,
+        seed=seed,
+        target_accept=target_accept,
+        mass_matrix=mass_matrix,
+        progress_bar=progress_bar,
+    )
+    check_start(log_prob, q0)
+    potential = CountingPotential(batched_log_prob(log_prob))
+    raw = run_chains(
+        potential,
+        make_transition(potential),
+        q0,
+        num_samples=num_samples,
+        num_warmup=num_warmup,
+        target_accept=float(target_accept),
+        dense=dense,
+        generator=generator(seed, q0.device),
+        progress_bar=progress_bar,
+        name=name,
+    )
+    return build_result(raw, potential.n_evals, nuts=name == "nuts", name=name)
