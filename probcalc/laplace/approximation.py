@@ -366,6 +366,7 @@ class _CoordinateTransform:
     }
 
     def __init__(self, kinds: list[str | None], like: torch.Tensor) -> None:
+        self.kinds = list(kinds)  # per coordinate: None (real), "positive" or "unit"
         self.masks = {
             kind: torch.tensor([k == kind for k in kinds], device=like.device)
             for kind in self._KINDS

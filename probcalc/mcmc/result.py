@@ -6,15 +6,20 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..core.errors import ConvergenceWarning
-from ..core.evaluation import check_callable, check_finite_start, check_scalar_output
+from ..core.evaluation import check_callable
 from ..core.random import check_seed
+from ..laplace.approximation import LaplaceApproximation
 from .diagnostics import ess_bulk, ess_tail, rhat, summary_table
+
+if TYPE_CHECKING:
+    import arviz
 
 __all__ = ["MCMCResult"]
 
@@ -30,7 +35,8 @@ class MCMCResult:
 
     Attributes:
         samples: the draws, (chains, num_samples, d).
-        log_prob: log_prob at each draw, (chains, num_samples).
+        log_prob: the log density the chains sampled at each draw, (chains, num_samples):
+            log_prob itself, plus log|det dx/dz| with ``constraints`` (Stan's lp__).
         divergences: whether the transition to each draw diverged (an energy error above
             1000 or a non-finite log density on the trajectory), (chains, num_samples) bool.
         accept_prob: each transition's acceptance statistic (HMC: min(1, exp(-Delta H));
@@ -40,7 +46,8 @@ class MCMCResult:
             None for HMC.
         step_size: each chain's step size after warmup, (chains,).
         inverse_mass_matrix: each chain's inverse mass matrix after warmup, (chains, d)
-            (diagonal) or (chains, d, d) (dense).
+            (diagonal) or (chains, d, d) (dense); on the unconstrained scale with
+            ``constraints`` (a simplex of k coordinates has k - 1 there).
         n_grad_evals: points at which log_prob and its gradient were evaluated, all chains
             and warmup included.
         rhat: rank-normalized split R-hat per coordinate, (d,) (NaN for one chain).
@@ -73,6 +80,13 @@ class MCMCResult:
         if names is None:
             names = [f"x[{i}]" for i in range(self.samples.shape[-1])]
         return summary_table(self.samples, names)
+
+    def to_arviz(self, names: Sequence[str] | None = None) -> arviz.InferenceData:
+        """The draws and the sampler's statistics as ArviZ data (needs arviz); see
+        :func:`probcalc.mcmc.to_inference_data`."""
+        from .export import to_inference_data  # export imports this module
+
+        return to_inference_data(self, names)
 
 
 def build_result(
@@ -138,11 +152,12 @@ def check_arguments(
     target_accept: object,
     mass_matrix: object,
     progress_bar: object,
-) -> tuple[torch.Tensor, int, int, int, bool]:
+) -> tuple[torch.Tensor | LaplaceApproximation, int, int, int, bool]:
     """Refuse bad arguments before any work, naming them.
 
     Returns:
-        ``(init as (chains, d), num_samples, num_warmup, chains, dense)``.
+        ``(init as (chains, d) or the Laplace fit, num_samples, num_warmup, chains,
+        dense)``.
 
     Raises:
         TypeError, ValueError: as described in each message.
@@ -163,10 +178,12 @@ def check_arguments(
         raise ValueError(f"mass_matrix must be one of {MASS_MATRICES}, got {mass_matrix!r}")
     if not isinstance(progress_bar, bool):
         raise TypeError(f"progress_bar must be a bool, got {type(progress_bar).__name__}")
+    if isinstance(init, LaplaceApproximation):
+        return init, num_samples, num_warmup, chains, mass_matrix == "dense"
     if not isinstance(init, torch.Tensor):
         raise TypeError(
-            f"init must be a floating-point torch.Tensor of shape (d,) or (chains, d), got "
-            f"{type(init).__name__}"
+            f"init must be a floating-point torch.Tensor of shape (d,) or (chains, d), or a "
+            f"Laplace fit (probcalc.laplace.fit), got {type(init).__name__}"
         )
     if not init.is_floating_point():
         raise TypeError(f"init must be a floating-point tensor, got dtype {init.dtype}")
@@ -184,33 +201,3 @@ def check_arguments(
             f"init must have shape (d,) or (chains, d) with d >= 1, got {tuple(init.shape)}"
         )
     return init, num_samples, num_warmup, chains, mass_matrix == "dense"
-
-
-def check_start(
-    log_prob: Callable[[torch.Tensor], torch.Tensor],
-    init: torch.Tensor,
-) -> None:
-    """Refuse a start where log_prob is not one finite number with a finite gradient.
-
-    Raises:
-        ValueError, TypeError: log_prob does not return a 0-d real tensor.
-        NonFiniteError: log_prob or its gradient is not finite at some chain's start.
-    """
-    check_scalar_output(log_prob(init[0]), what="log_prob", where=f"the point {init[0].tolist()}")
-    for c in range(init.shape[0]):
-        point = init[c].detach().requires_grad_(True)
-        with torch.enable_grad():
-            value = log_prob(point)
-            if bool(torch.isfinite(value.detach())) and value.requires_grad:
-                (gradient,) = torch.autograd.grad(value, point, allow_unused=True)
-            else:
-                gradient = None
-        where = "init" if init.shape[0] == 1 else f"init[{c}]"
-        check_finite_start(
-            value,
-            what="log_prob",
-            where=where,
-            point=init[c],
-            gradient=gradient,
-            hint="start every chain where the log density is finite",
-        )

@@ -19,15 +19,16 @@ from dataclasses import dataclass
 import torch
 
 from ..core.random import Seed, generator
+from ..laplace.approximation import LaplaceApproximation
 from .integrator import (
-    CountingPotential,
     Potential,
-    batched_log_prob,
     kinetic_energy,
     leapfrog,
     sample_momentum,
 )
-from .result import MCMCResult, build_result, check_arguments, check_start
+from .result import MCMCResult, build_result, check_arguments
+from .support import Constraints
+from .target import prepare_target
 
 __all__ = [
     "DualAveraging",
@@ -143,14 +144,22 @@ def adaptation_windows(num_warmup: int) -> list[tuple[int, int]]:
 def estimate_inverse_mass(draws: torch.Tensor, dense: bool) -> torch.Tensor:
     """Each chain's inverse mass matrix from its window draws (chains, n, d): the variance
     (diagonal, (chains, d)) or covariance (dense, (chains, d, d)), shrunk as Stan does,
-    (n/(n+5)) Sigma + 1e-3 (5/(n+5)) I."""
+    (n/(n+5)) Sigma + 1e-3 (5/(n+5)) I. A dense window of fewer than 2d draws gives the
+    diagonal of that matrix only."""
     n = draws.shape[1]
     centred = draws - draws.mean(dim=1, keepdim=True)
     shrink, ridge = n / (n + 5.0), 1e-3 * 5.0 / (n + 5.0)
     if not dense:
         return shrink * (centred**2).sum(dim=1) / (n - 1) + ridge
+    d = draws.shape[-1]
+    eye = torch.eye(d, dtype=draws.dtype, device=draws.device)
+    if n < 2 * d:
+        # A covariance from fewer than 2d draws is rank-deficient or nearly so, and the
+        # 1e-3 ridge then sets a tiny inverse mass along the missing directions (a 25-draw
+        # window in 100-D stalls the chains); such a window estimates the variances only.
+        variances = shrink * (centred**2).sum(dim=1) / (n - 1) + ridge
+        return torch.diag_embed(variances)
     covariance = torch.einsum("cni,cnj->cij", centred, centred) / (n - 1)
-    eye = torch.eye(draws.shape[-1], dtype=draws.dtype, device=draws.device)
     return shrink * covariance + ridge * eye
 
 
@@ -206,6 +215,46 @@ def find_reasonable_step_size(
     return eps
 
 
+class _ProgressBar:
+    """A tqdm bar over warmup and sampling iterations that shows the phase, the chains'
+    mean step size and acceptance statistic, and the divergences so far (warmup's and
+    sampling's counted apart). The figures refresh every ``every`` iterations."""
+
+    def __init__(self, name: str, num_warmup: int, num_samples: int, every: int = 10) -> None:
+        from tqdm.auto import tqdm
+
+        self.name = name
+        self.every = every
+        self.phase = "warmup" if num_warmup > 0 else "sampling"
+        self.divergences = {"warmup": 0, "sampling": 0}
+        self.accept_sum = 0.0
+        self.count = 0
+        self.bar = tqdm(total=num_warmup + num_samples, desc=f"{name} {self.phase}")
+
+    def update(self, step_size: torch.Tensor, stats: Stats) -> None:
+        """One iteration of every chain, with the step size it used and its statistics."""
+        self.divergences[self.phase] += int(stats.diverging.sum())
+        self.accept_sum += float(stats.accept_prob.nan_to_num(0.0).mean())
+        self.count += 1
+        self.bar.update(1)
+        if self.count % self.every == 0:
+            self.bar.set_postfix(
+                step_size=f"{float(step_size.mean()):.3g}",
+                accept=f"{self.accept_sum / self.count:.2f}",
+                divergences=self.divergences[self.phase],
+                refresh=False,
+            )
+
+    def start_sampling(self) -> None:
+        """Switch the label to the sampling phase and restart the running figures."""
+        self.phase = "sampling"
+        self.accept_sum, self.count = 0.0, 0
+        self.bar.set_description(f"{self.name} sampling")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def run_chains(
     potential: Potential,
     transition: Transition,
@@ -218,6 +267,7 @@ def run_chains(
     generator: torch.Generator,
     progress_bar: bool,
     name: str,
+    inverse_mass: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Warm every chain up (step size and mass matrix), then draw ``num_samples``.
 
@@ -229,8 +279,12 @@ def run_chains(
         target_accept: the acceptance statistic dual averaging aims for.
         dense: estimate a dense mass matrix (else diagonal).
         generator: every draw's generator.
-        progress_bar: show a tqdm bar.
+        progress_bar: show a tqdm bar with the phase, the mean step size, the mean
+            acceptance statistic and the running count of divergences.
         name: the bar's label.
+        inverse_mass: the first inverse mass matrix, (chains, d) for a diagonal metric or
+            (chains, d, d) for a dense one; None for the identity. A given one is kept
+            through a warmup shorter than 150 iterations (only the step size adapts).
 
     Returns:
         samples (chains, num_samples, d), log_prob, accept_prob, divergences, num_steps,
@@ -240,7 +294,10 @@ def run_chains(
     dtype, device = q0.dtype, q0.device
     value, gradient = potential(q0)
     state = State(q0, value, gradient)
-    if dense:
+    inverse_mass_given = inverse_mass is not None
+    if inverse_mass is not None:
+        inverse_mass = inverse_mass.to(dtype=dtype, device=device)
+    elif dense:
         inverse_mass = torch.eye(d, dtype=dtype, device=device).expand(chains, d, d).clone()
     else:
         inverse_mass = torch.ones(chains, d, dtype=dtype, device=device)
@@ -250,6 +307,10 @@ def run_chains(
         step_size = find_reasonable_step_size(potential, state, step_size, inverse_mass, generator)
     adapter = DualAveraging(step_size, target_accept)
     windows = adaptation_windows(num_warmup)
+    if inverse_mass_given and num_warmup < INIT_BUFFER + BASE_WINDOW + TERM_BUFFER:
+        # Stan's windows shrink below 150 iterations to a few draws each, whose metric is
+        # worse than a given one (a Laplace fit's covariance): keep it, adapt the step size.
+        windows = []
     window_ends = {end: start for start, end in windows}
     warmup_draws = torch.empty(chains, max(num_warmup, 1), d, dtype=dtype, device=device)
 
@@ -262,14 +323,12 @@ def run_chains(
         "num_steps": torch.zeros(chains, num_samples, dtype=torch.long, device=device),
         "tree_depth": torch.zeros(chains, num_samples, dtype=torch.long, device=device),
     }
-    bar = None
-    if progress_bar:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=num_warmup + num_samples, desc=f"{name} warmup")
+    bar = _ProgressBar(name, num_warmup, num_samples) if progress_bar else None
     try:
         for i in range(num_warmup):
             state, stats = transition(state, step_size, inverse_mass, factor, generator)
+            if bar is not None:
+                bar.update(step_size, stats)
             step_size = adapter.update(stats.accept_prob)
             warmup_draws[:, i] = state.q
             if i + 1 in window_ends:
@@ -280,12 +339,10 @@ def run_chains(
                     potential, state, step_size, inverse_mass, generator
                 )
                 adapter.restart(step_size)
-            if bar is not None:
-                bar.update(1)
         if num_warmup > 0:
             step_size = adapter.final()
         if bar is not None:
-            bar.set_description(f"{name} sample")
+            bar.start_sampling()
         for i in range(num_samples):
             state, stats = transition(state, step_size, inverse_mass, factor, generator)
             samples[:, i] = state.q
@@ -296,7 +353,7 @@ def run_chains(
             if stats.tree_depth is not None:
                 out["tree_depth"][:, i] = stats.tree_depth
             if bar is not None:
-                bar.update(1)
+                bar.update(step_size, stats)
     finally:
         if bar is not None:
             bar.close()
@@ -309,7 +366,7 @@ def run_chains(
 
 def sample_chains(
     log_prob: Callable[[torch.Tensor], torch.Tensor],
-    init: torch.Tensor,
+    init: torch.Tensor | LaplaceApproximation,
     make_transition: Callable[[Potential], Transition],
     *,
     name: str,
@@ -319,17 +376,20 @@ def sample_chains(
     seed: Seed,
     target_accept: float,
     mass_matrix: str,
+    constraints: Constraints,
     progress_bar: bool,
+    compile: bool = False,
 ) -> MCMCResult:
-    """What every sampler does around its transition: check the arguments and the start
-    points before any work, batch ``log_prob`` over the chains (counting its evaluations),
-    run warmup and sampling with ``make_transition(potential)``, and build the result.
+    """What every sampler does around its transition: check the arguments, the supports and
+    the start points before any work, move ``log_prob`` to the unconstrained space and batch
+    it over the chains (counting its evaluations), run warmup and sampling with
+    ``make_transition(potential)``, and build the result on the constrained scale.
 
     Raises:
         TypeError, ValueError: a bad argument (named in the message).
         NonFiniteError: log_prob or its gradient is not finite at a start.
     """
-    q0, num_samples, num_warmup, chains, dense = check_arguments(
+    init, num_samples, num_warmup, chains, dense = check_arguments(
         log_prob,
         init,
         num_samples=num_samples,
@@ -340,18 +400,25 @@ def sample_chains(
         mass_matrix=mass_matrix,
         progress_bar=progress_bar,
     )
-    check_start(log_prob, q0)
-    potential = CountingPotential(batched_log_prob(log_prob))
+    if not isinstance(compile, bool):
+        raise TypeError(f"compile must be a bool, got {type(compile).__name__}")
+    device = init.mode.device if isinstance(init, LaplaceApproximation) else init.device
+    source = generator(seed, device)
+    target = prepare_target(
+        log_prob, init, constraints, chains=chains, dense=dense, source=source, compile=compile
+    )
     raw = run_chains(
-        potential,
-        make_transition(potential),
-        q0,
+        target.potential,
+        make_transition(target.potential),
+        target.start,
         num_samples=num_samples,
         num_warmup=num_warmup,
         target_accept=float(target_accept),
         dense=dense,
-        generator=generator(seed, q0.device),
+        generator=source,
         progress_bar=progress_bar,
         name=name,
+        inverse_mass=target.inverse_mass,
     )
-    return build_result(raw, potential.n_evals, nuts=name == "nuts", name=name)
+    raw["samples"] = target.space.to_constrained(raw["samples"])
+    return build_result(raw, target.potential.n_evals, nuts=name == "nuts", name=name)

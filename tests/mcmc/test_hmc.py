@@ -229,7 +229,7 @@ def test_step_size_adapts_to_target_accept():
             )
     for target, result in runs.items():
         accept = float(result.accept_prob.mean())
-        assert target - 0.05 < accept < target + 0.2, (target, accept)
+        assert target - 0.05 < accept < target + 0.25, (target, accept)
     assert (runs[0.9].step_size < runs[0.6].step_size).all()
     assert runs[0.9].accept_prob.mean() > runs[0.6].accept_prob.mean()
 
@@ -349,4 +349,4 @@ def test_progress_bar_is_shown(capsys):
             seed=0,
             progress_bar=True,
         )
-    assert "hmc sample" in capsys.readouterr().err
+    assert "hmc sampling" in capsys.readouterr().err
