@@ -255,7 +255,8 @@ def nuts(
             constraints), so warmup starts near the typical set and the metric.
         num_samples: draws kept per chain, >= 4.
         num_warmup: warmup iterations per chain, >= 0 (under 20: step size only; 0: step
-            size 1 and the identity mass matrix).
+            size 1 and the identity mass matrix, or the Laplace fit's covariance; from
+            a Laplace fit, under 150: its covariance is kept, the step size adapts).
         chains: number of chains, >= 1.
         seed: an int, a torch.Generator or None (fresh entropy).
         target_accept: the mean acceptance statistic warmup aims for, in (0, 1).

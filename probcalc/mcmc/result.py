@@ -116,7 +116,7 @@ def build_result(
             f"(raise target_accept or reparametrize)"
         )
     if problems:
-        warnings.warn(ConvergenceWarning(f"{name}: " + "; ".join(problems)), stacklevel=3)
+        warnings.warn(ConvergenceWarning(f"{name}: " + "; ".join(problems)), stacklevel=4)
     return MCMCResult(
         samples=samples,
         log_prob=raw["log_prob"],

@@ -116,7 +116,7 @@ class ChangeOfVariables:
         """x = T(z) for z of shape (..., dim_unconstrained); returns (..., dim)."""
         if self.is_identity:
             return z
-        parts = [b.transform(z[..., b.z_start : b.z_stop]) for b in self.blocks]
+        parts = [b.transform(z[..., b.z_start : b.z_stop]).to(z.dtype) for b in self.blocks]
         return torch.cat(parts, dim=-1)
 
     def to_unconstrained(self, x: torch.Tensor) -> torch.Tensor:
@@ -140,10 +140,10 @@ class ChangeOfVariables:
             if b.constraint is constraints.real:
                 parts.append(zb)
                 continue
-            xb = b.transform(zb)
+            xb = b.transform(zb).to(z.dtype)  # bounds of another dtype must not promote
             parts.append(xb)
-            terms = b.transform.log_abs_det_jacobian(zb, xb)
-            total = total + (terms.sum(dim=-1) if b.elementwise else terms)
+            terms = b.transform.log_abs_det_jacobian(zb, xb).to(z.dtype)
+            total = total + terms.reshape(*z.shape[:-1], -1).sum(dim=-1)
         return torch.cat(parts, dim=-1), total
 
     def log_density(
@@ -178,16 +178,23 @@ class ChangeOfVariables:
                     f"constraints: {b.constraint} cannot be checked on coordinates "
                     f"{b.start}..{b.stop - 1} ({error})"
                 ) from None
+            # strictly inside: torch's interval checks include the ends, and its sigmoid's
+            # inverse clamps them to a finite z
+            lower = getattr(b.constraint, "lower_bound", None)
+            upper = getattr(b.constraint, "upper_bound", None)
+            if lower is not None:
+                inside = inside & (xb > lower)
+            if upper is not None:
+                inside = inside & (xb < upper)
             inside = inside.reshape(xb.shape[0], -1).all(dim=-1)
             z = b.transform.inv(xb)
             finite = torch.isfinite(z).reshape(xb.shape[0], -1).all(dim=-1)
             for c in range(xb.shape[0]):
                 if not bool(inside[c]) or not bool(finite[c]):
-                    where = "outside" if not bool(inside[c]) else "on the boundary of"
                     raise ValueError(
                         f"{name}[{c}] coordinates {b.start}..{b.stop - 1} = {xb[c].tolist()} "
-                        f"are {where} their support {b.constraint}; start every chain "
-                        f"strictly inside it"
+                        f"are outside or on the boundary of their support {b.constraint}; "
+                        f"start every chain strictly inside it"
                     )
         return self.to_unconstrained(x)
 
@@ -209,6 +216,11 @@ def _as_constraint(entry: object, what: str) -> constraints.Constraint:
         )
     if entry.is_discrete:
         raise ValueError(f"{what}: {entry} is discrete; the samplers need continuous supports")
+    if type(entry).__name__ in ("_Cat", "_Stack"):
+        raise ValueError(
+            f"{what}: give the blocks of {type(entry).__name__[1:].lower()} as a sequence of "
+            f"supports and (support, size) pairs instead"
+        )
     return entry
 
 
@@ -296,6 +308,17 @@ def change_of_variables(spec: Constraints, dim: int) -> ChangeOfVariables:
                 )
         else:
             z_size = size
+        try:
+            shape = transform(torch.zeros(z_size)).shape
+        except RuntimeError as error:
+            raise ValueError(
+                f"{what}: {constraint} does not fit a block of {size}: {error}"
+            ) from None
+        if tuple(shape) != (size,):
+            raise ValueError(
+                f"{what}: {constraint} maps {z_size} unconstrained coordinate(s) to shape "
+                f"{tuple(shape)}, not to its block of {size}; check the bounds' shapes"
+            )
         blocks.append(_Block(constraint, transform, start, start + size, z_start, z_start + z_size))
         start, z_start = start + size, z_start + z_size
     return ChangeOfVariables(dim=dim, dim_unconstrained=z_start, blocks=tuple(blocks))

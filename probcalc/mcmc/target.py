@@ -100,7 +100,7 @@ def _batched_or_looped(
                 f"{points.shape[0]}x slower. Write it with torch operations only (no .item(), "
                 f"no Python if on tensor values) to batch it"
             ),
-            stacklevel=4,
+            stacklevel=5,
         )
         return looped
 
@@ -123,7 +123,7 @@ def _check_start(
         if bool(torch.isfinite(values[c])):
             continue
         point = z[c].detach().requires_grad_(True)
-        with torch.enable_grad():
+        with torch.enable_grad(), without_distribution_validation():
             value = log_density(point)
             if bool(torch.isfinite(value.detach())) and value.requires_grad:
                 (gradient,) = torch.autograd.grad(value, point, allow_unused=True)
@@ -180,7 +180,8 @@ def prepare_target(
         init: the starts on the constrained scale, (chains, d) (already checked), or a
             LaplaceApproximation fitted to log_prob: the chains start from its draws (where
             log_prob is finite; elsewhere from its mode) with its covariance as the first
-            inverse mass matrix, on the scale it was fitted on.
+            inverse mass matrix, on the scale it was fitted on. The fit only starts the
+            chains: a Gaussian prior it added (``prior_precision``) is not sampled.
         spec: the ``constraints=`` argument.
         chains: the number of chains.
         dense: whether the metric is dense.
@@ -221,13 +222,15 @@ def prepare_target(
     with without_distribution_validation():
         check_scalar_output(log_prob(x[0]), what="log_prob", where=f"the point {x[0].tolist()}")
     log_density = space.log_density(log_prob)
-    potential = CountingPotential(_batched_or_looped(log_density, z, compile))
+    batched = _batched_or_looped(log_density, z, compile)
     if isinstance(init, LaplaceApproximation):
-        values, _ = potential(z)
+        values, _ = batched(z)
         outside = ~torch.isfinite(values)
         if bool(outside.any()):
             mode = init.mode.detach().expand_as(z)
             z = torch.where(outside.unsqueeze(-1), mode, z)
             x = space.to_constrained(z)
-    _check_start(log_prob, log_density, x, z, potential)
-    return Target(potential=potential, space=space, start=z, inverse_mass=inverse_mass)
+    _check_start(log_prob, log_density, x, z, batched)  # not counted: the run counts its own
+    return Target(
+        potential=CountingPotential(batched), space=space, start=z, inverse_mass=inverse_mass
+    )

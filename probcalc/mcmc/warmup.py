@@ -284,7 +284,8 @@ def run_chains(
         name: the bar's label.
         inverse_mass: the first inverse mass matrix, (chains, d) for a diagonal metric or
             (chains, d, d) for a dense one; None for the identity. A given one is kept
-            through a warmup shorter than 150 iterations (only the step size adapts).
+            through a warmup shorter than 150 iterations (only the step size adapts), and
+            a given dense one through windows of fewer than 2d draws.
 
     Returns:
         samples (chains, num_samples, d), log_prob, accept_prob, divergences, num_steps,
@@ -331,7 +332,11 @@ def run_chains(
                 bar.update(step_size, stats)
             step_size = adapter.update(stats.accept_prob)
             warmup_draws[:, i] = state.q
-            if i + 1 in window_ends:
+            if i + 1 in window_ends and not (
+                dense and inverse_mass_given and i + 1 - window_ends[i + 1] < 2 * d
+            ):
+                # (a dense window of fewer than 2d draws would give only the variances:
+                # a given metric, a Laplace fit's covariance, is better kept)
                 start = window_ends[i + 1]
                 inverse_mass = estimate_inverse_mass(warmup_draws[:, start : i + 1], dense)
                 factor = mass_factor_of(inverse_mass)

@@ -202,6 +202,22 @@ def test_ordered_transform_is_a_torch_transform():
         ("positive", torch.tensor([1.0, -2.0]), ValueError, r"init\[0\].*outside.*GreaterThan"),
         ("positive", torch.tensor([1.0, 0.0]), ValueError, "outside"),
         (constraints.simplex, torch.tensor([0.0, 1.0]), ValueError, "boundary"),
+        ("unit", torch.tensor([0.5, 1.0]), ValueError, "boundary"),
+        ("unit", torch.tensor([0.0, 0.5]), ValueError, "boundary"),
+        (constraints.interval(0.0, 2.0), torch.tensor([1.0, 2.0]), ValueError, "boundary"),
+        (constraints.half_open_interval(0.0, 1.0), torch.zeros(2), ValueError, "boundary"),
+        (
+            constraints.stack([constraints.positive, constraints.real], -1),
+            torch.ones(2),
+            ValueError,
+            "as a sequence",
+        ),
+        (
+            [constraints.interval(torch.zeros(2), torch.ones(2)), "real"],
+            torch.ones(2) / 2,
+            ValueError,
+            "not to its block of 1",
+        ),
         (constraints.simplex, torch.tensor([0.5, 0.6]), ValueError, "outside"),
         ("ordered", torch.tensor([1.0, 1.0]), ValueError, "outside"),
         ("sphere", torch.ones(2), ValueError, "unknown support 'sphere'"),
@@ -361,14 +377,15 @@ def test_a_non_finite_start_still_names_the_chain_with_constraints():
 
 
 def test_progress_bar_shows_phase_step_size_and_divergences(capsys):
-    warnings.simplefilter("ignore", pc.ConvergenceWarning)  # 30 draws: too few to converge
-    _run(
-        lambda x: -0.5 * (x**2).sum(),
-        torch.zeros(2),
-        num_warmup=30,
-        num_samples=30,
-        progress_bar=True,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pc.ConvergenceWarning)  # 30 draws: too few to converge
+        _run(
+            lambda x: -0.5 * (x**2).sum(),
+            torch.zeros(2),
+            num_warmup=30,
+            num_samples=30,
+            progress_bar=True,
+        )
     err = capsys.readouterr().err
     assert "nuts warmup" in err and "nuts sampling" in err
     assert "step_size=" in err and "divergences=" in err and "accept=" in err
@@ -386,3 +403,67 @@ def test_a_dense_window_shorter_than_twice_the_dimension_estimates_variances_onl
     expected = torch.stack([torch.cov(chain.T) for chain in longer]) * 60 / 65
     expected = expected + 1e-3 * 5 / 65 * torch.eye(20)
     torch.testing.assert_close(full, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_n_grad_evals_counts_the_runs_evaluations_only():
+    # no warmup: one evaluation of every chain at the start, then num_steps per draw
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pc.ConvergenceWarning)  # 10 draws
+        result = hmc(
+            lambda x: -0.5 * (x**2).sum(),
+            torch.zeros(3),
+            chains=2,
+            num_steps=5,
+            num_warmup=0,
+            num_samples=10,
+            seed=0,
+        )
+    assert result.n_grad_evals == 2 * (1 + 5 * 10)
+
+
+def test_a_given_dense_metric_survives_windows_shorter_than_twice_the_dimension():
+    # d = 30, 150 warmup iterations: Stan's windows of 25 and 50 draws are under 2d = 60, so
+    # the Laplace fit's covariance (the target's, for a Gaussian) is the metric after warmup
+    d = 30
+    g = torch.Generator().manual_seed(5)
+    a = torch.randn(d, d, generator=g)
+    cov = a @ a.T / d + 0.5 * torch.eye(d)
+    target = MultivariateNormal(torch.zeros(d), cov)
+    fit = pc.laplace.fit(target.log_prob, torch.ones(d))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pc.ConvergenceWarning)
+        result = nuts(
+            target.log_prob,
+            fit,
+            num_warmup=150,
+            num_samples=10,
+            chains=2,
+            seed=0,
+            mass_matrix="dense",
+        )
+    for chain in range(2):
+        torch.testing.assert_close(result.inverse_mass_matrix[chain], cov, rtol=1e-8, atol=1e-8)
+
+
+def test_warnings_point_at_the_callers_line():
+    with pytest.warns(VmapFallbackWarning) as caught:
+        _run(_not_vmappable, torch.zeros(2), num_warmup=50, num_samples=200)
+    assert all(w.filename == __file__ for w in caught if w.category is VmapFallbackWarning)
+    with pytest.warns(pc.ConvergenceWarning) as caught:
+        nuts(lambda x: -0.5 * (x**2).sum(), torch.zeros(1), num_warmup=5, num_samples=5, seed=0)
+    assert caught[0].filename == __file__
+
+
+def test_bounds_of_another_dtype_leave_the_draws_in_the_starts_dtype():
+    bounds = constraints.interval(torch.tensor(-1.0, dtype=torch.float64), 3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pc.ConvergenceWarning)
+        result = nuts(
+            lambda x: -(x**2).sum(),
+            torch.zeros(2, dtype=torch.float32),
+            constraints=bounds,
+            num_warmup=10,
+            num_samples=10,
+            seed=0,
+        )
+    assert result.samples.dtype == result.log_prob.dtype == torch.float32

@@ -229,6 +229,8 @@ def test_step_size_adapts_to_target_accept():
             )
     for target, result in runs.items():
         accept = float(result.accept_prob.mean())
+        # sampling uses the averaged step size, whose acceptance runs above the target (as
+        # Stan's): seeds 4 and 7 reach target + 0.22 at 0.6
         assert target - 0.05 < accept < target + 0.25, (target, accept)
     assert (runs[0.9].step_size < runs[0.6].step_size).all()
     assert runs[0.9].accept_prob.mean() > runs[0.6].accept_prob.mean()
