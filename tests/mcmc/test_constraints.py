@@ -69,14 +69,22 @@ def every_support():
     torch.set_default_dtype(torch.float64)
     try:
         init = torch.tensor([0.0, 1.0, 1.0, 0.5, 0.0, 0.2, 0.3, 0.5, -1.0, 0.0, 1.0])
-        return _run(_every_support, init, constraints=SUPPORTS, num_warmup=200, num_samples=400)
+        with warnings.catch_warnings():
+            # R-hat's 1.01 is at its noise floor for 4 x 300 draws of 11 coordinates (1.016
+            # seen on portable kernels): test_every_sample_lies_in_its_support bounds it at
+            # 1.05, and the moments are tested against their ESS-based standard errors
+            warnings.simplefilter("ignore", pc.ConvergenceWarning)
+            return _run(_every_support, init, constraints=SUPPORTS, num_warmup=150, num_samples=300)
     finally:
         torch.set_default_dtype(previous)
 
 
 def test_every_sample_lies_in_its_support(every_support):
     x = every_support.samples
-    assert x.shape == (4, 400, 11)
+    assert x.shape == (4, 300, 11)
+    assert float(every_support.rhat.max()) < 1.05
+    assert not every_support.divergences.any()
+    assert float(every_support.ess_bulk.min()) > 400
     assert every_support.inverse_mass_matrix.shape == (4, 10)  # the simplex: 2 free coordinates
     assert bool((x[..., 1:3] > 0).all())
     assert bool(((x[..., 3] > 0) & (x[..., 3] < 1)).all())
