@@ -25,6 +25,7 @@ __all__ = [
     "kinetic_energy",
     "leapfrog",
     "leapfrog_step",
+    "mask_non_finite",
     "sample_momentum",
     "velocity",
 ]
@@ -38,7 +39,7 @@ class CompileFallbackWarning(UserWarning):
     run it uncompiled (the same draws' distribution, without the speed-up)."""
 
 
-def _mask_non_finite(
+def mask_non_finite(
     value: torch.Tensor, gradient: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """log density -inf and gradient 0 for every chain (row) where either is not finite."""
@@ -49,13 +50,13 @@ def _mask_non_finite(
 def _mask_non_finite_eagerly(
     value: torch.Tensor, gradient: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_mask_non_finite`, which on the CPU first checks whether every number is
+    """:func:`mask_non_finite`, which on the CPU first checks whether every number is
     finite (a finite sum; one that overflows takes the exact path): the usual case then
     costs three small operations instead of seven. On an accelerator the check would wait
     for the device, so the mask is applied as it is."""
     if value.device.type == "cpu" and bool(torch.isfinite(value.sum() + gradient.sum())):
         return value, gradient
-    return _mask_non_finite(value, gradient)
+    return mask_non_finite(value, gradient)
 
 
 def _gradient_of_sum(log_prob: Callable[[torch.Tensor], torch.Tensor]) -> Potential:
@@ -95,7 +96,7 @@ def _compiled(log_prob: Callable[[torch.Tensor], torch.Tensor]) -> Potential:
 
     def potential(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         gradient, value = vmap(grad_and_value(log_prob))(q)
-        return _mask_non_finite(value, gradient)
+        return mask_non_finite(value, gradient)
 
     # Dynamo keeps its compiled graphs, and counts recompilations against
     # torch._dynamo.config.recompile_limit (8), per code object. Every potential built here

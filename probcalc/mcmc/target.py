@@ -18,7 +18,7 @@ from ..core.evaluation import (
     without_distribution_validation,
 )
 from ..laplace.approximation import LaplaceApproximation
-from .integrator import CountingPotential, Potential, batched_log_prob
+from .integrator import CountingPotential, Potential, batched_log_prob, mask_non_finite
 from .support import ChangeOfVariables, Constraints, change_of_variables
 
 __all__ = ["Target", "VmapFallbackWarning", "looped_log_prob", "prepare_target"]
@@ -68,10 +68,7 @@ def looped_log_prob(log_prob: Callable[[torch.Tensor], torch.Tensor]) -> Potenti
                     (gradient,) = torch.autograd.grad(value, point, allow_unused=True)
                     if gradient is not None:
                         gradients[c] = gradient
-        bad = ~torch.isfinite(values) | ~torch.isfinite(gradients).all(dim=-1)
-        values = torch.where(bad, -torch.inf, values)
-        gradients = torch.where(bad.unsqueeze(-1), torch.zeros_like(gradients), gradients)
-        return values, gradients
+        return mask_non_finite(values, gradients)
 
     return potential
 
