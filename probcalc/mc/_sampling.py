@@ -84,6 +84,17 @@ def common_seed(seed: Seed, group: Group) -> int:
     return int(drawn)
 
 
+def _device(dist: Distribution) -> torch.device:
+    """The device of a distribution's parameters (its first tensor attribute, looking into
+    base distributions: a TransformedDistribution has no ``mean``); the CPU if none."""
+    for value in vars(dist).values():
+        if isinstance(value, torch.Tensor):
+            return value.device
+        if isinstance(value, Distribution):
+            return _device(value)
+    return torch.device("cpu")
+
+
 def local_draws(
     dist: Distribution,
     n: int,
@@ -103,7 +114,7 @@ def local_draws(
     Raises:
         ValueError: across processes, fewer than ``per_rank`` draws for some rank.
     """
-    device = dist.mean.device if dist.mean.numel() else torch.device("cpu")
+    device = _device(dist)
     if group is not False:
         if n < per_rank * world_size(group):
             raise ValueError(

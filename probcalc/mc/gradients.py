@@ -108,13 +108,17 @@ def pathwise_grad(
     """The reparameterization (pathwise) estimate: ``mean_i f(x_i(φ, ε_i))`` with x = rsample.
 
     Its gradient is ``1/n Σ ∇_φ f(x_i)`` over n = ``n_samples`` draws, usually of far lower
-    variance than the score function's, for distributions with ``rsample``.
+    variance than the score function's, for distributions with ``rsample``. A batched
+    ``dist`` (batch shape B, one distribution per state, say) gives samples
+    ``(n, *B, *event_shape)``; f then averages over B itself. One draw is enough for an
+    unbiased gradient (SAC's actor loss draws one action per state).
 
     Args:
-        f: maps samples ``(n, *event_shape)`` to ``(n,)``.
-        dist: a distribution with ``rsample`` whose parameters require grad.
-        n_samples: the number of draws (at least 2); the keyword ``n=`` still works, with a
-            DeprecationWarning.
+        f: maps samples ``(n, *batch_shape, *event_shape)`` to ``(n,)``.
+        dist: a distribution with ``rsample`` whose parameters require grad
+            (:class:`~probcalc.mc.PointMass` for a deterministic choice).
+        n_samples: the number of draws (at least 1; across processes at least 2 per
+            process); the keyword ``n=`` still works, with a DeprecationWarning.
         seed: an int (the same draws on every call), a torch.Generator (drawn from) or None
             (fresh entropy); torch's global random state is left untouched.
         group: a torch.distributed process group (default: the default group when
@@ -128,13 +132,13 @@ def pathwise_grad(
         TypeError: dist has no reparameterized sampler (``has_rsample`` is False), or is not
             a Distribution; f is not callable; a seed that is not an int, Generator or None;
             both ``n`` and ``n_samples`` given.
-        ValueError: n_samples < 2, f not returning shape (n,), or a negative seed or one of
+        ValueError: n_samples < 1, f not returning shape (n,), or a negative seed or one of
             2^64 or more.
         NonFiniteError: f is NaN or infinite at a sample.
     """
     check_callable(f, "f")
     dist = check_distribution(dist)
-    n = check_n(n_samples)
+    n = check_n(n_samples, minimum=1)
     check_seed(seed)
     if not dist.has_rsample:
         raise TypeError(

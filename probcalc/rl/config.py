@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
 import re
 import warnings
 from typing import Any, ClassVar
@@ -26,9 +27,14 @@ __all__ = [
     "A2CConfig",
     "ActorCriticConfig",
     "AgentConfig",
+    "DDPGConfig",
     "NaturalPGConfig",
+    "OffPolicyConfig",
+    "OnPolicyConfig",
     "PPOConfig",
     "REINFORCEConfig",
+    "SACConfig",
+    "TD3Config",
     "TRPOConfig",
     "field_docs",
     "parse_dtype",
@@ -40,6 +46,7 @@ POLICIES = ("mlp", "linear")
 LR_SCHEDULES = ("constant", "linear")
 VECTORIZATIONS = ("sync", "async")
 OPTIMIZERS = ("rmsprop", "adam")
+NOISE_TYPES = ("normal", "ornstein-uhlenbeck")
 MAX_SEED = 2**63 - 1  # torch's generators take seeds below 2**64; probcalc derives seed + 1
 DEFAULT_BATCH_SIZE = 64  # Stable-Baselines3's PPO minibatch
 
@@ -124,28 +131,19 @@ def field_docs(cls: type) -> dict[str, str]:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AgentConfig:
-    """The settings every on-policy algorithm has.
+    """The settings every algorithm has, on-policy and off-policy.
 
     Attributes:
         policy: "mlp" (hidden layers ``hidden``) or "linear" (a linear map of the
             observation to the action mean).
-        squash: a tanh-squashed Gaussian, rescaled to the action Box (needs finite bounds).
         hidden: the hidden layer sizes of the "mlp" policy (and of a critic).
         activation: "tanh" or "relu", between the hidden layers.
-        ortho_init: orthogonal initialization as Stable-Baselines3's (gain sqrt 2 on hidden
-            layers, 0.01 on the policy's last layer and 1 on a critic's); else torch's.
         n_envs: the number of environments stepped together (per process).
-        n_steps: the steps of each environment per update (an update uses n_envs x n_steps
-            transitions).
         gamma: the discount, in [0, 1].
         learning_rate: the optimizer's step size (> 0).
         lr_schedule: "constant", or "linear" (decayed to 0 over each learn() call).
-        log_std_init: the initial log standard deviation of the actions.
-        learn_std: whether the log standard deviation is trained (else fixed exploration).
         normalize_observations: running normalization of the observations (saved with the
             agent).
-        normalize_rewards: running scaling of the rewards by the standard deviation of the
-            discounted return under gamma (saved with the agent).
         vectorization: "sync" (one process) or "async" (a process per environment).
         env_kwargs: keywords for gymnasium.make when the environment is an id.
         seed: seeds the networks' initialization, the action noise, the minibatch order and
@@ -156,19 +154,13 @@ class AgentConfig:
     """
 
     policy: str = "mlp"
-    squash: bool = False
     hidden: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
-    ortho_init: bool = True
     n_envs: int = 8
-    n_steps: int = 16
     gamma: float = 0.99
     learning_rate: float = 3e-3
     lr_schedule: str = "constant"
-    log_std_init: float = 0.0
-    learn_std: bool = True
     normalize_observations: bool = False
-    normalize_rewards: bool = False
     vectorization: str = "sync"
     env_kwargs: dict[str, Any] | None = dataclasses.field(default_factory=dict)
     seed: int | torch.Generator | None = None
@@ -207,7 +199,6 @@ class AgentConfig:
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("vectorization", self.vectorization, VECTORIZATIONS)
         _at_least("n_envs", self.n_envs, 1)
-        _at_least("n_steps", self.n_steps, 1)
         _within("gamma", self.gamma, 0, 1)
         _positive("learning_rate", self.learning_rate)
         if self.policy == "mlp" and any(size < 1 for size in self.hidden):
@@ -226,15 +217,43 @@ class AgentConfig:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class REINFORCEConfig(AgentConfig):
-    """The settings of :class:`probcalc.rl.REINFORCE`: those of :class:`AgentConfig`
+class OnPolicyConfig(AgentConfig):
+    """The settings every on-policy algorithm has (rollouts of n_envs x n_steps).
+
+    Attributes:
+        squash: a tanh-squashed Gaussian, rescaled to the action Box (needs finite bounds).
+        ortho_init: orthogonal initialization as Stable-Baselines3's (gain sqrt 2 on hidden
+            layers, 0.01 on the policy's last layer and 1 on a critic's); else torch's.
+        n_steps: the steps of each environment per update (an update uses n_envs x n_steps
+            transitions).
+        log_std_init: the initial log standard deviation of the actions.
+        learn_std: whether the log standard deviation is trained (else fixed exploration).
+        normalize_rewards: running scaling of the rewards by the standard deviation of the
+            discounted return under gamma (saved with the agent).
+    """
+
+    squash: bool = False
+    ortho_init: bool = True
+    n_steps: int = 16
+    log_std_init: float = 0.0
+    learn_std: bool = True
+    normalize_rewards: bool = False
+
+    def check(self) -> None:
+        super().check()
+        _at_least("n_steps", self.n_steps, 1)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class REINFORCEConfig(OnPolicyConfig):
+    """The settings of :class:`probcalc.rl.REINFORCE`: those of :class:`OnPolicyConfig`
     (8 environments x 16 steps, learning rate 3e-3)."""
 
     owner: ClassVar[str] = "REINFORCE"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ActorCriticConfig(AgentConfig):
+class ActorCriticConfig(OnPolicyConfig):
     """The settings of the algorithms with a critic V(s).
 
     Attributes:
@@ -399,6 +418,181 @@ class TRPOConfig(NaturalPGConfig):
         if not 0 < self.backtrack_factor < 1:
             raise ValueError(f"backtrack_factor must lie in (0, 1), got {self.backtrack_factor}")
         _at_least("backtrack_steps", self.backtrack_steps, 1)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OffPolicyConfig(AgentConfig):
+    """The settings of the off-policy algorithms (a replay buffer, Q critics and their
+    target networks); the defaults are Stable-Baselines3's.
+
+    Attributes:
+        hidden: (256, 256), the actor's and each critic's hidden layers.
+        activation: "relu".
+        n_envs: 1.
+        learning_rate: 3e-4, of the actor, the critics (and SAC's temperature).
+        buffer_size: the transitions the replay buffer holds (the oldest are overwritten).
+        learning_starts: the steps (all environments) of uniformly random actions before
+            the first update.
+        batch_size: the transitions of each gradient step, at most buffer_size.
+        tau: the Polyak coefficient of the target networks, in (0, 1]: target <- tau x
+            online + (1 - tau) x target after each update.
+        train_freq: the steps of each environment between two rounds of updates.
+        gradient_steps: the gradient steps of each round (-1: one per transition collected
+            in the round, train_freq x n_envs).
+        n_critics: the Q networks of the ensemble (the target takes their minimum).
+    """
+
+    hidden: tuple[int, ...] = (256, 256)
+    activation: str = "relu"
+    n_envs: int = 1
+    learning_rate: float = 3e-4
+    buffer_size: int = 1_000_000
+    learning_starts: int = 100
+    batch_size: int = 256
+    tau: float = 0.005
+    train_freq: int = 1
+    gradient_steps: int = 1
+    n_critics: int = 2
+
+    def check(self) -> None:
+        super().check()
+        _at_least("buffer_size", self.buffer_size, 1)
+        _at_least("learning_starts", self.learning_starts, 0)
+        _at_least("batch_size", self.batch_size, 1)
+        if self.batch_size > self.buffer_size:
+            raise ValueError(
+                f"batch_size {self.batch_size} is larger than buffer_size {self.buffer_size}: "
+                f"a batch is drawn from the buffer's transitions; raise buffer_size or lower "
+                f"batch_size"
+            )
+        if not 0 < self.tau <= 1:
+            raise ValueError(f"tau must lie in (0, 1], got {self.tau}")
+        _at_least("train_freq", self.train_freq, 1)
+        if self.gradient_steps != -1:
+            _at_least("gradient_steps (or -1)", self.gradient_steps, 1)
+        _at_least("n_critics", self.n_critics, 1)
+
+    @property
+    def updates_per_round(self) -> int:
+        """gradient_steps, or what -1 stands for: a step per transition of the round."""
+        if self.gradient_steps == -1:
+            return self.train_freq * self.n_envs
+        return self.gradient_steps
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SACConfig(OffPolicyConfig):
+    """The settings of :class:`probcalc.rl.SAC`; the defaults are Stable-Baselines3's.
+
+    Attributes:
+        ent_coef: the temperature α of the entropy term: "auto" (learned, starting at 1),
+            "auto_X" (learned, starting at X > 0) or a fixed number >= 0.
+        target_entropy: the entropy the learned α aims at: "auto" (-act_dim) or a number.
+        target_update_interval: the target critics are updated every this many gradient
+            steps (>= 1).
+    """
+
+    ent_coef: float | str = "auto"
+    target_entropy: float | str = "auto"
+    target_update_interval: int = 1
+
+    owner: ClassVar[str] = "SAC"
+
+    def check(self) -> None:
+        super().check()
+        if isinstance(self.ent_coef, str):
+            if self.ent_coef != "auto" and not self.ent_coef.startswith("auto_"):
+                raise ValueError(
+                    f"ent_coef must be 'auto', 'auto_X' (X the starting value) or a number, "
+                    f"got {self.ent_coef!r}"
+                )
+            self.initial_ent_coef  # noqa: B018 (checks the starting value)
+        else:
+            _at_least("ent_coef", self.ent_coef, 0)
+        if isinstance(self.target_entropy, str) and self.target_entropy != "auto":
+            raise ValueError(
+                f"target_entropy must be 'auto' or a number, got {self.target_entropy!r}"
+            )
+        _at_least("target_update_interval", self.target_update_interval, 1)
+
+    @property
+    def learns_ent_coef(self) -> bool:
+        """Whether α is learned (ent_coef "auto" or "auto_X")."""
+        return isinstance(self.ent_coef, str)
+
+    @property
+    def initial_ent_coef(self) -> float:
+        """α at the start: 1 for "auto", X for "auto_X", the number itself otherwise.
+
+        Raises:
+            ValueError: "auto_X" where X is not a positive number.
+        """
+        if not isinstance(self.ent_coef, str):
+            return float(self.ent_coef)
+        if self.ent_coef == "auto":
+            return 1.0
+        text = self.ent_coef.removeprefix("auto_")
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not value > 0 or not math.isfinite(value):
+            raise ValueError(f"ent_coef 'auto_X' needs a positive number X, got {self.ent_coef!r}")
+        return value
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TD3Config(OffPolicyConfig):
+    """The settings of :class:`probcalc.rl.TD3`; the defaults are Stable-Baselines3's but
+    for the exploration noise (CleanRL's 0.1; Stable-Baselines3 has none by default).
+
+    Attributes:
+        hidden: (400, 300), Stable-Baselines3's for TD3 and DDPG.
+        learning_rate: 1e-3.
+        policy_delay: the actor and the targets are updated every this many critic updates.
+        target_policy_noise: the standard deviation of the Gaussian noise added to the
+            target actions (target policy smoothing), >= 0.
+        target_noise_clip: that noise is clipped to [-clip, clip], >= 0.
+        noise_type: the exploration noise, "normal" or "ornstein-uhlenbeck" (theta 0.15,
+            dt 0.01, as Stable-Baselines3's), added to the actions in [-1, 1].
+        noise_std: the exploration noise's standard deviation (0: none), in the units of
+            the actions rescaled to [-1, 1].
+    """
+
+    hidden: tuple[int, ...] = (400, 300)
+    learning_rate: float = 1e-3
+    policy_delay: int = 2
+    target_policy_noise: float = 0.2
+    target_noise_clip: float = 0.5
+    noise_type: str = "normal"
+    noise_std: float = 0.1
+
+    owner: ClassVar[str] = "TD3"
+
+    def check(self) -> None:
+        super().check()
+        _at_least("policy_delay", self.policy_delay, 1)
+        for name in ("target_policy_noise", "target_noise_clip", "noise_std"):
+            _at_least(name, getattr(self, name), 0)
+        _choice("noise_type", self.noise_type, NOISE_TYPES)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DDPGConfig(TD3Config):
+    """The settings of :class:`probcalc.rl.DDPG`: TD3's without its three changes, as
+    Stable-Baselines3's DDPG (one critic, no policy delay, no target policy smoothing).
+
+    Attributes:
+        policy_delay: 1.
+        target_policy_noise: 0.
+        n_critics: 1.
+    """
+
+    policy_delay: int = 1
+    target_policy_noise: float = 0.0
+    n_critics: int = 1
+
+    owner: ClassVar[str] = "DDPG"
 
 
 def describe(config_class: type[AgentConfig]) -> str:

@@ -9,14 +9,14 @@ import numpy as np
 import torch
 
 from ..core import random
-from .agent import OnPolicyAgent
+from .agent import Agent
 from .vector import make_vector_env
 
 __all__ = ["evaluate"]
 
 
 def evaluate(
-    agent: OnPolicyAgent,
+    agent: Agent,
     env: str | gymnasium.Env | None = None,
     n_episodes: int = 10,
     deterministic: bool = True,
@@ -43,10 +43,8 @@ def evaluate(
             unregistered instance, or an id that is not registered (checked before any
             environment is made).
     """
-    if not isinstance(agent, OnPolicyAgent):
-        raise TypeError(
-            f"agent must be a probcalc.rl agent (OnPolicyAgent), got {type(agent).__name__}"
-        )
+    if not isinstance(agent, Agent):
+        raise TypeError(f"agent must be a probcalc.rl agent (Agent), got {type(agent).__name__}")
     if isinstance(n_episodes, bool) or not isinstance(n_episodes, numbers.Integral):
         raise TypeError(f"n_episodes must be an integer, got {n_episodes!r}")
     if n_episodes < 1:

@@ -47,7 +47,7 @@ from ..core.errors import CheckpointError
 from .config import DTYPES
 
 if TYPE_CHECKING:
-    from .agent import OnPolicyAgent
+    from .agent import Agent
     from .config import AgentConfig
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load", "read", "resume", "save"]
@@ -384,7 +384,7 @@ def _restore_vector_env(envs: gymnasium.vector.SyncVectorEnv, saved: dict[str, A
 
 
 # ---------------------------------------------------------------------------- writing
-def _digest(agent: OnPolicyAgent) -> str:
+def _digest(agent: Agent) -> str:
     parameters = hashlib.sha256()  # to check at checkpoints that the ranks still agree
     for network in agent.networks.values():
         for tensor in network.state_dict().values():
@@ -392,7 +392,7 @@ def _digest(agent: OnPolicyAgent) -> str:
     return parameters.hexdigest()
 
 
-def _local_state(agent: OnPolicyAgent, environments: bool) -> dict[str, Any]:
+def _local_state(agent: Agent, environments: bool) -> dict[str, Any]:
     """What this rank alone holds: the action-noise generator, the discounted returns of
     the reward normalizer and, with ``environments``, the environments: as data, else
     pickled (with why), else nothing (with why)."""
@@ -404,6 +404,8 @@ def _local_state(agent: OnPolicyAgent, environments: bool) -> dict[str, Any]:
         if normalizer is None
         else torch.from_numpy(normalizer.returns.copy()),
         "environments": None,
+        # what the algorithm keeps beyond networks and optimizers (a replay buffer)
+        "extra": agent.local_extra_state(environments),
     }
     if environments:
         saved: dict[str, Any] = {
@@ -454,16 +456,16 @@ def _config_data(config: AgentConfig) -> tuple[dict[str, Any], dict[str, Any], l
     return data, pickled, names
 
 
-def _warn_once(agent: OnPolicyAgent, key: Any, message: str) -> None:
+def _warn_once(agent: Agent, key: Any, message: str) -> None:
     given = _warned.setdefault(agent, set())
     if key not in given:
         given.add(key)
-        # from here: _file_content, save, OnPolicyAgent.save, and its caller
+        # from here: _file_content, save, Agent.save, and its caller
         warnings.warn(message, UserWarning, stacklevel=5)
 
 
 def save(
-    agent: OnPolicyAgent,
+    agent: Agent,
     path: str | Path,
     *,
     environments: bool = False,
@@ -471,7 +473,7 @@ def save(
     run_steps: int | None = None,
 ) -> None:
     """Write ``agent`` to ``path`` atomically (a temporary file in the same folder, synced,
-    then renamed over ``path``): see OnPolicyAgent.save."""
+    then renamed over ``path``): see Agent.save."""
     group = agent.group
     collective = environments and group is not False
     local = _local_state(agent, environments)
@@ -496,7 +498,7 @@ def save(
 
 
 def _file_content(
-    agent: OnPolicyAgent,
+    agent: Agent,
     parts: list[dict[str, Any]],
     run_start: int | None,
     run_steps: int | None,
@@ -567,7 +569,8 @@ def _file_content(
         # the entries that are not data, by key, pickled (unpickled only on trust_pickle)
         "pickled_config": pickled,
         "networks": {name: net.state_dict() for name, net in agent.networks.items()},
-        "optimizer": agent.optimizer.state_dict(),
+        "optimizer": agent.optimizer_state(),
+        "extra": agent.extra_state(),
         "num_timesteps": int(agent.num_timesteps),
         "ranks": parts,  # what each rank alone holds: random state, environments
         "recent_returns": [float(r) for r in agent.recent_returns],
@@ -742,17 +745,17 @@ def read(path: str | Path) -> dict[str, Any]:
 
 
 def _algorithm(state: dict[str, Any], cls: type, path: Path) -> type:
-    from .agent import OnPolicyAgent
+    from .agent import Agent
 
-    algorithm = OnPolicyAgent.registry.get(state["algorithm"])
+    algorithm = Agent.registry.get(state["algorithm"])
     if algorithm is None:
-        known = ", ".join(OnPolicyAgent.registry)
+        known = ", ".join(Agent.registry)
         raise _fail(
             path,
             f"it holds a {state['algorithm']!r} agent, an algorithm this "
             f"program does not define (known: {known})",
         )
-    if cls is not OnPolicyAgent and not issubclass(algorithm, cls):
+    if cls is not Agent and not issubclass(algorithm, cls):
         raise _fail(path, f"it holds an agent of {state['algorithm']}, not of {cls.__name__}")
     return algorithm
 
@@ -793,13 +796,13 @@ def _config(
     return {**config, **overrides}
 
 
-def _local_part(agent: OnPolicyAgent, state: dict[str, Any]) -> dict[str, Any] | None:
+def _local_part(agent: Agent, state: dict[str, Any]) -> dict[str, Any] | None:
     """This rank's part, when the file was written by as many processes as run now."""
     parts = state["ranks"]
     return parts[agent.rank] if len(parts) == agent.world_size else None
 
 
-def _check_fits(agent: OnPolicyAgent, state: dict[str, Any], path: Path) -> None:
+def _check_fits(agent: Agent, state: dict[str, Any], path: Path) -> None:
     """The networks, normalizers and generator state fit ``agent`` (checked before any
     change, so that a file that does not fit leaves the agent as it was)."""
     networks = state["networks"]
@@ -831,14 +834,19 @@ def _check_fits(agent: OnPolicyAgent, state: dict[str, Any], path: Path) -> None
     local = _local_part(agent, state)
     if local is not None and local["generator"].shape != agent.generator.get_state().shape:
         raise _fail(path, "its action-noise generator state is malformed")
+    misfit = agent.extra_state_misfit(
+        state.get("extra"), None if local is None else local.get("extra")
+    )
+    if misfit is not None:
+        raise _fail(path, misfit)
 
 
-def _restore_learning(agent: OnPolicyAgent, state: dict[str, Any], path: Path) -> None:
+def _restore_learning(agent: Agent, state: dict[str, Any], path: Path) -> None:
     """Optimizer, networks, step count, normalization statistics and this rank's random
     state and running returns (fresh, reproducible ones when the file was written by
     another number of processes)."""
     try:
-        agent.optimizer.load_state_dict(state["optimizer"])  # checks before it changes
+        agent.load_optimizer_state(state["optimizer"])  # checks before it changes
     except (KeyError, ValueError, TypeError, RuntimeError) as error:
         raise _fail(path, f"its optimizer state does not fit this agent's ({error})") from error
     for name, weights in state["networks"].items():
@@ -854,6 +862,7 @@ def _restore_learning(agent: OnPolicyAgent, state: dict[str, Any], path: Path) -
             }
         )
     local = _local_part(agent, state)
+    agent.load_extra_state(state.get("extra"), None if local is None else local.get("extra"))
     if local is not None:
         agent.generator.set_state(local["generator"])
         returns = local["reward_returns"]
@@ -874,7 +883,7 @@ EPISODE_ARRAYS = ("obs", "last_done", "episode_return", "episode_length")
 
 
 def _environment_plan(
-    agent: OnPolicyAgent, state: dict[str, Any], path: Path, trust_pickle: bool
+    agent: Agent, state: dict[str, Any], path: Path, trust_pickle: bool
 ) -> tuple[str, Any]:
     """How to bring back this rank's environments: ("state", saved data), ("envs", the
     unpickled vector env) or ("reset", why); everything checked, nothing changed yet."""
@@ -914,7 +923,7 @@ def _environment_plan(
 
 
 def _restore_environments(
-    agent: OnPolicyAgent, saved: dict[str, Any], plan: tuple[str, Any], path: Path
+    agent: Agent, saved: dict[str, Any], plan: tuple[str, Any], path: Path
 ) -> None:
     how, payload = plan
     if how == "reset":
@@ -951,9 +960,7 @@ def _path(path: object, name: str = "path") -> Path:
     return Path(path)
 
 
-def _saved_config(
-    algorithm: type[OnPolicyAgent], fields: dict[str, Any], path: Path
-) -> AgentConfig:
+def _saved_config(algorithm: type[Agent], fields: dict[str, Any], path: Path) -> AgentConfig:
     """The algorithm's config from the fields saved in the file."""
     fields = dict(fields)
     if type(fields.get("dtype")) is str:
@@ -967,13 +974,13 @@ def _saved_config(
 
 
 def load(
-    cls: type[OnPolicyAgent],
+    cls: type[Agent],
     path: str | Path,
     env: str | gymnasium.Env | None,
     trust_pickle: bool,
     overrides: dict[str, Any],
-) -> OnPolicyAgent:
-    """The agent saved at ``path``: see OnPolicyAgent.load."""
+) -> Agent:
+    """The agent saved at ``path``: see Agent.load."""
     path = _path(path)
     state = read(path)
     algorithm = _algorithm(state, cls, path)
@@ -994,7 +1001,7 @@ def load(
     return agent
 
 
-def resume(agent: OnPolicyAgent, path: str | Path, total_steps: int, trust_pickle: bool) -> int:
+def resume(agent: Agent, path: str | Path, total_steps: int, trust_pickle: bool) -> int:
     """Continue ``agent`` from the checkpoint at ``path`` of a run of ``total_steps``:
     everything ``save(environments=True)`` wrote. Returns the run's first step. Every
     check comes before any change: a file that does not fit leaves the agent as it was.

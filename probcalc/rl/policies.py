@@ -1,7 +1,9 @@
-"""Gaussian policies for Box action spaces: a diagonal Gaussian with a state-independent
-log standard deviation, and its tanh-squashed variant whose log-probability carries the
-change-of-variables correction. Actions outside the box are clipped by the environment
-step, never inside the log-probability (CleanRL #240)."""
+"""Policies for Box action spaces: a diagonal Gaussian with a state-independent log standard
+deviation and its tanh-squashed variant whose log-probability carries the
+change-of-variables correction (on-policy); SAC's tanh-Gaussian with a state-dependent
+standard deviation and the deterministic actor of DDPG and TD3 (off-policy). Actions
+outside the box are clipped by the environment step, never inside the log-probability
+(CleanRL #240)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,17 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.distributions import Independent, Normal
+from torch.distributions import Independent, Normal, TanhTransform, TransformedDistribution
 
-__all__ = ["GaussianPolicy", "SquashedGaussianPolicy", "mlp"]
+from ..mc.point_mass import PointMass
+
+__all__ = [
+    "DeterministicActor",
+    "GaussianPolicy",
+    "SquashedGaussianPolicy",
+    "TanhGaussianActor",
+    "mlp",
+]
 
 
 def _sizes(sizes: object, name: str, minimum_length: int) -> list[int]:
@@ -34,6 +44,18 @@ def _check_activation(activation: object) -> None:
         raise TypeError(
             f"activation must be an nn.Module class such as torch.nn.Tanh, got {activation!r}"
         )
+
+
+def checked_network_sizes(
+    obs_dim: object, act_dim: object, hidden: object, activation: object
+) -> tuple[int, int, list[int]]:
+    """obs_dim, act_dim and the hidden sizes as ints, the activation checked; TypeError or
+    ValueError naming what is wrong (see :func:`mlp`)."""
+    (obs_dim,) = _sizes([obs_dim], "obs_dim", minimum_length=1)
+    (act_dim,) = _sizes([act_dim], "act_dim", minimum_length=1)
+    hidden = _sizes(hidden, "hidden", minimum_length=0)
+    _check_activation(activation)
+    return obs_dim, act_dim, hidden
 
 
 def _finite_number(value: object, name: str) -> float:
@@ -227,3 +249,114 @@ class SquashedGaussianPolicy(GaussianPolicy):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         return torch.tanh(super().sample(obs, deterministic, generator))
+
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # Stable-Baselines3's and CleanRL's bounds for SAC
+
+
+class TanhGaussianActor(nn.Module):
+    """SAC's policy: a = tanh(u), u ~ N(μ(s), diag σ(s)²), both the mean and the log
+    standard deviation outputs of one network (a shared trunk of ``hidden`` layers, then
+    two linear heads; ``hidden=()``: both linear in s), log σ clamped to [-20, 2].
+
+    ``distribution`` is torch's TransformedDistribution with a TanhTransform that caches its
+    input, so ``log_prob`` of a draw reuses u: log π(a) = log N(u) - Σ log(1 - tanh(u)²),
+    stable for |u| large (the inverse tanh of a = ±1 is never taken).
+
+    Raises:
+        TypeError, ValueError: as :class:`GaussianPolicy` at construction and at a call.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: tuple[int, ...] = (256, 256),
+        activation: type[nn.Module] = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        obs_dim, act_dim, hidden = checked_network_sizes(obs_dim, act_dim, hidden, activation)
+        trunk = mlp([obs_dim, *hidden], activation) if hidden else nn.Sequential()
+        if hidden:
+            trunk.append(activation())
+        self.trunk = trunk
+        width = hidden[-1] if hidden else obs_dim
+        self.mean = nn.Linear(width, act_dim)
+        self.log_std = nn.Linear(width, act_dim)
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+
+    def parameters_of(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """μ(s) and the clamped log σ(s), each (batch, act_dim), for observations known to
+        be checked (a replay buffer's)."""
+        features = self.trunk(obs)
+        log_std = self.log_std(features).clamp(LOG_STD_MIN, LOG_STD_MAX)
+        return self.mean(features), log_std
+
+    def distribution(self, obs: torch.Tensor, checked: bool = False) -> TransformedDistribution:
+        """π(· | s) at observations (batch, obs_dim): batch shape (batch,), event (act_dim,).
+        ``checked``: the observations are known to be finite of the right shape."""
+        if not checked:
+            obs = _data(obs, "obs", self.mean.weight.dtype, self.obs_dim)
+        mean, log_std = self.parameters_of(obs)
+        base = Independent(Normal(mean, log_std.exp(), validate_args=False), 1)
+        return TransformedDistribution(base, [TanhTransform(cache_size=1)], validate_args=False)
+
+    def sample(
+        self,
+        obs: torch.Tensor,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Actions (batch, act_dim) in (-1, 1): tanh of the mean, or of a draw using
+        ``generator``."""
+        obs = _data(obs, "obs", self.mean.weight.dtype, self.obs_dim)
+        mean, log_std = self.parameters_of(obs)
+        if deterministic:
+            return torch.tanh(mean)
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        return torch.tanh(mean + log_std.exp() * noise)
+
+
+class DeterministicActor(nn.Module):
+    """DDPG's and TD3's policy a = μ(s) = tanh(f(s)), in [-1, 1], f an MLP (``hidden=()``:
+    f(s) = W s + b, near-linear where |W s + b| is small). The tanh keeps the actions where
+    the critics were trained: the actor's gradient never reads a critic outside [-1, 1].
+
+    ``distribution`` is the point mass at μ(s) (:class:`probcalc.mc.PointMass`), through
+    which the pathwise estimator gives the deterministic policy gradient.
+
+    Raises:
+        TypeError, ValueError: as :class:`GaussianPolicy` at construction and at a call.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: tuple[int, ...] = (256, 256),
+        activation: type[nn.Module] = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        obs_dim, act_dim, hidden = checked_network_sizes(obs_dim, act_dim, hidden, activation)
+        self.mean = mlp([obs_dim, *hidden, act_dim], activation)
+        self.mean.append(nn.Tanh())
+        self.obs_dim = obs_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """μ(s), (batch, act_dim), for observations known to be checked."""
+        return self.mean(obs)
+
+    def distribution(self, obs: torch.Tensor, checked: bool = False) -> PointMass:
+        """The point mass at μ(s): batch shape (batch,), event (act_dim,)."""
+        if not checked:
+            obs = _data(obs, "obs", self.mean[0].weight.dtype, self.obs_dim)
+        return PointMass(self.mean(obs), event_dim=1)
+
+    def sample(
+        self,
+        obs: torch.Tensor,
+        deterministic: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """μ(s), (batch, act_dim) (exploration noise is the agent's)."""
+        return self.mean(_data(obs, "obs", self.mean[0].weight.dtype, self.obs_dim))

@@ -1,4 +1,5 @@
-"""What a training run writes to its folder: ``progress.csv`` (one row per update: step,
+"""What a training run writes to its folder: ``progress.csv`` (one row per update, or per
+1,000 steps for the off-policy algorithms, whose metrics it averages: step,
 time, steps per second, recent mean return, losses), ``episodes.csv`` (one row per finished
 episode: step, return, length), and TensorBoard scalars when the tensorboard package is
 installed. On resume the rows written after the checkpoint's step are dropped, so a resumed
@@ -161,12 +162,19 @@ class RunReport:
         }
 
     def write(
-        self, row: dict[str, Any], episodes: list[tuple[int, float, int]], rollout_steps: int
+        self,
+        row: dict[str, Any],
+        episodes: list[tuple[int, float, int]],
+        rollout_steps: int,
+        *,
+        progress: bool = True,
     ) -> None:
-        """Write ``row`` and the finished ``episodes``, and advance the bar."""
+        """Write the finished ``episodes`` and, with ``progress``, ``row``; advance the
+        bar."""
         if self.log is not None:
             self.log.episodes(episodes)
-            self.log.progress(row)
+            if progress:
+                self.log.progress(row)
         self.bar.update(rollout_steps)
         if not math.isnan(row["mean_return"]):
             self.bar.set_postfix_str(f"mean return {row['mean_return']:.4g}", refresh=False)

@@ -30,6 +30,72 @@ TUNED: dict[str, dict[str, dict[str, Any]]] = {
             "source": "rl-zoo3 hyperparams/ppo.yml (without gSDE)",
         },
     },
+    # rl-zoo3's settings for SAC, TD3 and DDPG: hyperparams/sac.yml, td3.yml and ddpg.yml
+    # (their MuJoCo entries name -v3/-v4 tasks; the same settings serve -v5 here)
+    "sac": {
+        "Pendulum-v1": {
+            "learning_rate": 1e-3,
+            "total_steps": 20_000,
+            "source": "rl-zoo3 hyperparams/sac.yml",
+        },
+        "MountainCarContinuous-v0": {
+            "learning_rate": 3e-4,
+            "buffer_size": 50_000,
+            "batch_size": 512,
+            "ent_coef": 0.1,
+            "train_freq": 32,
+            "gradient_steps": 32,
+            "gamma": 0.9999,
+            "tau": 0.01,
+            "learning_starts": 0,
+            "hidden": (64, 64),
+            "total_steps": 50_000,
+            "source": "rl-zoo3 hyperparams/sac.yml (without its gSDE, which probcalc lacks)",
+        },
+        **{
+            task: {
+                "learning_starts": 10_000,
+                "total_steps": 1_000_000,
+                "source": "rl-zoo3 hyperparams/sac.yml, MuJoCo defaults",
+            }
+            for task in ("HalfCheetah-v5", "Hopper-v5")
+        },
+    },
+    "td3": {
+        "Pendulum-v1": {
+            "gamma": 0.98,
+            "buffer_size": 200_000,
+            "learning_starts": 10_000,
+            "noise_type": "normal",
+            "noise_std": 0.1,
+            "learning_rate": 1e-3,
+            "hidden": (400, 300),
+            "total_steps": 20_000,
+            "source": (
+                "rl-zoo3 hyperparams/td3.yml (its one round of updates per episode is one "
+                "update per step here: the same number of updates)"
+            ),
+        },
+        "MountainCarContinuous-v0": {
+            "noise_type": "ornstein-uhlenbeck",
+            "noise_std": 0.5,
+            "total_steps": 300_000,
+            "source": "rl-zoo3 hyperparams/td3.yml",
+        },
+        **{
+            task: {
+                "learning_starts": 10_000,
+                "noise_type": "normal",
+                "noise_std": 0.1,
+                "learning_rate": 1e-3,
+                "batch_size": 256,
+                "hidden": (400, 300),
+                "total_steps": 1_000_000,
+                "source": "rl-zoo3 hyperparams/td3.yml, MuJoCo defaults",
+            }
+            for task in ("HalfCheetah-v5", "Hopper-v5")
+        },
+    },
     "reinforce": {
         # probcalc's own bandit test (tests/rl/test_reinforce.py)
         "probcalc/ContinuousBandit-v0": {
@@ -44,6 +110,13 @@ TUNED: dict[str, dict[str, dict[str, Any]]] = {
             "source": "probcalc tests/rl/test_reinforce.py",
         },
     },
+}
+
+
+# DDPG: rl-zoo3's ddpg.yml gives DDPG the settings of td3.yml on these tasks
+TUNED["ddpg"] = {
+    task: {**settings, "source": settings["source"].replace("td3.yml", "ddpg.yml")}
+    for task, settings in TUNED["td3"].items()
 }
 
 

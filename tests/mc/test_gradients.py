@@ -87,6 +87,8 @@ def test_bad_input():
     with pytest.raises(NonFiniteError):
         pc.mc.score_function_grad(lambda x: torch.log(x), normal, 100, seed=0)
     with pytest.raises(ValueError, match="n_samples must be"):
-        pc.mc.pathwise_grad(torch.sin, normal, 1)
+        pc.mc.pathwise_grad(torch.sin, normal, 0)
+    with pytest.raises(ValueError, match="n_samples must be"):
+        pc.mc.score_function_grad(torch.sin, normal, 1)
     with pytest.raises(ValueError, match="'mean', 'leave-one-out'"):
         pc.mc.score_function_grad(torch.sin, normal, 10, baseline="median")

@@ -14,6 +14,13 @@ from probcalc.rl import agent as agent_module
 
 ALGORITHMS = sorted(pc.rl.ALGORITHMS.items())
 IDS = [name for name, _ in ALGORITHMS]
+# the off-policy algorithms' settings that stand where the on-policy ones have another
+OFF_POLICY_ANALOGUE = {"n_steps": "train_freq", "squash": "normalize_observations"}
+
+
+def _setting(algorithm, setting):
+    """``setting``, or its off-policy analogue when ``algorithm`` has no such setting."""
+    return setting if setting in pc.rl.settings(algorithm) else OFF_POLICY_ANALOGUE[setting]
 
 
 @pytest.fixture
@@ -41,9 +48,30 @@ def test_settings_are_the_config_fields_with_the_class_defaults(name, algorithm)
         if setting != "seed":
             assert fields[setting] == default, setting
     assert isinstance(fields["seed"], int) and found["seed"][1] is None
-    assert (agent.n_envs, agent.n_steps) == (found["n_envs"][1], found["n_steps"][1])
-    expected_steps = {"reinforce": 16, "a2c": 5, "ppo": 256, "npg": 256, "trpo": 256}[name]
-    assert agent.n_steps == expected_steps
+    if isinstance(agent, pc.rl.OnPolicyAgent):
+        assert (agent.n_envs, agent.n_steps) == (found["n_envs"][1], found["n_steps"][1])
+        expected_steps = {"reinforce": 16, "a2c": 5, "ppo": 256, "npg": 256, "trpo": 256}[name]
+        assert agent.n_steps == expected_steps
+        return
+    # Stable-Baselines3 2.x's documented defaults of SAC, TD3 and DDPG
+    shared = {
+        "buffer_size": 1_000_000,
+        "learning_starts": 100,
+        "batch_size": 256,
+        "tau": 0.005,
+        "gamma": 0.99,
+        "train_freq": 1,
+        "gradient_steps": 1,
+        "n_envs": 1,
+    }
+    own = {
+        "sac": {"learning_rate": 3e-4, "ent_coef": "auto", "target_update_interval": 1},
+        "td3": {"learning_rate": 1e-3, "policy_delay": 2, "target_policy_noise": 0.2},
+        "ddpg": {"learning_rate": 1e-3, "policy_delay": 1, "n_critics": 1},
+    }[name]
+    for setting, value in {**shared, **own}.items():
+        assert fields[setting] == value, setting
+    assert fields["hidden"] == ((256, 256) if name == "sac" else (400, 300))
 
 
 @pytest.mark.parametrize(("name", "algorithm"), ALGORITHMS, ids=IDS)
@@ -77,6 +105,7 @@ def test_an_unknown_keyword_is_named_with_the_closest_and_the_valid_ones(
     ],
 )
 def test_a_value_of_the_wrong_type_is_named(name, algorithm, setting, value, no_environment):
+    setting = _setting(algorithm, setting) if setting in OFF_POLICY_ANALOGUE else setting
     with pytest.raises(TypeError, match=setting) as caught:
         algorithm("Pendulum-v1", **{setting: value})
     assert repr(value) in str(caught.value)
@@ -85,8 +114,9 @@ def test_a_value_of_the_wrong_type_is_named(name, algorithm, setting, value, no_
 @pytest.mark.parametrize(("name", "algorithm"), ALGORITHMS, ids=IDS)
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, np.float32("nan")])
 def test_a_float_setting_must_be_finite(name, algorithm, value, no_environment):
-    with pytest.raises(ValueError, match="log_std_init must be finite"):
-        algorithm("Pendulum-v1", log_std_init=value)
+    setting = "log_std_init" if "log_std_init" in pc.rl.settings(algorithm) else "tau"
+    with pytest.raises(ValueError, match=f"{setting} must be finite"):
+        algorithm("Pendulum-v1", **{setting: value})
 
 
 @pytest.mark.parametrize(("name", "algorithm"), ALGORITHMS, ids=IDS)
@@ -96,15 +126,16 @@ def test_ints_pass_for_floats_and_lists_for_tuples(name, algorithm):
         learning_rate=1,
         gamma=np.float32(0.5),
         n_envs=np.int64(2),
-        n_steps=64,
+        **{_setting(algorithm, "n_steps"): 64},
         hidden=[16, 8],
         seed=np.int32(3),
     )
     assert agent.config.hidden == (16, 8) and agent.n_envs == 2 and agent.config.gamma == 0.5
     assert type(agent.config.seed) is int and type(agent.config.gamma) is float
+    heads = [1, 1] if name == "sac" else [1]  # SAC's mean and log-std heads
     assert [
         layer.out_features for layer in agent.policy.modules() if isinstance(layer, torch.nn.Linear)
-    ] == [16, 8, 1]
+    ] == [16, 8, *heads]
 
 
 OUT_OF_RANGE = [
@@ -133,6 +164,28 @@ OUT_OF_RANGE = [
     ("backtrack_factor", 1.0),
     ("backtrack_steps", 0),
 ]
+OFF_POLICY_OUT_OF_RANGE = [
+    *[(setting, value) for setting, value in OUT_OF_RANGE[:8] if setting != "n_steps"],
+    ("buffer_size", 0),
+    ("batch_size", 0),
+    ("learning_starts", -1),
+    ("tau", 0.0),
+    ("tau", 1.5),
+    ("train_freq", 0),
+    ("gradient_steps", 0),
+    ("gradient_steps", -2),
+    ("n_critics", 0),
+    ("ent_coef", "automatic"),
+    ("ent_coef", "auto_-1"),
+    ("ent_coef", -0.1),
+    ("target_entropy", "high"),
+    ("target_update_interval", 0),
+    ("policy_delay", 0),
+    ("target_policy_noise", -0.1),
+    ("target_noise_clip", -0.1),
+    ("noise_type", "pink"),
+    ("noise_std", -0.1),
+]
 
 
 @pytest.mark.parametrize(("name", "algorithm"), ALGORITHMS, ids=IDS)
@@ -140,7 +193,8 @@ def test_a_value_out_of_range_is_refused_before_environments_are_built(
     name, algorithm, no_environment
 ):
     tried = 0
-    for setting, value in OUT_OF_RANGE:
+    cases = OFF_POLICY_OUT_OF_RANGE if name in ("sac", "td3", "ddpg") else OUT_OF_RANGE
+    for setting, value in cases:
         if setting not in pc.rl.settings(algorithm):
             continue
         tried += 1

@@ -20,8 +20,21 @@ CONFIGS = [
     pc.rl.PPOConfig,
     pc.rl.NaturalPGConfig,
     pc.rl.TRPOConfig,
+    pc.rl.OnPolicyConfig,
+    pc.rl.OffPolicyConfig,
+    pc.rl.SACConfig,
+    pc.rl.TD3Config,
+    pc.rl.DDPGConfig,
 ]
 SMALL = {"n_envs": 2, "n_steps": 8, "hidden": (8,)}
+SMALL_OFF_POLICY = {
+    "n_envs": 2,
+    "train_freq": 2,
+    "hidden": (8,),
+    "learning_starts": 8,
+    "batch_size": 8,
+    "buffer_size": 64,
+}
 
 
 def _parameters(agent):
@@ -65,13 +78,16 @@ def test_every_tuned_entry_builds_its_algorithms_config(name, env):
 
 @pytest.mark.parametrize(("name", "algorithm"), ALGORITHMS, ids=IDS)
 def test_a_config_or_keywords_build_the_same_agent_bit_for_bit(name, algorithm):
-    by_keywords = algorithm("probcalc/LQR-v0", seed=5, **SMALL).learn(32)
-    by_config = algorithm("probcalc/LQR-v0", config=algorithm.Config(seed=5, **SMALL)).learn(32)
+    on_policy = issubclass(algorithm, pc.rl.OnPolicyAgent)
+    small = SMALL if on_policy else SMALL_OFF_POLICY
+    by_keywords = algorithm("probcalc/LQR-v0", seed=5, **small).learn(32)
+    by_config = algorithm("probcalc/LQR-v0", config=algorithm.Config(seed=5, **small)).learn(32)
     assert _equal(_parameters(by_keywords), _parameters(by_config))
     assert by_config.config == by_keywords.config
     # keywords change the given config's fields
-    changed = algorithm("probcalc/LQR-v0", config=algorithm.Config(**SMALL), n_steps=4, seed=1)
-    assert changed.config.n_steps == 4 and changed.config.n_envs == 2
+    steps = "n_steps" if on_policy else "train_freq"
+    changed = algorithm("probcalc/LQR-v0", config=algorithm.Config(**small), seed=1, **{steps: 4})
+    assert getattr(changed.config, steps) == 4 and changed.config.n_envs == 2
 
 
 def test_a_config_of_another_algorithm_is_refused():
