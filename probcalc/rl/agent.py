@@ -452,11 +452,12 @@ class Agent(ABC):
                 learning_rate = self._set_learning_rate(1.0 - done)
                 self.finished_episodes = []
                 pending.add(self.train_round())
+                pending.episodes += len(self.finished_episodes)
                 row = report.row(
                     self.num_timesteps,
                     self.num_timesteps - steps_at_start,
                     self.recent_mean_return(),
-                    len(self.finished_episodes),
+                    pending.episodes,
                     learning_rate,
                     pending.means(),
                 )
@@ -832,13 +833,15 @@ def _passed_a_multiple(every: int | None, step: int, last_steps: int) -> bool:
 
 
 class _MetricMeans:
-    """Running means of each metric over the rounds since the last progress row."""
+    """Running means of each metric over the rounds since the last progress row, and the
+    episodes finished in them."""
 
     def __init__(self) -> None:
         self.totals: dict[str, float] = {}
         self.counts: dict[str, int] = {}
         self.latest: dict[str, float] = {}
         self.rounds = 0
+        self.episodes = 0  # finished since the last row
 
     def add(self, metrics: dict[str, float]) -> None:
         self.rounds += 1
