@@ -134,6 +134,54 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkey
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("algorithm", ["sac", "td3", "ddpg"])
+def test_an_off_policy_run_interrupted_resumes_to_the_uninterrupted_result(
+    tmp_path, monkeypatch, algorithm
+):
+    """SAC, TD3 and DDPG through the command: a run stopped by Ctrl-C in an update after its
+    checkpoint and resumed with --resume ends with the uninterrupted run's networks, bit
+    for bit; the tuned settings for Pendulum-v1 (rl-zoo3's) are the ones used."""
+
+    def command(out, *extra):
+        return [
+            "train",
+            algorithm,
+            "--env",
+            "Pendulum-v1",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--eval-episodes",
+            "1",
+            *extra,
+        ]
+
+    settings = ["--steps", "300", "--seed", "1", "--checkpoint-every", "150"]
+    small = ["--set", "hidden=[16,16]", "--set", "learning_starts=50", "--set", "batch_size=16"]
+    cli.main(command(tmp_path / "whole", *settings, *small))
+    cls = pc.rl.ALGORITHMS[algorithm]
+    step = cls.gradient_step
+
+    def interrupted(agent, batch):
+        if agent.num_timesteps > 200:
+            raise KeyboardInterrupt
+        return step(agent, batch)
+
+    monkeypatch.setattr(cls, "gradient_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(command(tmp_path / "stopped", *settings, *small))
+    monkeypatch.undo()
+    cli.main(command(tmp_path / "stopped", "--resume"))
+    whole, resumed = (pc.rl.load(tmp_path / name / "model.pt") for name in ("whole", "stopped"))
+    assert type(resumed) is cls and resumed.num_timesteps == 300
+    assert resumed.config.learning_rate == pc.rl.tuned(algorithm, "Pendulum-v1")["learning_rate"]
+    for name, network in whole.networks.items():
+        for a, b in zip(
+            network.state_dict().values(), resumed.networks[name].state_dict().values(), strict=True
+        ):
+            assert torch.equal(a, b), name
+
+
 def test_trpo_trains_and_loads_through_the_command(tmp_path):
     out = tmp_path / "trpo"
     cli.main(

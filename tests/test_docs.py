@@ -50,7 +50,8 @@ def test_the_readme_python_example_runs(monkeypatch, tmp_path):
     text = (ROOT / "README.md").read_text()
     code = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]
     # the same calls on a shorter training run and a scratch folder
-    code = code.replace("100_000", "2_048").replace("runs/pendulum", str(tmp_path / "run"))
+    code = code.replace("100_000", "2_048").replace("20_000", "300")
+    code = code.replace("runs/pendulum", str(tmp_path / "run"))
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)

@@ -435,7 +435,7 @@ class Agent(ABC):
             distributed.broadcast_module(network, self.group)
         rollout_steps = self.round_steps
         log_every = self._log_every()
-        pending = _MetricMeans()  # the metrics of the rounds since the last row
+        pending = _MetricMeans(self.metric_names())  # the rounds since the last row
         with distributed.agreed(self.group):
             report = RunReport(
                 log_dir,
@@ -470,7 +470,7 @@ class Agent(ABC):
                 with distributed.agreed(self.group):  # rank 0's files: errors reach all
                     report.write(row, self.finished_episodes, rollout_steps, progress=progress)
                 if progress:
-                    pending = _MetricMeans()
+                    pending = _MetricMeans(self.metric_names())
                 if _passed_a_multiple(checkpoint_every, self.num_timesteps, rollout_steps):
                     self.save(
                         Path(log_dir) / CHECKPOINT,
@@ -490,6 +490,11 @@ class Agent(ABC):
     def _log_every(self) -> int | None:
         """Write a progress row every this many steps (None: every round)."""
         return None
+
+    def metric_names(self) -> list[str]:
+        """The metrics every progress row holds (NaN where no round since the row before
+        reported one: before learning starts, say); the first row fixes the CSV columns."""
+        return []
 
     def recent_mean_return(self) -> float:
         """The mean return of the last 100 finished episodes (NaN before the first)."""
@@ -836,7 +841,8 @@ class _MetricMeans:
     """Running means of each metric over the rounds since the last progress row, and the
     episodes finished in them."""
 
-    def __init__(self) -> None:
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
         self.totals: dict[str, float] = {}
         self.counts: dict[str, int] = {}
         self.latest: dict[str, float] = {}
@@ -851,6 +857,8 @@ class _MetricMeans:
             self.counts[name] = self.counts.get(name, 0) + 1
 
     def means(self) -> dict[str, float]:
+        means = dict.fromkeys(self.names, math.nan)
         if self.rounds == 1:
-            return self.latest
-        return {name: total / self.counts[name] for name, total in self.totals.items()}
+            return {**means, **self.latest}
+        means.update({name: total / self.counts[name] for name, total in self.totals.items()})
+        return means

@@ -22,6 +22,7 @@ import torch
 from torch.distributions import Distribution
 
 from ..core.errors import NonFiniteError
+from ..core.random import Seed
 from ..mc.gradients import pathwise_grad
 from .agent import Agent, _initialization
 from .config import ACTIVATIONS, OffPolicyConfig
@@ -155,7 +156,7 @@ class OffPolicyAgent(Agent):
         self,
         objective: Callable[[torch.Tensor], torch.Tensor],
         policy: Distribution,
-        seed: int | torch.Generator,
+        seed: Seed,
     ) -> float:
         """One step of the actor's optimizer on the pathwise estimate
         ``pathwise_grad(objective, policy, 1)``: one draw per state (the point mass's own for

@@ -89,6 +89,10 @@ class SAC(OffPolicyAgent):
             named.append(("temperature", self.temperature_optimizer))
         return named
 
+    def metric_names(self) -> list[str]:
+        learned = ["ent_coef_loss"] if self.config.learns_ent_coef else []
+        return ["critic_loss", "actor_loss", *learned, "ent_coef"]
+
     @property
     def ent_coef(self) -> float:
         """The current temperature α."""

@@ -71,6 +71,9 @@ class TD3(OffPolicyAgent):
     def named_optimizers(self) -> list[tuple[str, torch.optim.Optimizer]]:
         return [("actor", self.actor_optimizer), ("critic", self.critic_optimizer)]
 
+    def metric_names(self) -> list[str]:
+        return ["critic_loss", "actor_loss"]
+
     # ------------------------------------------------------------------ exploration
     def exploration_actions(self, obs: torch.Tensor) -> torch.Tensor:
         config = self.config

@@ -268,7 +268,13 @@ PATHWISE = Target(
         Slot(
             "dist", bad=values(*NOT_A_DISTRIBUTION, Bernoulli(f64(0.3))), words=("dist", "sampler")
         ),
-        Slot("n_samples", bad=values(*BAD_COUNTS), words=("n_samples",)),
+        Slot(
+            "n_samples",
+            # one draw is a valid pathwise estimate (SAC's actor loss takes one per state)
+            bad=values(*(n for n in BAD_COUNTS if not (type(n) is int and n == 1))),
+            unusual=values(1, np.int64(8)),
+            words=("n_samples",),
+        ),
         Slot("seed", bad=values(*SEEDS_BAD), unusual=values(*SEEDS_UNUSUAL), words=("seed",)),
     ),
     user=("f",),

@@ -2,6 +2,7 @@
 against Bellman targets computed by hand in numpy, the transitions that truncation,
 termination and autoreset leave, bad input, files and bit-exact resume."""
 
+import csv
 import math
 import warnings
 
@@ -369,3 +370,22 @@ def test_a_checkpoint_whose_buffer_does_not_fit_is_named(tmp_path):
     with pytest.raises(CheckpointError, match="buffer_size"):
         other.learn(120, resume_from=tmp_path / "checkpoint.pt")
     assert other.num_timesteps == 0 and len(other.buffer) == 0
+
+
+@pytest.mark.parametrize("cls", OFF_POLICY, ids=IDS)
+def test_progress_rows_every_thousand_steps_hold_the_losses_from_the_first(tmp_path, cls):
+    """A row per 1,000 steps (and one at the end) with every loss column, NaN before the
+    first update (learning starts at 1,500 here); the episodes column counts the episodes
+    of each row's span, which episodes.csv lists one by one."""
+    agent = cls("Pendulum-v1", seed=0, **{**SMALL, "learning_starts": 1_500, "n_envs": 1})
+    agent.learn(2_500, log_dir=tmp_path)
+    with (tmp_path / "progress.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["step"]) for row in rows] == [1_000, 2_000, 2_500]
+    losses = ["critic_loss", "actor_loss"]
+    assert all(math.isnan(float(rows[0][name])) for name in losses)
+    assert all(math.isfinite(float(row[name])) for row in rows[1:] for name in losses)
+    with (tmp_path / "episodes.csv").open() as handle:
+        episodes = list(csv.DictReader(handle))
+    assert len(episodes) == 12  # 2,500 steps: 12 whole episodes of 200 steps (and resets)
+    assert sum(int(row["episodes"]) for row in rows) == len(episodes)
