@@ -54,7 +54,7 @@ class OffPolicyAgent(Agent):
         super().__init__(*args, **kwargs)
         obs_dim = math.prod(self.observation_shape)
         act_dim = math.prod(self.action_shape)
-        self.buffer = ReplayBuffer(self.config.buffer_size, obs_dim, act_dim, self.dtype)
+        self.replay_buffer = ReplayBuffer(self.config.buffer_size, obs_dim, act_dim, self.dtype)
         self.n_updates = 0  # gradient steps made (for delays and target intervals)
 
     def _check_group(self) -> None:
@@ -125,7 +125,7 @@ class OffPolicyAgent(Agent):
         live = ~reset_step
         if live.any():
             flat = (self.n_envs, -1)
-            self.buffer.add(
+            self.replay_buffer.add(
                 Transitions(
                     obs=self._as_tensor(self._obs.reshape(flat)[live]),
                     actions=self._as_tensor(actions[live]),
@@ -197,12 +197,13 @@ class OffPolicyAgent(Agent):
         ``gradient_steps`` updates; returns the updates' mean losses (none before)."""
         for _ in range(self.config.train_freq):
             self._step_environments()
-        if self.num_timesteps <= self.config.learning_starts or len(self.buffer) == 0:
+        if self.num_timesteps <= self.config.learning_starts or len(self.replay_buffer) == 0:
             return {}
         totals: dict[str, float] = {}
         updates = self.config.updates_per_round
         for _ in range(updates):
-            batch = self.network_batch(self.buffer.sample(self.config.batch_size, self.generator))
+            drawn = self.replay_buffer.sample(self.config.batch_size, self.generator)
+            batch = self.network_batch(drawn)
             losses = self.gradient_step(batch)
             self.n_updates += 1
             for name, value in losses.items():
@@ -244,7 +245,7 @@ class OffPolicyAgent(Agent):
         save, which leaves the buffer out)."""
         if not environments:
             return None
-        return {"buffer": self.buffer.state_dict(), "noise": self.noise_state()}
+        return {"buffer": self.replay_buffer.state_dict(), "noise": self.noise_state()}
 
     def noise_state(self) -> torch.Tensor | None:
         """The exploration noise's state (None: it has none)."""
@@ -269,11 +270,11 @@ class OffPolicyAgent(Agent):
             )
             if not fits:
                 return "its exploration noise state does not fit this agent's"
-            return self.buffer.misfit(local.get("buffer"))
+            return self.replay_buffer.misfit(local.get("buffer"))
         return None
 
     def load_extra_state(self, extra: dict[str, Any] | None, local: dict[str, Any] | None) -> None:
         self.n_updates = extra["n_updates"]
         if local is not None:
-            self.buffer.load_state_dict(local["buffer"])
+            self.replay_buffer.load_state_dict(local["buffer"])
             self.load_noise_state(local["noise"])

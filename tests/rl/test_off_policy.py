@@ -153,7 +153,7 @@ def test_sac_targets_equal_the_soft_bellman_targets_computed_by_hand():
     """y = r + γ (1 - d) (min_i Q̄_i(s', a') - α log π(a' | s')), a' = tanh(μ + σ ε), with
     the Gaussian density and the tanh Jacobian written out in numpy; terminal rows get r."""
     agent = _trained(pc.rl.SAC, gamma=0.9)
-    batch = agent.buffer.sample(64, torch.Generator().manual_seed(1))
+    batch = agent.replay_buffer.sample(64, torch.Generator().manual_seed(1))
     batch = batch._replace(terminated=torch.arange(64) % 4 == 0)
     alpha = 0.37
     state = agent.generator.get_state()
@@ -189,7 +189,7 @@ def test_td3_and_ddpg_targets_equal_the_bellman_targets_computed_by_hand(cls):
     """y = r + γ (1 - d) min_i Q̄_i(s', clip(μ̄(s') + clip(0.2 ε, ±0.5), ±1)) for TD3, and
     without the noise and with its one critic for DDPG."""
     agent = _trained(cls, gamma=0.95)
-    batch = agent.buffer.sample(64, torch.Generator().manual_seed(1))
+    batch = agent.replay_buffer.sample(64, torch.Generator().manual_seed(1))
     batch = batch._replace(terminated=torch.arange(64) % 5 == 0)
     state = agent.generator.get_state()
     targets = agent.bellman_targets(batch).numpy()
@@ -215,7 +215,7 @@ def test_the_target_networks_follow_by_polyak_averaging(cls):
     if cls is not pc.rl.SAC:
         agent.n_updates = agent.config.policy_delay - 1  # the next update moves the targets
     old_target = [t.clone() for t in agent.critic_target.parameters()]
-    batch = agent.buffer.sample(16, agent.generator)
+    batch = agent.replay_buffer.sample(16, agent.generator)
     agent.gradient_step(batch)
     for before, target, online in zip(
         old_target, agent.critic_target.parameters(), agent.critic.parameters(), strict=True
@@ -233,9 +233,9 @@ def test_truncation_bootstraps_termination_does_not_and_autoresets_store_nothing
     env = gymnasium.make("Pendulum-v1", max_episode_steps=5)
     agent = cls(env, seed=0, n_envs=1, learning_starts=1_000, buffer_size=100, batch_size=16)
     agent.learn(18)
-    assert len(agent.buffer) == 15  # 18 steps: 3 episodes, 3 autoreset steps
-    obs, next_obs = agent.buffer.obs[:15].numpy(), agent.buffer.next_obs[:15].numpy()
-    assert not agent.buffer.terminated[:15].any()
+    assert len(agent.replay_buffer) == 15  # 18 steps: 3 episodes, 3 autoreset steps
+    obs, next_obs = agent.replay_buffer.obs[:15].numpy(), agent.replay_buffer.next_obs[:15].numpy()
+    assert not agent.replay_buffer.terminated[:15].any()
     for i in range(14):
         if i % 5 != 4:
             np.testing.assert_array_equal(next_obs[i], obs[i + 1])
@@ -243,11 +243,11 @@ def test_truncation_bootstraps_termination_does_not_and_autoresets_store_nothing
             assert not np.array_equal(next_obs[i], obs[i + 1])
             cos, sin = next_obs[i][:2]
             assert abs(cos**2 + sin**2 - 1) < 1e-5  # a real pendulum state
-    assert np.all(np.abs(agent.buffer.actions[:15].numpy()) <= 1)  # the policy's space
+    assert np.all(np.abs(agent.replay_buffer.actions[:15].numpy()) <= 1)  # the policy's space
 
     bandit = cls("probcalc/ContinuousBandit-v0", seed=0, n_envs=2, learning_starts=1_000)
     bandit.learn(20)
-    assert len(bandit.buffer) == 10 and bool(bandit.buffer.terminated[:10].all())
+    assert len(bandit.replay_buffer) == 10 and bool(bandit.replay_buffer.terminated[:10].all())
 
 
 @pytest.mark.parametrize("cls", OFF_POLICY, ids=IDS)
@@ -259,7 +259,7 @@ def test_actions_are_stored_in_minus_one_one_and_rescaled_to_the_box(cls):
     stored = np.array([[-1.0], [0.0], [0.5], [1.0]], dtype=np.float32)
     np.testing.assert_allclose(agent.to_environment(stored)[:, 0], [0.0, 2.0, 3.0, 4.0])
     agent.learn(30)
-    assert np.all(np.abs(agent.buffer.actions[:30].numpy()) <= 1)
+    assert np.all(np.abs(agent.replay_buffer.actions[:30].numpy()) <= 1)
     predicted = agent.predict(np.zeros(3, dtype=np.float32))
     assert predicted.shape == (1,) and 0 <= predicted[0] <= 4
 
@@ -309,7 +309,7 @@ def test_save_load_predict_round_trip(tmp_path, cls):
     assert _same_parameters(agent, loaded)
     obs = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
     np.testing.assert_array_equal(loaded.predict(obs), agent.predict(obs))
-    assert len(loaded.buffer) == 0  # save() leaves the buffer out; checkpoints hold it
+    assert len(loaded.replay_buffer) == 0  # save() leaves the buffer out; checkpoints hold it
     other = pc.rl.TD3 if cls is pc.rl.SAC else pc.rl.SAC
     with pytest.raises(CheckpointError, match=f"not of {other.__name__}"):
         other.load(tmp_path / "agent.pt")
@@ -346,9 +346,8 @@ def test_a_resumed_run_ends_bit_for_bit_where_the_uninterrupted_run_ends(tmp_pat
     assert resumed.num_timesteps == whole.num_timesteps == total
     assert resumed.n_updates == whole.n_updates > 0
     assert _same_parameters(whole, resumed)
-    assert torch.equal(
-        resumed.buffer.obs[: len(whole.buffer)], whole.buffer.obs[: len(whole.buffer)]
-    )
+    held = len(whole.replay_buffer)
+    assert torch.equal(resumed.replay_buffer.obs[:held], whole.replay_buffer.obs[:held])
     for first, second in zip(whole.optimizers(), resumed.optimizers(), strict=True):
         for a, b in zip(first.state.values(), second.state.values(), strict=True):
             assert torch.equal(a["exp_avg"], b["exp_avg"])
@@ -369,10 +368,10 @@ def test_a_checkpoint_whose_buffer_does_not_fit_is_named(tmp_path):
     other = pc.rl.SAC("Pendulum-v1", **{**SMALL, "buffer_size": 400}, seed=0)
     with pytest.raises(CheckpointError, match="buffer_size"):
         other.learn(120, resume_from=tmp_path / "checkpoint.pt")
-    assert other.num_timesteps == 0 and len(other.buffer) == 0
+    assert other.num_timesteps == 0 and len(other.replay_buffer) == 0
 
 
-@pytest.mark.parametrize("cls", OFF_POLICY, ids=IDS)
+@pytest.mark.parametrize("cls", [pc.rl.SAC, pc.rl.TD3], ids=["SAC", "TD3"])
 def test_progress_rows_every_thousand_steps_hold_the_losses_from_the_first(tmp_path, cls):
     """A row per 1,000 steps (and one at the end) with every loss column, NaN before the
     first update (learning starts at 1,500 here); the episodes column counts the episodes
