@@ -17,10 +17,12 @@ from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import gymnasium
 import numpy as np
 import torch
 from torch.distributions import Distribution
 
+from ..core import distributed
 from ..core.errors import NonFiniteError
 from ..core.random import Seed
 from ..mc.gradients import pathwise_grad
@@ -50,12 +52,24 @@ class OffPolicyAgent(Agent):
 
     Config: ClassVar[type[OffPolicyConfig]] = OffPolicyConfig
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        env: str | gymnasium.Env,
+        *,
+        config: OffPolicyConfig | None = None,
+        seed: Seed = None,
+        group: distributed.Group | bool = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__(env, config=config, seed=seed, group=group, **settings)
         obs_dim = math.prod(self.observation_shape)
         act_dim = math.prod(self.action_shape)
         self.replay_buffer = ReplayBuffer(self.config.buffer_size, obs_dim, act_dim, self.dtype)
         self.n_updates = 0  # gradient steps made (for delays and target intervals)
+        self._make_exploration()
+
+    def _make_exploration(self) -> None:
+        """Set up the exploration noise's state (none by default)."""
 
     def _check_group(self) -> None:
         if self.group is not False:

@@ -52,8 +52,7 @@ class TD3(OffPolicyAgent):
 
     Config: ClassVar[type[TD3Config]] = TD3Config
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
+    def _make_exploration(self) -> None:
         # the Ornstein-Uhlenbeck process of each environment (zeros for Gaussian noise)
         self._noise = torch.zeros((self.n_envs, math.prod(self.action_shape)), dtype=self.dtype)
 
