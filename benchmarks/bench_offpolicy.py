@@ -44,6 +44,7 @@ What is compared, on the CPU with one torch thread (Stable-Baselines3 with devic
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import platform
@@ -263,13 +264,11 @@ def run(
 # ---------------------------------------------------------------------- report
 def machine() -> dict[str, str]:
     cpu = platform.processor() or platform.machine()
-    try:
+    with contextlib.suppress(OSError):  # no /proc/cpuinfo: keep platform's name
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    except OSError:
-        pass
     return {
         "cpu": cpu,
         "python": platform.python_version(),
