@@ -5,15 +5,16 @@ Not a test; needs the bench and mujoco extras:
     bash .ci/venv python benchmarks/bench_mujoco.py --library probcalc
     bash .ci/venv python benchmarks/bench_mujoco.py --library sb3
     bash .ci/venv python benchmarks/bench_mujoco.py --report
-Each run writes benchmarks/results/mujoco_<library>.json; --report writes mujoco.md and
-mujoco_halfcheetah.png. The two runs can go side by side (one torch thread each).
+Each run writes benchmarks/results/mujoco_<library>_seed<seed>.json; --report writes
+mujoco.md and mujoco_halfcheetah.png over every seed run. The two runs can go side by side
+(one torch thread each).
 
-1,000,000 steps, seed 0, rl-zoo3's HalfCheetah settings for both (hyperparams/ppo.yml:
-normalize observations and rewards, 1 env, n_steps 512, batch 64, gamma 0.98, lr 2.0633e-5,
-ent_coef 0.000401762, clip 0.1, 20 epochs, GAE λ 0.92, max_grad_norm 0.8, vf_coef 0.58096,
-log_std_init -2, no orthogonal init, ReLU, 256x256 for policy and critic). Scored by the
-same code: 10 deterministic episodes (seeds 1000 to 1009) with the observation
-normalization frozen.
+1,000,000 steps (--seed: 0, 1 and 2 for probcalc, 0 for Stable-Baselines3), rl-zoo3's
+HalfCheetah settings for both (hyperparams/ppo.yml: normalize observations and rewards,
+1 env, n_steps 512, batch 64, gamma 0.98, lr 2.0633e-5, ent_coef 0.000401762, clip 0.1,
+20 epochs, GAE λ 0.92, max_grad_norm 0.8, vf_coef 0.58096, log_std_init -2, no orthogonal
+init, ReLU, 256x256 for policy and critic). Scored by the same code: 10 deterministic
+episodes (seeds 1000 to 1009) with the observation normalization frozen.
 """
 
 from __future__ import annotations
@@ -107,35 +108,44 @@ def report() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("mujoco_*.json"))]
+    runs: dict[str, list[dict]] = {}
+    for path in sorted(RESULTS.glob("mujoco_*_seed*.json")):
+        run = json.loads(path.read_text())
+        run["seed"] = int(path.stem.rsplit("seed", 1)[1])
+        runs.setdefault(run["library"], []).append(run)
     lines = [
         "# PPO on HalfCheetah-v5: probcalc vs Stable-Baselines3",
         "",
-        "1,000,000 steps, seed 0, rl-zoo3 settings (see benchmarks/bench_mujoco.py), "
-        "one torch thread each, the two runs side by side on the 2-core machine.",
+        "1,000,000 steps, rl-zoo3 settings (see benchmarks/bench_mujoco.py), one torch thread "
+        "each, on the 2-core machine with another run beside each. Return: mean of 10 "
+        "deterministic episodes per seed.",
         "",
-        "| library | evaluation return (10 episodes) | steps/s | wall time |",
-        "|---|---:|---:|---:|",
+        "| library | seeds | return per seed | mean return | steps/s per seed | "
+        "wall time per seed |",
+        "|---|---|---|---:|---|---|",
     ]
     figure, axis = plt.subplots(figsize=(7, 4))
-    for run in runs:
-        returns = np.array(run["returns"])
-        speed, minutes = run["steps"] / run["wall"], run["wall"] / 60
+    for library, seeds in runs.items():
+        means = [float(np.mean(run["returns"])) for run in seeds]
+        speeds = ", ".join(f"{run['steps'] / run['wall']:.0f}" for run in seeds)
+        minutes = ", ".join(f"{run['wall'] / 60:.1f} min" for run in seeds)
         lines.append(
-            f"| {run['library']} | {returns.mean():.0f} ± {returns.std():.0f} | "
-            f"{speed:.0f} | {minutes:.1f} min |"
+            f"| {library} | {', '.join(str(run['seed']) for run in seeds)} | "
+            f"{', '.join(f'{m:.0f}' for m in means)} | {np.mean(means):.0f} | {speeds} | "
+            f"{minutes} |"
         )
-        steps, values = np.array(run["episodes"]).T
-        window = 10
-        axis.plot(
-            steps[window - 1 :],
-            np.convolve(values, np.ones(window) / window, "valid"),
-            label=run["library"],
-        )
+        for run in seeds:
+            steps, values = np.array(run["episodes"]).T
+            window = 10
+            axis.plot(
+                steps[window - 1 :],
+                np.convolve(values, np.ones(window) / window, "valid"),
+                label=f"{library}, seed {run['seed']}",
+            )
     axis.set_xlabel("environment steps")
     axis.set_ylabel("episode return (mean of 10)")
-    axis.set_title("PPO on HalfCheetah-v5, rl-zoo3 settings, seed 0")
-    axis.legend()
+    axis.set_title("PPO on HalfCheetah-v5, rl-zoo3 settings")
+    axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(RESULTS / "mujoco_halfcheetah.png", dpi=110)
     (RESULTS / "mujoco.md").write_text("\n".join(lines) + "\n")
@@ -156,7 +166,7 @@ def main() -> None:
     run = run_probcalc if args.library == "probcalc" else run_sb3
     result = run(args.steps, args.seed)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"mujoco_{args.library}.json").write_text(json.dumps(result))
+    (RESULTS / f"mujoco_{args.library}_seed{args.seed}.json").write_text(json.dumps(result))
     print(result["library"], np.mean(result["returns"]), result["steps"] / result["wall"])
 
 

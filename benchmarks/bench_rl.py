@@ -9,15 +9,15 @@ Writes benchmarks/results/rl.md and one learning-curve PNG per task.
 Every pair runs with the same settings and network sizes (64x64 tanh MLPs for policy and
 critic, state-independent log-std, Stable-Baselines3's defaults wherever a setting is not
 listed), seeds 0, 1, 2, on the CPU with one torch thread, one run after the other. rl-zoo3's
-tuned settings use gSDE for these tasks; probcalc has no gSDE, so it is left out on both
-sides. Each trained policy is scored by the same code: the mean undiscounted return of 10
+tuned settings use gSDE for these tasks; this benchmark leaves it out on both sides
+(bench_time_to_score.py uses it). Each trained policy is scored by the same code: the mean undiscounted return of 10
 deterministic episodes (seeds 1000 to 1009), observation normalization frozen. Steps per
 second is environment steps over the wall time of learn(), rollouts and updates included.
 
 - Pendulum-v1, 100,000 steps. PPO: rl-zoo3's hyperparams/ppo.yml (4 envs, n_steps 1024,
-  gamma 0.9, GAE λ 0.95, 10 epochs, lr 1e-3, clip 0.2). TRPO: rl-zoo3's hyperparams/trpo.yml
-  as we recall it (2 envs, n_steps 1024, gamma 0.9, 20 critic updates, lr 1e-3: the file
-  could not be fetched from this machine); NaturalPG: the same without the line search.
+  gamma 0.9, GAE λ 0.95, 10 epochs, lr 1e-3, clip 0.2). TRPO: 2 envs, n_steps 1024, gamma 0.9, 20
+  critic updates, lr 1e-3 (rl-zoo3's hyperparams/trpo.yml has 15 critic updates, and gSDE);
+  NaturalPG: the same without the line search.
 - MountainCarContinuous-v0. PPO: rl-zoo3's settings (normalized observations and rewards,
   1 env, n_steps 8, batch 256, gamma 0.9999, lr 7.77e-5, ent_coef 0.00429, clip 0.1,
   10 epochs, GAE λ 0.9, max_grad_norm 5, vf_coef 0.19, log_std_init -3.29, no orthogonal

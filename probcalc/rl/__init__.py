@@ -10,7 +10,8 @@
   :class:`SACConfig`, ...), normalization, the training loop with progress bar,
   CSV/TensorBoard logs, checkpoints and resume, save/load, predict.
 - Building blocks: :func:`generalized_advantages` (time limits and autoreset steps done
-  right), Gaussian and tanh-squashed Gaussian policies, running normalizers.
+  right), Gaussian and tanh-squashed Gaussian policies, with generalized state-dependent
+  exploration (gSDE, ``use_sde``) for every stochastic policy, running normalizers.
 - :func:`evaluate` scores an agent; :func:`load` reads any saved agent;
   :data:`TUNED` holds per-task settings with their sources; :func:`settings` lists an
   algorithm's settings (names, types, defaults), which the agents check on construction.
@@ -43,6 +44,8 @@ from .policies import (
     DeterministicActor,
     GaussianPolicy,
     SquashedGaussianPolicy,
+    SquashedStateDependentPolicy,
+    StateDependentGaussianPolicy,
     TanhGaussianActor,
     mlp,
 )
@@ -53,7 +56,7 @@ from .rollout import Episode, Rollout
 from .sac import SAC
 from .settings import check_settings, settings
 from .td3 import DDPG, TD3
-from .tuned import TUNED, tuned, tuned_steps
+from .tuned import TASKS, TUNED, tuned, tuned_steps
 
 ALGORITHMS = {
     "reinforce": REINFORCE,
@@ -73,6 +76,7 @@ __all__ = [
     "PPO",
     "REINFORCE",
     "SAC",
+    "TASKS",
     "TD3",
     "TRPO",
     "TUNED",
@@ -102,6 +106,8 @@ __all__ = [
     "RunningMeanStd",
     "SACConfig",
     "SquashedGaussianPolicy",
+    "SquashedStateDependentPolicy",
+    "StateDependentGaussianPolicy",
     "TD3Config",
     "TRPOConfig",
     "TanhGaussianActor",

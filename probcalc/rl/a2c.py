@@ -64,7 +64,9 @@ class A2C(ActorCritic):
             raise ValueError("the rollout holds no transition (only autoreset steps)")
         if self.config.normalize_advantage and union_count > 1:
             advantages = self.standardize(advantages, union_count)
-        log_prob, entropy = self.policy.log_prob_and_entropy(flat["obs"], flat["actions"])
+        log_prob, entropy = self.policy.log_prob_and_entropy(
+            flat["obs"], flat["actions"], checked=True
+        )
         # the score-function estimator of probcalc.mc, with the critic as its baseline
         pg_loss = -score_function_surrogate(log_prob, advantages, reduction="sum") / union_count
         predicted = self.value(flat["obs"]).squeeze(-1)

@@ -32,7 +32,12 @@ from ..core.random import Seed, check_seed, integer_seed
 from . import persistence
 from .config import ACTIVATIONS, AgentConfig, OnPolicyConfig, describe, parse_dtype
 from .normalization import ObservationNormalizer, RewardNormalizer
-from .policies import GaussianPolicy, SquashedGaussianPolicy
+from .policies import (
+    GaussianPolicy,
+    SquashedGaussianPolicy,
+    SquashedStateDependentPolicy,
+    StateDependentGaussianPolicy,
+)
 from .rollout import Episode, Rollout, collect_rollout
 from .schedules import schedule_factor
 from .settings import check_settings, fits
@@ -685,7 +690,12 @@ class OnPolicyAgent(Agent):
     def _build_networks(self, obs_dim: int, act_dim: int) -> None:
         """The policy (subclasses add theirs after it), seeded by ``config.seed``."""
         config = self.config
-        policy_class = SquashedGaussianPolicy if config.squash else GaussianPolicy
+        policy_class = {
+            (False, False): GaussianPolicy,
+            (True, False): SquashedGaussianPolicy,
+            (False, True): StateDependentGaussianPolicy,
+            (True, True): SquashedStateDependentPolicy,
+        }[config.squash, config.use_sde]
         with _initialization(config.seed, self.dtype):
             self.policy = policy_class(
                 obs_dim,

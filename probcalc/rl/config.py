@@ -96,6 +96,11 @@ def _within(name: str, value: float, low: float, high: float) -> None:
         raise ValueError(f"{name} must lie in [{low}, {high}], got {value}")
 
 
+def _check_sde_sample_freq(value: int) -> None:
+    if value != -1:
+        _at_least("sde_sample_freq (or -1)", value, 1)
+
+
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     import typing
@@ -230,6 +235,11 @@ class OnPolicyConfig(AgentConfig):
         learn_std: whether the log standard deviation is trained (else fixed exploration).
         normalize_rewards: running scaling of the rewards by the standard deviation of the
             discounted return under gamma (saved with the agent).
+        use_sde: generalized state-dependent exploration (gSDE, as Stable-Baselines3's):
+            the noise is φ(s) W, φ the policy's last hidden features and W ~ N(0, σ²) a
+            (features, act_dim) matrix per environment held for sde_sample_freq steps;
+            log_std_init then starts log σ.
+        sde_sample_freq: the steps between two draws of W (-1: one draw per rollout).
     """
 
     squash: bool = False
@@ -238,10 +248,13 @@ class OnPolicyConfig(AgentConfig):
     log_std_init: float = 0.0
     learn_std: bool = True
     normalize_rewards: bool = False
+    use_sde: bool = False
+    sde_sample_freq: int = -1
 
     def check(self) -> None:
         super().check()
         _at_least("n_steps", self.n_steps, 1)
+        _check_sde_sample_freq(self.sde_sample_freq)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -490,11 +503,20 @@ class SACConfig(OffPolicyConfig):
         target_entropy: the entropy the learned α aims at: "auto" (-act_dim) or a number.
         target_update_interval: the target critics are updated every this many gradient
             steps (>= 1).
+        use_sde: generalized state-dependent exploration (gSDE, as Stable-Baselines3's):
+            σ(s)² = Σ_j φ_j(s)² σ_j², φ the actor's last hidden features, and the noise
+            while acting is φ(s) W with W ~ N(0, σ²) held for sde_sample_freq steps.
+        sde_sample_freq: the steps between two draws of W (-1: one draw per round of
+            train_freq steps).
+        log_std_init: the starting log σ of gSDE (unused without use_sde).
     """
 
     ent_coef: float | str = "auto"
     target_entropy: float | str = "auto"
     target_update_interval: int = 1
+    use_sde: bool = False
+    sde_sample_freq: int = -1
+    log_std_init: float = -3.0
 
     owner: ClassVar[str] = "SAC"
 
@@ -514,6 +536,9 @@ class SACConfig(OffPolicyConfig):
                 f"target_entropy must be 'auto' or a number, got {self.target_entropy!r}"
             )
         _at_least("target_update_interval", self.target_update_interval, 1)
+        _check_sde_sample_freq(self.sde_sample_freq)
+        if not math.isfinite(self.log_std_init):
+            raise ValueError(f"log_std_init must be finite, got {self.log_std_init}")
 
     @property
     def learns_ent_coef(self) -> bool:

@@ -104,13 +104,17 @@ class OffPolicyAgent(Agent):
         self.critic_target = self.critic.target_copy()
         self.networks.update(critic=self.critic, critic_target=self.critic_target)
 
-    def _build_actor(self, actor_class: type[torch.nn.Module], obs_dim: int, act_dim: int) -> None:
+    def _build_actor(
+        self, actor_class: type[torch.nn.Module], obs_dim: int, act_dim: int, **options: Any
+    ) -> None:
         """The policy network, seeded by ``config.seed`` (``policy="linear"``: no hidden
-        layers), as ``policy``."""
+        layers), as ``policy``; ``options`` go to ``actor_class``."""
         config = self.config
         hidden = config.hidden if config.policy == "mlp" else ()
         with _initialization(config.seed, self.dtype):
-            self.policy = actor_class(obs_dim, act_dim, hidden, ACTIVATIONS[config.activation])
+            self.policy = actor_class(
+                obs_dim, act_dim, hidden, ACTIVATIONS[config.activation], **options
+            )
         self.networks["policy"] = self.policy
 
     # ------------------------------------------------------------------ acting
@@ -121,6 +125,10 @@ class OffPolicyAgent(Agent):
 
     def reset_exploration(self, done: np.ndarray) -> None:
         """Called with the environments whose episode just ended (noise processes reset)."""
+
+    def resample_exploration(self, step: int) -> None:
+        """Called before each step of a round, ``step`` counting from 0 within the round
+        (gSDE draws its matrices here)."""
 
     def _step_environments(self) -> None:
         """One step of every environment; the real transitions go into the buffer."""
@@ -209,7 +217,8 @@ class OffPolicyAgent(Agent):
     def train_round(self) -> dict[str, float]:
         """``train_freq`` steps of every environment, then (past learning_starts)
         ``gradient_steps`` updates; returns the updates' mean losses (none before)."""
-        for _ in range(self.config.train_freq):
+        for step in range(self.config.train_freq):
+            self.resample_exploration(step)
             self._step_environments()
         if self.num_timesteps <= self.config.learning_starts or len(self.replay_buffer) == 0:
             return {}

@@ -17,11 +17,14 @@ from torch import nn
 from torch.distributions import Independent, Normal, TanhTransform, TransformedDistribution
 
 from ..mc.point_mass import PointMass
+from .sde import HeldExploration, sde_log_std
 
 __all__ = [
     "DeterministicActor",
     "GaussianPolicy",
     "SquashedGaussianPolicy",
+    "SquashedStateDependentPolicy",
+    "StateDependentGaussianPolicy",
     "TanhGaussianActor",
     "mlp",
 ]
@@ -159,8 +162,13 @@ class GaussianPolicy(nn.Module):
         )
         self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
 
-    def _inputs(self, obs: object, *actions: object) -> tuple[torch.Tensor, ...]:
-        """obs (and actions) checked and cast to the policy's dtype (see the class doc)."""
+    def _inputs(
+        self, obs: object, *actions: object, checked: bool = False
+    ) -> tuple[torch.Tensor, ...]:
+        """obs (and actions) checked and cast to the policy's dtype (see the class doc);
+        ``checked``: they are a rollout's, already checked and cast, and pass as they are."""
+        if checked:
+            return (obs, *actions)
         first = self.mean[0]
         dtype = first.weight.dtype  # the networks' (theta's, under functional_call)
         obs = _data(obs, "obs", dtype, first.in_features)
@@ -193,16 +201,20 @@ class GaussianPolicy(nn.Module):
         z = (actions - mean) * torch.exp(-log_std)
         return (-0.5 * z**2 - log_std - _LOG_SQRT_2PI).sum(-1)
 
-    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """log π(actions | obs), shape (batch,)."""
-        obs, actions = self._inputs(obs, actions)
+    def log_prob(
+        self, obs: torch.Tensor, actions: torch.Tensor, checked: bool = False
+    ) -> torch.Tensor:
+        """log π(actions | obs), shape (batch,); ``checked``: the inputs are a rollout's, known
+        to be finite, of the right shape and dtype (the update's hot path skips the checks)."""
+        obs, actions = self._inputs(obs, actions, checked=checked)
         return self.log_prob_given(self.mean(obs), self.log_std, actions)
 
     def log_prob_and_entropy(
-        self, obs: torch.Tensor, actions: torch.Tensor
+        self, obs: torch.Tensor, actions: torch.Tensor, checked: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """log π(actions | obs) and the entropy of π(· | obs), both (batch,)."""
-        log_prob = self.log_prob(obs, actions)
+        """log π(actions | obs) and the entropy of π(· | obs), both (batch,); ``checked`` as
+        for :meth:`log_prob`."""
+        log_prob = self.log_prob(obs, actions, checked)
         entropy = (self.log_std + _ENTROPY_CONSTANT).sum().expand_as(log_prob)
         return log_prob, entropy
 
@@ -237,9 +249,9 @@ class SquashedGaussianPolicy(GaussianPolicy):
         return super().log_prob_given(mean, log_std, pre) - correction.sum(-1)
 
     def log_prob_and_entropy(
-        self, obs: torch.Tensor, actions: torch.Tensor
+        self, obs: torch.Tensor, actions: torch.Tensor, checked: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        log_prob = self.log_prob(obs, actions)
+        log_prob = self.log_prob(obs, actions, checked)
         return log_prob, -log_prob
 
     def sample(
@@ -251,13 +263,107 @@ class SquashedGaussianPolicy(GaussianPolicy):
         return torch.tanh(super().sample(obs, deterministic, generator))
 
 
+class StateDependentGaussianPolicy(HeldExploration, GaussianPolicy):
+    """π(a | s) = N(μ(s), diag Σ_j φ_j(s)² σ_j²) with generalized state-dependent exploration
+    (gSDE, Stable-Baselines3's ``use_sde``; see :mod:`probcalc.rl.sde`): φ(s) are the last
+    hidden layer's outputs (the observation for ``hidden=()``), read detached as
+    Stable-Baselines3's on-policy gSDE does, and ``log_std`` = log σ is a (n_features,
+    act_dim) parameter, all ``log_std_init`` at the start.
+
+    While training, :meth:`sample` adds φ(s) W with one matrix W ~ N(0, σ²) per environment,
+    held between calls of :meth:`reset_noise`; ``forward`` gives the state-dependent
+    log standard deviation (batch, act_dim) of the action for a fresh W, from which the
+    log-probabilities, entropies, KL divergences and Fisher products are computed exactly
+    as for :class:`GaussianPolicy`.
+
+    Raises:
+        TypeError, ValueError: as :class:`GaussianPolicy`.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: tuple[int, ...] = (64, 64),
+        log_std_init: float = 0.0,
+        ortho_init: bool = False,
+        activation: type[nn.Module] = nn.Tanh,
+    ) -> None:
+        super().__init__(obs_dim, act_dim, hidden, log_std_init, ortho_init, activation)
+        n_features = self.mean[-1].in_features
+        self.log_std = nn.Parameter(torch.full((n_features, act_dim), float(log_std_init)))
+
+    def features_and_mean(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """φ(s) (batch, n_features) and μ(s) (batch, act_dim) at checked observations."""
+        features = obs
+        for layer in itertools.islice(self.mean, len(self.mean) - 1):
+            features = layer(features)
+        return features, self.mean[-1](features)
+
+    def _mean_and_log_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features, mean = self.features_and_mean(obs)
+        return mean, sde_log_std(features.detach(), self.log_std)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean (batch, act_dim) and the state-dependent log standard deviation of the
+        action (batch, act_dim) at observations (batch, obs_dim)."""
+        (obs,) = self._inputs(obs)
+        return self._mean_and_log_std(obs)
+
+    def distribution(self, obs: torch.Tensor) -> Independent:
+        mean, log_std = self(obs)
+        return Independent(Normal(mean, torch.exp(log_std)), 1)
+
+    def log_prob(
+        self, obs: torch.Tensor, actions: torch.Tensor, checked: bool = False
+    ) -> torch.Tensor:
+        obs, actions = self._inputs(obs, actions, checked=checked)
+        return self.log_prob_given(*self._mean_and_log_std(obs), actions)
+
+    def log_prob_and_entropy(
+        self, obs: torch.Tensor, actions: torch.Tensor, checked: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        obs, actions = self._inputs(obs, actions, checked=checked)
+        mean, log_std = self._mean_and_log_std(obs)
+        entropy = (log_std + _ENTROPY_CONSTANT).sum(-1)
+        return self.log_prob_given(mean, log_std, actions), entropy
+
+    def sample(
+        self,
+        obs: torch.Tensor,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Actions (batch, act_dim): the mean, or the mean plus φ(s) W with the held
+        matrices when there is one per observation, else a fresh draw with ``generator``."""
+        (obs,) = self._inputs(obs)
+        features, mean = self.features_and_mean(obs)
+        if deterministic:
+            return mean
+        log_std = sde_log_std(features, self.log_std)
+        return mean + self.exploration_noise(features, log_std, generator)
+
+
+class SquashedStateDependentPolicy(SquashedGaussianPolicy, StateDependentGaussianPolicy):
+    """a = tanh(u), u from :class:`StateDependentGaussianPolicy` (gSDE), with the log-density
+    of :class:`SquashedGaussianPolicy`."""
+
+
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # Stable-Baselines3's and CleanRL's bounds for SAC
 
 
-class TanhGaussianActor(nn.Module):
+SDE_CLIP_MEAN = 2.0  # Stable-Baselines3's clip_mean: with gSDE, μ(s) is clipped to [-2, 2]
+
+
+class TanhGaussianActor(HeldExploration, nn.Module):
     """SAC's policy: a = tanh(u), u ~ N(μ(s), diag σ(s)²), both the mean and the log
     standard deviation outputs of one network (a shared trunk of ``hidden`` layers, then
     two linear heads; ``hidden=()``: both linear in s), log σ clamped to [-20, 2].
+
+    With ``use_sde``, as Stable-Baselines3's SAC: σ(s)² = Σ_j φ_j(s)² σ_j², φ(s) the trunk's
+    output (trained through this too), ``log_std`` a (n_features, act_dim) parameter starting
+    at ``log_std_init``, μ(s) clipped to [-2, 2]; :meth:`sample` adds φ(s) W with the
+    matrices held by :meth:`reset_noise` (see :mod:`probcalc.rl.sde`).
 
     ``distribution`` is torch's TransformedDistribution with a TanhTransform that caches its
     input, so ``log_prob`` of a draw reuses u: log π(a) = log N(u) - Σ log(1 - tanh(u)²),
@@ -273,24 +379,40 @@ class TanhGaussianActor(nn.Module):
         act_dim: int,
         hidden: tuple[int, ...] = (256, 256),
         activation: type[nn.Module] = nn.ReLU,
+        use_sde: bool = False,
+        log_std_init: float = -3.0,
     ) -> None:
         super().__init__()
         obs_dim, act_dim, hidden = checked_network_sizes(obs_dim, act_dim, hidden, activation)
+        log_std_init = _finite_number(log_std_init, "log_std_init")
         trunk = mlp([obs_dim, *hidden], activation) if hidden else nn.Sequential()
         if hidden:
             trunk.append(activation())
         self.trunk = trunk
         width = hidden[-1] if hidden else obs_dim
         self.mean = nn.Linear(width, act_dim)
-        self.log_std = nn.Linear(width, act_dim)
+        self.use_sde = bool(use_sde)
+        if self.use_sde:
+            self.log_std = nn.Parameter(torch.full((width, act_dim), log_std_init))
+        else:
+            self.log_std = nn.Linear(width, act_dim)
         self.obs_dim, self.act_dim = obs_dim, act_dim
 
-    def parameters_of(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """μ(s) and the clamped log σ(s), each (batch, act_dim), for observations known to
-        be checked (a replay buffer's)."""
+    def _features_and_parameters(
+        self, obs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         features = self.trunk(obs)
+        if self.use_sde:
+            mean = self.mean(features).clamp(-SDE_CLIP_MEAN, SDE_CLIP_MEAN)
+            return features, mean, sde_log_std(features, self.log_std)
         log_std = self.log_std(features).clamp(LOG_STD_MIN, LOG_STD_MAX)
-        return self.mean(features), log_std
+        return features, self.mean(features), log_std
+
+    def parameters_of(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """μ(s) and the log σ(s) (clamped, or gSDE's), each (batch, act_dim), for
+        observations known to be checked (a replay buffer's)."""
+        _, mean, log_std = self._features_and_parameters(obs)
+        return mean, log_std
 
     def distribution(self, obs: torch.Tensor, checked: bool = False) -> TransformedDistribution:
         """π(· | s) at observations (batch, obs_dim): batch shape (batch,), event (act_dim,).
@@ -308,11 +430,14 @@ class TanhGaussianActor(nn.Module):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Actions (batch, act_dim) in (-1, 1): tanh of the mean, or of a draw using
-        ``generator``."""
+        ``generator`` (with ``use_sde``, the held matrices' noise when there is one per
+        observation)."""
         obs = _data(obs, "obs", self.mean.weight.dtype, self.obs_dim)
-        mean, log_std = self.parameters_of(obs)
+        features, mean, log_std = self._features_and_parameters(obs)
         if deterministic:
             return torch.tanh(mean)
+        if self.use_sde:
+            return torch.tanh(mean + self.exploration_noise(features, log_std, generator))
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
         return torch.tanh(mean + log_std.exp() * noise)
 

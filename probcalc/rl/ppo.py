@@ -94,7 +94,9 @@ class PPO(ActorCritic):
                 if union_count < 2:
                     continue
                 mb = {name: tensor[rows] for name, tensor in shuffled.items()}
-                new_log_prob, entropy = self.policy.log_prob_and_entropy(mb["obs"], mb["actions"])
+                new_log_prob, entropy = self.policy.log_prob_and_entropy(
+                    mb["obs"], mb["actions"], checked=True
+                )
                 with torch.no_grad():
                     log_ratio = new_log_prob - mb["old_log_prob"]
                     ratio = log_ratio.exp()

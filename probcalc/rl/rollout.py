@@ -55,8 +55,11 @@ def collect_rollout(agent: OnPolicyAgent, episodes: list[Episode]) -> Rollout:
     """
     n_envs, world_size = agent.n_envs, agent.world_size
     columns: dict[str, list] = {name: [] for name in Rollout._fields}
+    use_sde, sde_sample_freq = agent.config.use_sde, agent.config.sde_sample_freq
     with torch.no_grad():
         for step in range(agent.n_steps):
+            if use_sde and (step == 0 or (sde_sample_freq > 0 and step % sde_sample_freq == 0)):
+                agent.policy.reset_noise(n_envs, agent.generator)  # gSDE's held matrices
             obs_t = agent.policy_input(agent._obs)
             action = agent.policy.sample(obs_t, generator=agent.generator).numpy()
             obs, reward, terminated, truncated, _ = agent.envs.step(agent.to_environment(action))

@@ -61,7 +61,13 @@ class SAC(OffPolicyAgent):
 
     def _build_networks(self, obs_dim: int, act_dim: int) -> None:
         config = self.config
-        self._build_actor(TanhGaussianActor, obs_dim, act_dim)
+        self._build_actor(
+            TanhGaussianActor,
+            obs_dim,
+            act_dim,
+            use_sde=config.use_sde,
+            log_std_init=config.log_std_init,
+        )
         self._build_critics(obs_dim, act_dim)
         # α starts at ent_coef ("auto": 1, "auto_X": X); a fixed α is read from the config
         self.temperature = Temperature(config.initial_ent_coef if config.learns_ent_coef else 1.0)
@@ -102,6 +108,13 @@ class SAC(OffPolicyAgent):
 
     def exploration_actions(self, obs: torch.Tensor) -> torch.Tensor:
         return self.policy.sample(obs, generator=self.generator)
+
+    def resample_exploration(self, step: int) -> None:
+        """gSDE: fresh matrices at the start of a round and every sde_sample_freq steps of
+        it, as Stable-Baselines3's SAC."""
+        frequency = self.config.sde_sample_freq
+        if self.config.use_sde and (step == 0 or (frequency > 0 and step % frequency == 0)):
+            self.policy.reset_noise(self.n_envs, self.generator)
 
     def bellman_targets(self, batch: Transitions, alpha: float | torch.Tensor) -> torch.Tensor:
         """y = r + γ (1 - d) (min_i Q̄_i(s', a') - α log π(a' | s')), a' drawn from π with

@@ -11,12 +11,48 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["TUNED", "tuned", "tuned_steps"]
+__all__ = ["TASKS", "TUNED", "tuned", "tuned_steps"]
 
+TASKS = ("Pendulum-v1", "MountainCarContinuous-v0", "HalfCheetah-v5", "Hopper-v5")
+"""The tasks every algorithm has tuned settings for."""
+
+_MUJOCO = ("HalfCheetah-v5", "Hopper-v5")
+# rl-zoo3's "normalize: true": running normalization of observations and rewards
+_NORMALIZE = {"normalize_observations": True, "normalize_rewards": True}
+# Stable-Baselines3's policy: 64x64 tanh, orthogonal init, log-std 0 (probcalc's on-policy
+# defaults); rl-zoo3's MuJoCo PPO entries change it to this
+_MUJOCO_POLICY = {
+    "log_std_init": -2.0,
+    "ortho_init": False,
+    "activation": "relu",
+    "hidden": (256, 256),
+}
+# Stable-Baselines3's A2C defaults where probcalc's differ (one environment, as rl-zoo3)
+_A2C_DEFAULTS = {"n_envs": 1}
+# sb3-contrib's TRPO defaults where probcalc's differ (one environment, 2048 steps)
+_TRPO_DEFAULTS = {"n_envs": 1, "n_steps": 2048}
+_TRPO_MUJOCO = {
+    **_TRPO_DEFAULTS,
+    **_NORMALIZE,
+    "n_envs": 2,
+    "n_steps": 1024,
+    "critic_batch_size": 128,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "cg_iterations": 25,
+    "cg_damping": 0.1,
+    "critic_epochs": 20,
+    "learning_rate": 1e-3,
+}
+
+# Every entry names its source. rl-zoo3's files are hyperparams/<algorithm>.yml of
+# DLR-RM/rl-baselines3-zoo (their MuJoCo entries name -v4 tasks; the same settings serve
+# -v5 here), written in probcalc's names: normalize -> normalize_observations and
+# normalize_rewards, net_arch -> hidden, activation_fn -> activation, n_critic_updates ->
+# critic_epochs, cg_max_steps -> cg_iterations, target_kl (TRPO) -> max_kl,
+# use_rms_prop -> optimizer, lin_X -> learning_rate X with lr_schedule "linear".
 TUNED: dict[str, dict[str, dict[str, Any]]] = {
     "ppo": {
-        # rl-zoo3, hyperparams/ppo.yml, Pendulum-v1 (rl-zoo3 adds gSDE, which probcalc does
-        # not have; these are the settings of the README's benchmark against Stable-Baselines3)
         "Pendulum-v1": {
             "n_envs": 4,
             "n_steps": 1024,
@@ -26,12 +62,142 @@ TUNED: dict[str, dict[str, dict[str, Any]]] = {
             "ent_coef": 0.0,
             "learning_rate": 1e-3,
             "clip_range": 0.2,
+            "use_sde": True,
+            "sde_sample_freq": 4,
             "total_steps": 100_000,
-            "source": "rl-zoo3 hyperparams/ppo.yml (without gSDE)",
+            "source": "rl-zoo3 hyperparams/ppo.yml",
+        },
+        "MountainCarContinuous-v0": {
+            **_NORMALIZE,
+            "n_envs": 1,
+            "n_steps": 8,
+            # rl-zoo3 gives batch_size 256 with a rollout of 8 transitions: Stable-Baselines3
+            # then trains on the whole rollout, which probcalc asks for explicitly
+            "batch_size": 8,
+            "gamma": 0.9999,
+            "learning_rate": 7.77e-05,
+            "ent_coef": 0.00429,
+            "clip_range": 0.1,
+            "n_epochs": 10,
+            "gae_lambda": 0.9,
+            "max_grad_norm": 5.0,
+            "vf_coef": 0.19,
+            "use_sde": True,
+            "log_std_init": -3.29,
+            "ortho_init": False,
+            "total_steps": 20_000,
+            "source": "rl-zoo3 hyperparams/ppo.yml (batch_size: the whole rollout of 8)",
+        },
+        "HalfCheetah-v5": {
+            **_NORMALIZE,
+            **_MUJOCO_POLICY,
+            "n_envs": 1,
+            "n_steps": 512,
+            "batch_size": 64,
+            "gamma": 0.98,
+            "learning_rate": 2.0633e-05,
+            "ent_coef": 0.000401762,
+            "clip_range": 0.1,
+            "n_epochs": 20,
+            "gae_lambda": 0.92,
+            "max_grad_norm": 0.8,
+            "vf_coef": 0.58096,
+            "total_steps": 1_000_000,
+            "source": "rl-zoo3 hyperparams/ppo.yml (HalfCheetah-v4)",
+        },
+        "Hopper-v5": {
+            **_NORMALIZE,
+            **_MUJOCO_POLICY,
+            "n_envs": 1,
+            "n_steps": 512,
+            "batch_size": 32,
+            "gamma": 0.999,
+            "learning_rate": 9.80828e-05,
+            "ent_coef": 0.00229519,
+            "clip_range": 0.2,
+            "n_epochs": 5,
+            "gae_lambda": 0.99,
+            "max_grad_norm": 0.7,
+            "vf_coef": 0.835671,
+            "total_steps": 1_000_000,
+            "source": "rl-zoo3 hyperparams/ppo.yml (Hopper-v4)",
+        },
+    },
+    "a2c": {
+        "Pendulum-v1": {
+            **_NORMALIZE,
+            "n_envs": 8,
+            "n_steps": 8,
+            "ent_coef": 0.0,
+            "max_grad_norm": 0.5,
+            "gae_lambda": 0.9,
+            "vf_coef": 0.4,
+            "gamma": 0.9,
+            "optimizer": "rmsprop",
+            "normalize_advantage": False,
+            "learning_rate": 7e-4,
+            "lr_schedule": "linear",
+            "use_sde": True,
+            "log_std_init": -2.0,
+            "ortho_init": False,
+            "total_steps": 1_000_000,
+            "source": "rl-zoo3 hyperparams/a2c.yml",
+        },
+        "MountainCarContinuous-v0": {
+            **_NORMALIZE,
+            "n_envs": 4,
+            "n_steps": 100,
+            "ent_coef": 0.0,
+            "use_sde": True,
+            "sde_sample_freq": 16,
+            "log_std_init": 0.0,
+            "ortho_init": False,
+            "total_steps": 100_000,
+            "source": "rl-zoo3 hyperparams/a2c.yml",
+        },
+        **{
+            task: {
+                **_A2C_DEFAULTS,
+                **_NORMALIZE,
+                "total_steps": 1_000_000,
+                "source": "rl-zoo3 hyperparams/a2c.yml (MuJoCo defaults: -v4 tasks)",
+            }
+            for task in _MUJOCO
+        },
+    },
+    "trpo": {
+        "Pendulum-v1": {
+            "n_envs": 2,
+            "n_steps": 1024,
+            "gamma": 0.9,
+            "critic_epochs": 15,
+            "use_sde": True,
+            "sde_sample_freq": 4,
+            "total_steps": 100_000,
+            "source": "rl-zoo3 hyperparams/trpo.yml",
+        },
+        "MountainCarContinuous-v0": {
+            **_TRPO_DEFAULTS,
+            **_NORMALIZE,
+            "n_envs": 2,
+            "use_sde": True,
+            "sde_sample_freq": 4,
+            "total_steps": 50_000,
+            "source": "rl-zoo3 hyperparams/trpo.yml",
+        },
+        "HalfCheetah-v5": {
+            **_TRPO_MUJOCO,
+            "max_kl": 0.04,
+            "total_steps": 1_000_000,
+            "source": "rl-zoo3 hyperparams/trpo.yml (HalfCheetah-v4)",
+        },
+        "Hopper-v5": {
+            **_TRPO_MUJOCO,
+            "total_steps": 1_000_000,
+            "source": "rl-zoo3 hyperparams/trpo.yml (Hopper-v4)",
         },
     },
     # rl-zoo3's settings for SAC, TD3 and DDPG: hyperparams/sac.yml, td3.yml and ddpg.yml
-    # (their MuJoCo entries name -v3/-v4 tasks; the same settings serve -v5 here)
     "sac": {
         "Pendulum-v1": {
             "learning_rate": 1e-3,
@@ -48,17 +214,19 @@ TUNED: dict[str, dict[str, dict[str, Any]]] = {
             "gamma": 0.9999,
             "tau": 0.01,
             "learning_starts": 0,
+            "use_sde": True,
+            "log_std_init": -3.67,
             "hidden": (64, 64),
             "total_steps": 50_000,
-            "source": "rl-zoo3 hyperparams/sac.yml (without its gSDE, which probcalc lacks)",
+            "source": "rl-zoo3 hyperparams/sac.yml",
         },
         **{
             task: {
                 "learning_starts": 10_000,
                 "total_steps": 1_000_000,
-                "source": "rl-zoo3 hyperparams/sac.yml, MuJoCo defaults",
+                "source": "rl-zoo3 hyperparams/sac.yml (MuJoCo defaults: -v4 tasks)",
             }
-            for task in ("HalfCheetah-v5", "Hopper-v5")
+            for task in _MUJOCO
         },
     },
     "td3": {
@@ -71,14 +239,14 @@ TUNED: dict[str, dict[str, dict[str, Any]]] = {
             "learning_rate": 1e-3,
             "hidden": (400, 300),
             "total_steps": 20_000,
-            "source": (
-                "rl-zoo3 hyperparams/td3.yml (its one round of updates per episode is one "
-                "update per step here: the same number of updates)"
-            ),
+            "source": "rl-zoo3 hyperparams/td3.yml",
         },
         "MountainCarContinuous-v0": {
             "noise_type": "ornstein-uhlenbeck",
             "noise_std": 0.5,
+            "learning_rate": 1e-3,
+            "batch_size": 256,
+            "hidden": (400, 300),
             "total_steps": 300_000,
             "source": "rl-zoo3 hyperparams/td3.yml",
         },
@@ -91,32 +259,43 @@ TUNED: dict[str, dict[str, dict[str, Any]]] = {
                 "batch_size": 256,
                 "hidden": (400, 300),
                 "total_steps": 1_000_000,
-                "source": "rl-zoo3 hyperparams/td3.yml, MuJoCo defaults",
+                "source": "rl-zoo3 hyperparams/td3.yml (MuJoCo defaults: -v4 tasks)",
             }
-            for task in ("HalfCheetah-v5", "Hopper-v5")
-        },
-    },
-    "reinforce": {
-        # probcalc's own bandit test (tests/rl/test_reinforce.py)
-        "probcalc/ContinuousBandit-v0": {
-            "policy": "linear",
-            "n_envs": 64,
-            "n_steps": 2,
-            "learning_rate": 0.02,
-            "lr_schedule": "linear",
-            "log_std_init": math.log(0.2),
-            "learn_std": False,
-            "total_steps": 60_000,
-            "source": "probcalc tests/rl/test_reinforce.py",
+            for task in _MUJOCO
         },
     },
 }
 
+TUNED["reinforce"] = {
+    # probcalc's own bandit test (tests/rl/test_reinforce.py)
+    "probcalc/ContinuousBandit-v0": {
+        "policy": "linear",
+        "n_envs": 64,
+        "n_steps": 2,
+        "learning_rate": 0.02,
+        "lr_schedule": "linear",
+        "log_std_init": math.log(0.2),
+        "learn_std": False,
+        "total_steps": 60_000,
+        "source": "probcalc tests/rl/test_reinforce.py",
+    },
+}
 
 # DDPG: rl-zoo3's ddpg.yml gives DDPG the settings of td3.yml on these tasks
 TUNED["ddpg"] = {
     task: {**settings, "source": settings["source"].replace("td3.yml", "ddpg.yml")}
     for task, settings in TUNED["td3"].items()
+}
+
+# NaturalPG is TRPO without the line search: rl-zoo3 has no entries for it, so it takes
+# TRPO's (not swept)
+TUNED["npg"] = {
+    task: {
+        **settings,
+        "source": settings["source"].replace("rl-zoo3", "TRPO's settings from rl-zoo3")
+        + "; not swept for NaturalPG",
+    }
+    for task, settings in TUNED["trpo"].items()
 }
 
 
