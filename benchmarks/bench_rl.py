@@ -10,9 +10,10 @@ Every pair runs with the same settings and network sizes (64x64 tanh MLPs for po
 critic, state-independent log-std, Stable-Baselines3's defaults wherever a setting is not
 listed), seeds 0, 1, 2, on the CPU with one torch thread, one run after the other. rl-zoo3's
 tuned settings use gSDE for these tasks; this benchmark leaves it out on both sides
-(bench_time_to_score.py uses it). Each trained policy is scored by the same code: the mean undiscounted return of 10
-deterministic episodes (seeds 1000 to 1009), observation normalization frozen. Steps per
-second is environment steps over the wall time of learn(), rollouts and updates included.
+(bench_time_to_score.py uses it). Each trained policy is scored by the same code: the mean
+undiscounted return of 10 deterministic episodes (seeds 1000 to 1009), observation
+normalization frozen. Steps per second is environment steps over the wall time of learn(),
+rollouts and updates included.
 
 - Pendulum-v1, 100,000 steps. PPO: rl-zoo3's hyperparams/ppo.yml (4 envs, n_steps 1024,
   gamma 0.9, GAE λ 0.95, 10 epochs, lr 1e-3, clip 0.2). TRPO: 2 envs, n_steps 1024, gamma 0.9, 20

@@ -89,8 +89,10 @@ def _floating(*tensors: torch.Tensor) -> torch.dtype:
 
 
 def _check_finite(value: torch.Tensor, name: str) -> None:
-    """ValueError when data (an untraced tensor) holds a NaN or an infinity."""
-    if _traced(value) or not value.is_floating_point():
+    """ValueError when data (an untraced tensor) holds a NaN or an infinity. Skipped while
+    torch.compile traces (a data-dependent branch would split the graph): the compiled
+    caller checks its data itself."""
+    if torch.compiler.is_compiling() or _traced(value) or not value.is_floating_point():
         return
     finite = torch.isfinite(value)
     if not bool(finite.all()):

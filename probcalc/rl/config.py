@@ -335,6 +335,10 @@ class PPOConfig(ActorCriticConfig):
             (> 0; None: not clipped).
         target_kl: training on a rollout stops before the step of the first minibatch whose
             approximate KL passes 1.5 target_kl (> 0; None: never).
+        compile: compile each minibatch's forward and backward pass with torch.compile
+            (needs a C++ compiler). On one CPU thread, about 30 s of compilation for a
+            minibatch step 1.5 to 2 times faster: it pays on runs of hundreds of thousands
+            of steps, not on short ones.
     """
 
     n_steps: int = 256
@@ -344,6 +348,7 @@ class PPOConfig(ActorCriticConfig):
     clip_range: float = 0.2
     clip_range_vf: float | None = None
     target_kl: float | None = None
+    compile: bool = False
 
     owner: ClassVar[str] = "PPO"
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -74,6 +76,44 @@ class PPO(ActorCritic):
             return False
         return float(approx_kl) > 1.5 * target_kl
 
+    def minibatch_sums(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        old_log_prob: torch.Tensor,
+        advantages: torch.Tensor,
+        old_values: torch.Tensor,
+        returns: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        """A minibatch's sums (0-d tensors): the clipped surrogate loss, the squared value
+        error, the entropy (these three differentiable), the approximate KL
+        Σ (r - 1) - log r and the count of ratios r outside 1 ± clip_range. With
+        ``compile=True`` this is the function torch.compile compiles."""
+        config = self.config
+        new_log_prob, entropy = self.policy.log_prob_and_entropy(obs, actions, checked=True)
+        with torch.no_grad():
+            log_ratio = new_log_prob - old_log_prob
+            ratio = log_ratio.exp()
+            clipped = ((ratio - 1).abs() > config.clip_range).to(log_ratio.dtype)
+            kl_sum, clipped_sum = ((ratio - 1) - log_ratio).sum(), clipped.sum()
+        pg_sum = clipped_surrogate_loss(
+            new_log_prob, old_log_prob, advantages, clip_range=config.clip_range, reduction="sum"
+        )
+        new_value = self.value(obs).squeeze(-1)
+        if config.clip_range_vf is not None:
+            new_value = old_values + (new_value - old_values).clamp(
+                -config.clip_range_vf, config.clip_range_vf
+            )
+        v_sum = ((new_value - returns) ** 2).sum()
+        return pg_sum, v_sum, entropy.sum(), kl_sum, clipped_sum
+
+    @functools.cached_property
+    def _minibatch_sums(self) -> Callable[..., tuple[torch.Tensor, ...]]:
+        """minibatch_sums, compiled by torch.compile when the config asks."""
+        if self.config.compile:
+            return torch.compile(self.minibatch_sums)
+        return self.minibatch_sums
+
     def optimize(self, flat: dict[str, torch.Tensor]) -> dict[str, float]:
         """PPO's epochs on the flat transitions of a rollout (this rank's part of the union:
         across processes each minibatch is the union of the ranks' same slice)."""
@@ -94,42 +134,27 @@ class PPO(ActorCritic):
                 if union_count < 2:
                     continue
                 mb = {name: tensor[rows] for name, tensor in shuffled.items()}
-                new_log_prob, entropy = self.policy.log_prob_and_entropy(
-                    mb["obs"], mb["actions"], checked=True
-                )
-                with torch.no_grad():
-                    log_ratio = new_log_prob - mb["old_log_prob"]
-                    ratio = log_ratio.exp()
-                    clipped = ((ratio - 1).abs() > config.clip_range).to(log_ratio.dtype)
-                    kl_and_clipped = (
-                        torch.stack([((ratio - 1) - log_ratio).sum(), clipped.sum()]) / union_count
-                    )
-                if self._kl_stops(kl_and_clipped[0], summed=False):
-                    stopped = True
-                    break
                 advantages = mb["advantages"]
                 if config.normalize_advantage:
                     mean, std = scales[i]
                     advantages = (advantages - mean) / (std + 1e-8)
+                pg_sum, v_sum, entropy_sum, kl_sum, clipped_sum = self._minibatch_sums(
+                    mb["obs"],
+                    mb["actions"],
+                    mb["old_log_prob"],
+                    advantages,
+                    mb["old_values"],
+                    mb["returns"],
+                )
+                kl_and_clipped = torch.stack([kl_sum, clipped_sum]) / union_count
+                if self._kl_stops(kl_and_clipped[0], summed=False):
+                    stopped = True
+                    break
                 # sums over this rank's part / the union's count: summed over the ranks, the
                 # union's means (and in one process, bit for bit the means)
-                pg_loss = (
-                    clipped_surrogate_loss(
-                        new_log_prob,
-                        mb["old_log_prob"],
-                        advantages,
-                        clip_range=config.clip_range,
-                        reduction="sum",
-                    )
-                    / union_count
-                )
-                new_value = self.value(mb["obs"]).squeeze(-1)
-                if config.clip_range_vf is not None:
-                    new_value = mb["old_values"] + (new_value - mb["old_values"]).clamp(
-                        -config.clip_range_vf, config.clip_range_vf
-                    )
-                v_loss = ((new_value - mb["returns"]) ** 2).sum() / union_count
-                entropy_loss = entropy.sum() / union_count
+                pg_loss = pg_sum / union_count
+                v_loss = v_sum / union_count
+                entropy_loss = entropy_sum / union_count
                 loss = pg_loss + config.vf_coef * v_loss - config.ent_coef * entropy_loss
                 self.optimizer.zero_grad()
                 loss.backward()

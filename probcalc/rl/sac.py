@@ -42,7 +42,9 @@ class SAC(OffPolicyAgent):
     :class:`~probcalc.rl.SACConfig`'s (Stable-Baselines3's defaults); see
     :class:`~probcalc.rl.OffPolicyAgent` for acting, the buffer and training.
 
-    Networks: ``policy`` (:class:`~probcalc.rl.TanhGaussianActor`), ``critic`` and
+    Networks: ``policy`` (:class:`~probcalc.rl.TanhGaussianActor`; with ``use_sde``, its
+    gSDE form, the exploration matrices redrawn at the start of each round and every
+    ``sde_sample_freq`` steps of it), ``critic`` and
     ``critic_target`` (:class:`~probcalc.rl.QEnsemble` of n_critics), ``temperature``
     (log α, trained when ent_coef is "auto"). An ent_coef of 0 gives TD3-like updates of
     a stochastic policy without the entropy term.
