@@ -620,3 +620,31 @@ def test_a_failed_start_under_torchrun_stops_every_rank_alike(tmp_path):
     assert result.stderr.count("exitcode  : 2") == 2, result.stderr  # torchrun's summary
     assert "cli.py" not in result.stderr and "probcalc/rl/" not in result.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("env", pc.rl.TASKS)
+@pytest.mark.parametrize("algorithm", sorted(pc.rl.ALGORITHMS))
+def test_every_algorithm_trains_on_every_task_without_steps(tmp_path, monkeypatch, algorithm, env):
+    """`probcalc train ALGO --env ID` without --steps takes the tuned budget and settings
+    (run.json records them, equal to TUNED's entry) and trains; learn() is cut to 64 steps
+    here, the budget being up to a million."""
+    real_learn = pc.rl.Agent.learn
+    budgets = []
+
+    def short_learn(agent, total_steps, **options):
+        budgets.append(total_steps)
+        options.pop("checkpoint_every")
+        return real_learn(agent, 64, **options)
+
+    monkeypatch.setattr(pc.rl.Agent, "learn", short_learn)
+    out = tmp_path / "run"
+    command = ["train", algorithm, "--env", env, "--out", str(out), "--no-progress"]
+    cli.main([*command, "--seed", "0", "--eval-episodes", "1"])
+    assert budgets == [pc.rl.tuned_steps(algorithm, env)]
+    record = json.loads((out / "run.json").read_text())
+    assert record["total_steps"] == budgets[0]
+    tuned = pc.rl.tuned(algorithm, env)
+    assert {key: record["settings"][key] for key in tuned} == {
+        key: list(value) if isinstance(value, tuple) else value for key, value in tuned.items()
+    }
+    assert pc.rl.TUNED[algorithm][env]["source"]

@@ -266,7 +266,45 @@ TUNED: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
+# REINFORCE: rl-zoo3 has no entries; each is the best trial of benchmarks/sweep_reinforce.py
+# (seed 0, the learning rate and gSDE swept, results in benchmarks/results/reinforce_sweep.md)
+_REINFORCE_SWEEP = "probcalc's sweep, benchmarks/sweep_reinforce.py"
+_REINFORCE_MUJOCO = {
+    **_NORMALIZE,
+    "n_envs": 8,
+    "n_steps": 128,
+    "gamma": 0.99,
+    "total_steps": 500_000,
+}
 TUNED["reinforce"] = {
+    "Pendulum-v1": {
+        "n_envs": 16,
+        "n_steps": 32,
+        "gamma": 0.9,
+        "learning_rate": 1e-3,
+        "use_sde": True,
+        "total_steps": 1_000_000,
+        "source": f"{_REINFORCE_SWEEP} (no trial learned Pendulum: best -1,148)",
+    },
+    "MountainCarContinuous-v0": {
+        "n_envs": 16,
+        "n_steps": 256,
+        "gamma": 0.99,
+        "normalize_observations": True,
+        "learning_rate": 1e-3,
+        "total_steps": 100_000,
+        "source": f"{_REINFORCE_SWEEP} (98.9 at 100,000 steps)",
+    },
+    "HalfCheetah-v5": {
+        **_REINFORCE_MUJOCO,
+        "learning_rate": 3e-3,
+        "source": f"{_REINFORCE_SWEEP} (874 at 500,000 steps)",
+    },
+    "Hopper-v5": {
+        **_REINFORCE_MUJOCO,
+        "learning_rate": 1e-3,
+        "source": f"{_REINFORCE_SWEEP} (591 at 500,000 steps)",
+    },
     # probcalc's own bandit test (tests/rl/test_reinforce.py)
     "probcalc/ContinuousBandit-v0": {
         "policy": "linear",
