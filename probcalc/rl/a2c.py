@@ -104,7 +104,7 @@ class A2C(ActorCritic):
         metrics = {name: float(value) for name, value in zip(names, union_terms, strict=True)}
         return {
             **metrics,
-            "grad_norm": grad_norm,
+            "grad_norm": float(grad_norm),
             "explained_variance": self.union_explained_variance(
                 flat["old_values"], flat["returns"]
             ),

@@ -125,9 +125,13 @@ class PPO(ActorCritic):
         epochs, stopped = 0, False
         for _ in range(config.n_epochs):
             epochs += 1
-            # one gather per epoch, then contiguous slices: cheaper than indexing each batch
-            order = torch.randperm(n, generator=generator)
-            shuffled = {name: tensor[order] for name, tensor in flat.items()}
+            # one gather per epoch, then contiguous slices: cheaper than indexing each batch;
+            # a minibatch of the whole rollout (and the union's) needs no order
+            if len(minibatches) == 1 and minibatches[0][1] == n:
+                shuffled = flat
+            else:
+                order = torch.randperm(n, generator=generator)
+                shuffled = {name: tensor[order] for name, tensor in flat.items()}
             if config.normalize_advantage:
                 scales = self.advantage_scales(shuffled["advantages"], minibatches)
             for i, (rows, union_count) in enumerate(minibatches):
