@@ -5,15 +5,15 @@ Not a test:
 Writes benchmarks/results/ppo_profile.md.
 
 Both libraries take rl-zoo3's PPO settings (probcalc.rl.TUNED; gSDE on Pendulum) and one
-torch thread. After one warm-up rollout and update, each library runs 3 more (or as many
-as make 4,096 steps); the table gives the mean seconds per rollout (acting, environment
-steps, bookkeeping) and per update (every epoch's minibatch steps), and the update's cost
-per minibatch step. The probcalc update is then profiled with cProfile, and the functions
-with the most time of their own are listed.
+torch thread. After three warm-up rollouts and updates, each library runs 4 more (or as
+many as make 16,384 steps); the table gives the median seconds per rollout (acting,
+environment steps, bookkeeping) and per update (every epoch's minibatch steps), and the
+update's cost per minibatch step. The probcalc update is then profiled with cProfile, and
+the functions with the most time of their own are listed.
 
 probcalc runs twice: eager, and with ``compile=True`` (each minibatch's forward and
-backward pass compiled by torch.compile); the compilation's time is the warm-up update's
-less a mean update.
+backward pass compiled by torch.compile); the compilation's time is the warm-up updates'
+less as many median updates.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import cProfile
 import io
 import platform
 import pstats
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,14 @@ import probcalc as pc
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+WARM_UP = 3  # rollouts and updates before timing: torch.compile recompiles once for the
+# shorter minibatch a rollout with an autoreset step leaves
+
 
 def rounds(task: str) -> int:
-    """Rollouts timed: 3, or as many as make 4,096 steps."""
+    """Rollouts timed: 4, or as many as make 16,384 steps."""
     tuned = pc.rl.tuned("ppo", task)
-    return max(3, 4096 // (tuned["n_envs"] * tuned["n_steps"]))
+    return max(4, 16_384 // (tuned["n_envs"] * tuned["n_steps"]))
 
 
 SB3_HALFCHEETAH = {
@@ -71,20 +75,19 @@ def minibatch_steps(settings: dict[str, Any]) -> int:
 
 
 def profile_probcalc(task: str, compile: bool) -> tuple[float, float, float, str]:
+    """Median seconds per rollout and per update after WARM_UP of each, the warm-up's
+    extra seconds (compilation and recompilation), and a cProfile of one more update."""
     agent = pc.rl.PPO(task, seed=0, compile=compile, **pc.rl.tuned("ppo", task))
-    rollout = agent.collect()
-    start = time.perf_counter()
-    agent.update(rollout)
-    warm_up = time.perf_counter() - start
-    rollout_time = update_time = 0.0
-    count = rounds(task)
-    for _ in range(count):
+    rollouts, updates = [], []
+    for _ in range(WARM_UP + rounds(task)):
         start = time.perf_counter()
         rollout = agent.collect()
         middle = time.perf_counter()
         agent.update(rollout)
-        rollout_time += middle - start
-        update_time += time.perf_counter() - middle
+        rollouts.append(middle - start)
+        updates.append(time.perf_counter() - middle)
+    update = statistics.median(updates[WARM_UP:])
+    warm_up = sum(updates[:WARM_UP]) - WARM_UP * update
     profiler = cProfile.Profile()
     rollout = agent.collect()
     profiler.enable()
@@ -92,8 +95,7 @@ def profile_probcalc(task: str, compile: bool) -> tuple[float, float, float, str
     profiler.disable()
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(12)
-    update_time /= count
-    return rollout_time / count, update_time, warm_up - update_time, text.getvalue()
+    return statistics.median(rollouts[WARM_UP:]), update, warm_up, text.getvalue()
 
 
 def profile_sb3(settings: dict[str, Any], task: str) -> tuple[float, float]:
@@ -115,11 +117,10 @@ def profile_sb3(settings: dict[str, Any], task: str) -> tuple[float, float]:
 
         setattr(model, name, timed)
     rollout = model.n_envs * model.n_steps
-    count = rounds(task)
-    model.learn((count + 1) * rollout)
+    model.learn((WARM_UP + rounds(task)) * rollout)
     return (
-        sum(times["collect_rollouts"][1:]) / count,
-        sum(times["train"][1:]) / count,
+        statistics.median(times["collect_rollouts"][WARM_UP:]),
+        statistics.median(times["train"][WARM_UP:]),
     )
 
 
@@ -129,8 +130,8 @@ def main() -> None:
         "# Where PPO's time goes: probcalc and Stable-Baselines3",
         "",
         f"{platform.machine()}, one torch thread, torch {torch.__version__}, "
-        f"stable-baselines3 {stable_baselines3.__version__}; rl-zoo3's settings; means over "
-        "4,096 steps or 3 rollouts after a warm-up (benchmarks/bench_ppo_profile.py).",
+        f"stable-baselines3 {stable_baselines3.__version__}; rl-zoo3's settings; medians over "
+        "16,384 steps or 4 rollouts after 3 of warm-up (benchmarks/bench_ppo_profile.py).",
         "",
         "| task | library | steps per rollout | rollout | update | per minibatch step | steps/s |",
         "|---|---|---:|---:|---:|---:|---:|",
