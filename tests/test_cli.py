@@ -626,8 +626,8 @@ def test_a_failed_start_under_torchrun_stops_every_rank_alike(tmp_path):
 @pytest.mark.parametrize("algorithm", sorted(pc.rl.ALGORITHMS))
 def test_every_algorithm_trains_on_every_task_without_steps(tmp_path, monkeypatch, algorithm, env):
     """`probcalc train ALGO --env ID` without --steps takes the tuned budget and settings
-    (run.json records them, equal to TUNED's entry) and trains; learn() is cut to 64 steps
-    here, the budget being up to a million."""
+    (run.json records them, equal to TUNED's entry) and trains; learn() is cut here to the
+    first round past 64 steps (up to 4,096), the budget being up to a million."""
     real_learn = pc.rl.Agent.learn
     budgets = []
 

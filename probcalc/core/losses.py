@@ -90,8 +90,9 @@ def _floating(*tensors: torch.Tensor) -> torch.dtype:
 
 def _check_finite(value: torch.Tensor, name: str) -> None:
     """ValueError when data (an untraced tensor) holds a NaN or an infinity. Skipped while
-    torch.compile traces (a data-dependent branch would split the graph): the compiled
-    caller checks its data itself."""
+    torch.compile traces (a data-dependent branch would split the graph): compiled code is
+    checked only where its caller checks its data (PPO's rollouts are checked as they are
+    collected)."""
     if torch.compiler.is_compiling() or _traced(value) or not value.is_floating_point():
         return
     finite = torch.isfinite(value)

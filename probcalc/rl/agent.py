@@ -321,7 +321,9 @@ class Agent(ABC):
 
         Args:
             obs: one observation or a batch of them (real numbers).
-            deterministic: act with the policy's mean (True) or draw from the policy.
+            deterministic: act with the policy's mean (True) or draw from the policy (with
+                gSDE, a batch of n_envs observations takes the noise of the exploration
+                matrices held from training, as Stable-Baselines3 does).
 
         Raises:
             ValueError: obs is neither one observation nor a batch of at least one (the
@@ -344,7 +346,8 @@ class Agent(ABC):
                 f"shape {obs.shape}"
             )
         with torch.no_grad():
-            # a draw uses torch's global generator: predicting never moves the training stream
+            # a draw uses torch's global generator: predicting never moves the training
+            # stream (a gSDE policy adds the noise of its held matrices to a batch of n_envs)
             inputs = self.policy_input(obs[None] if single else obs)
             action = self.policy.sample(inputs, bool(deterministic))
         actions = self.to_environment(action.numpy())

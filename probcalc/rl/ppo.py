@@ -109,9 +109,12 @@ class PPO(ActorCritic):
 
     @functools.cached_property
     def _minibatch_sums(self) -> Callable[..., tuple[torch.Tensor, ...]]:
-        """minibatch_sums, compiled by torch.compile when the config asks."""
+        """minibatch_sums, compiled by torch.compile when the config asks: with the batch
+        size dynamic from the first call, so that every minibatch size (autoreset steps
+        shorten rollouts) runs through the same graph whatever sizes came before, and a
+        resumed run computes as the uninterrupted one."""
         if self.config.compile:
-            return torch.compile(self.minibatch_sums)
+            return torch.compile(self.minibatch_sums, dynamic=True)
         return self.minibatch_sums
 
     def optimize(self, flat: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -294,20 +294,26 @@ def _parameters(agent):
     ids=["PPO", "SAC"],
 )
 def test_a_gsde_run_resumes_bit_for_bit_and_saves_its_policy(tmp_path, algorithm, settings):
-    """Stopped past its checkpoint and resumed, a gSDE run ends where the uninterrupted run
-    ends, bit for bit; a saved agent predicts as the original."""
+    """Stopped a round or more past its checkpoint at step 256 (that work lost) and resumed,
+    a gSDE run ends where the uninterrupted run ends, bit for bit, after updates of its own;
+    a saved agent predicts as the original."""
     settings = {**settings, "use_sde": True, "sde_sample_freq": 3, "seed": 2}
-    whole = algorithm("Pendulum-v1", **settings).learn(256)
-    algorithm("Pendulum-v1", **settings).learn(
-        256,
+    whole = algorithm("Pendulum-v1", **settings).learn(512)
+    stopped = algorithm("Pendulum-v1", **settings).learn(
+        512,
         log_dir=tmp_path,
-        checkpoint_every=128,
-        callback=lambda agent, row: agent.num_timesteps < 192,
+        checkpoint_every=256,
+        callback=lambda agent, row: agent.num_timesteps < 384,
     )
+    assert stopped.num_timesteps == 384
     resumed = algorithm("Pendulum-v1", **settings)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        resumed.learn(256, log_dir=tmp_path, resume_from=tmp_path / "checkpoint.pt")
+        resumed.learn(512, log_dir=tmp_path, resume_from=tmp_path / "checkpoint.pt")
+    assert resumed.num_timesteps == 512
+    assert not all(  # the resumed run trained: its parameters left the checkpoint's
+        torch.equal(a, b) for a, b in zip(_parameters(stopped), _parameters(resumed), strict=True)
+    )
     assert all(
         torch.equal(a, b) for a, b in zip(_parameters(whole), _parameters(resumed), strict=True)
     )
