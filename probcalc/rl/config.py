@@ -335,7 +335,7 @@ class PPOConfig(ActorCriticConfig):
             (> 0; None: not clipped).
         target_kl: training on a rollout stops before the step of the first minibatch whose
             approximate KL passes 1.5 target_kl (> 0; None: never).
-        compile: compile each minibatch's forward and backward pass with torch.compile
+        compile: compile each full minibatch's forward and backward pass with torch.compile
             (needs a C++ compiler). Measured on one CPU thread: 11 to 37 s of compilation
             (seconds once torch's on-disk cache holds the kernels) for updates 1.1 to 1.3
             times faster: it pays on long runs, not on short ones.

@@ -108,14 +108,19 @@ class PPO(ActorCritic):
         return pg_sum, v_sum, entropy.sum(), kl_sum, clipped_sum
 
     @functools.cached_property
-    def _minibatch_sums(self) -> Callable[..., tuple[torch.Tensor, ...]]:
-        """minibatch_sums, compiled by torch.compile when the config asks: with the batch
-        size dynamic from the first call, so that every minibatch size (autoreset steps
-        shorten rollouts) runs through the same graph whatever sizes came before, and a
-        resumed run computes as the uninterrupted one."""
-        if self.config.compile:
-            return torch.compile(self.minibatch_sums, dynamic=True)
-        return self.minibatch_sums
+    def _compiled_minibatch_sums(self) -> Callable[..., tuple[torch.Tensor, ...]]:
+        """minibatch_sums compiled for minibatches of exactly batch_size rows (a static
+        shape: on the CPU, dynamic-shape kernels measured slower than eager)."""
+        return torch.compile(self.minibatch_sums, dynamic=False)
+
+    def _minibatch_sums(self, *batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """minibatch_sums, compiled when the config asks and the minibatch is full; the
+        shorter last minibatch (autoreset steps shorten rollouts) runs eagerly, so a size
+        always takes the same code, whatever sizes came before (a resumed run computes as
+        the uninterrupted one), and nothing recompiles."""
+        if self.config.compile and len(batch[0]) == self.config.minibatch_size:
+            return self._compiled_minibatch_sums(*batch)
+        return self.minibatch_sums(*batch)
 
     def optimize(self, flat: dict[str, torch.Tensor]) -> dict[str, float]:
         """PPO's epochs on the flat transitions of a rollout (this rank's part of the union:
