@@ -42,6 +42,12 @@ PPO_SETTINGS = {
     "max_grad_norm": 0.8,
     "vf_coef": 0.58096,
 }
+SB3_POLICY_KWARGS = {
+    "log_std_init": -2,
+    "ortho_init": False,
+    "activation_fn": torch.nn.ReLU,
+    "net_arch": {"pi": [256, 256], "vf": [256, 256]},
+}
 
 
 def score(predict: Callable[[np.ndarray], np.ndarray]) -> list[float]:
@@ -51,18 +57,9 @@ def score(predict: Callable[[np.ndarray], np.ndarray]) -> list[float]:
 def run_probcalc(steps: int, seed: int) -> dict[str, object]:
     import probcalc as pc
 
-    agent = pc.rl.PPO(
-        ENV,
-        n_envs=1,
-        seed=seed,
-        normalize_observations=True,
-        normalize_rewards=True,
-        log_std_init=-2.0,
-        ortho_init=False,
-        activation="relu",
-        hidden=(256, 256),
-        **PPO_SETTINGS,
-    )
+    settings = pc.rl.tuned("ppo", ENV)  # rl-zoo3's entry, as PPO_SETTINGS for the peer
+    assert all(settings[name] == value for name, value in PPO_SETTINGS.items())
+    agent = pc.rl.PPO(ENV, seed=seed, **settings)
     wall, episodes = timed_learn(agent, steps)
     returns = score(lambda obs: agent.predict(obs[None])[0])
     return {
@@ -80,14 +77,8 @@ def run_sb3(steps: int, seed: int) -> dict[str, object]:
     from stable_baselines3.common.vec_env import VecNormalize
 
     env = VecNormalize(make_vec_env(ENV, n_envs=1, seed=seed), gamma=PPO_SETTINGS["gamma"])
-    policy_kwargs = {
-        "log_std_init": -2,
-        "ortho_init": False,
-        "activation_fn": torch.nn.ReLU,
-        "net_arch": {"pi": [256, 256], "vf": [256, 256]},
-    }
     model = stable_baselines3.PPO(
-        "MlpPolicy", env, seed=seed, device="cpu", policy_kwargs=policy_kwargs, **PPO_SETTINGS
+        "MlpPolicy", env, seed=seed, device="cpu", policy_kwargs=SB3_POLICY_KWARGS, **PPO_SETTINGS
     )
 
     wall, episodes = timed_learn_sb3(model, steps)

@@ -29,6 +29,7 @@ from typing import Any
 
 import stable_baselines3
 import torch
+from bench_mujoco import PPO_SETTINGS, SB3_POLICY_KWARGS
 from bench_time_to_score import RL_ZOO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
@@ -37,8 +38,7 @@ import probcalc as pc
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-WARM_UP = 3  # rollouts and updates before timing: torch.compile recompiles once for the
-# shorter minibatch a rollout with an autoreset step leaves
+WARM_UP = 3  # rollouts and updates before timing (compile=True compiles in the first)
 
 
 def rounds(task: str) -> int:
@@ -50,22 +50,8 @@ def rounds(task: str) -> int:
 SB3_HALFCHEETAH = {
     "normalize": True,
     "n_envs": 1,
-    "batch_size": 64,
-    "n_steps": 512,
-    "gamma": 0.98,
-    "learning_rate": 2.0633e-05,
-    "ent_coef": 0.000401762,
-    "clip_range": 0.1,
-    "n_epochs": 20,
-    "gae_lambda": 0.92,
-    "max_grad_norm": 0.8,
-    "vf_coef": 0.58096,
-    "policy_kwargs": {
-        "log_std_init": -2,
-        "ortho_init": False,
-        "activation_fn": torch.nn.ReLU,
-        "net_arch": {"pi": [256, 256], "vf": [256, 256]},
-    },
+    **PPO_SETTINGS,
+    "policy_kwargs": SB3_POLICY_KWARGS,
 }
 
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import torch
 
+from .sde import draws_at
+
 if TYPE_CHECKING:
     from .agent import OnPolicyAgent
 
@@ -58,7 +60,7 @@ def collect_rollout(agent: OnPolicyAgent, episodes: list[Episode]) -> Rollout:
     use_sde, sde_sample_freq = agent.config.use_sde, agent.config.sde_sample_freq
     with torch.no_grad():
         for step in range(agent.n_steps):
-            if use_sde and (step == 0 or (sde_sample_freq > 0 and step % sde_sample_freq == 0)):
+            if use_sde and draws_at(step, sde_sample_freq):
                 agent.policy.reset_noise(n_envs, agent.generator)  # gSDE's held matrices
             obs_t = agent.policy_input(agent._obs)
             action = agent.policy.sample(obs_t, generator=agent.generator).numpy()

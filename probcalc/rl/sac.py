@@ -25,6 +25,7 @@ from .critics import polyak_update
 from .off_policy import OffPolicyAgent
 from .policies import TanhGaussianActor
 from .replay import Transitions
+from .sde import draws_at
 
 __all__ = ["SAC"]
 
@@ -114,8 +115,7 @@ class SAC(OffPolicyAgent):
     def resample_exploration(self, step: int) -> None:
         """gSDE: fresh matrices at the start of a round and every sde_sample_freq steps of
         it, as Stable-Baselines3's SAC."""
-        frequency = self.config.sde_sample_freq
-        if self.config.use_sde and (step == 0 or (frequency > 0 and step % frequency == 0)):
+        if self.config.use_sde and draws_at(step, self.config.sde_sample_freq):
             self.policy.reset_noise(self.n_envs, self.generator)
 
     def bellman_targets(self, batch: Transitions, alpha: float | torch.Tensor) -> torch.Tensor:

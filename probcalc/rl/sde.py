@@ -21,6 +21,7 @@ __all__ = [
     "SDE_VARIANCE_FLOOR",
     "HeldExploration",
     "draw_exploration_matrices",
+    "draws_at",
     "held_noise",
     "sde_log_std",
 ]
@@ -33,6 +34,12 @@ def sde_log_std(features: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
     features (batch, n_features) and log_std (n_features, act_dim)."""
     variance = (features**2) @ torch.exp(2 * log_std)
     return 0.5 * torch.log(variance + SDE_VARIANCE_FLOOR)
+
+
+def draws_at(step: int, sample_freq: int) -> bool:
+    """Whether fresh matrices are drawn before ``step`` (counted from 0) of a rollout or of
+    a round: at its start, and every ``sample_freq`` steps of it (-1: only at the start)."""
+    return step == 0 or (sample_freq > 0 and step % sample_freq == 0)
 
 
 def draw_exploration_matrices(
